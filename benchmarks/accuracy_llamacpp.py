@@ -1,0 +1,79 @@
+"""qwenfit's llama.cpp estimates against llama.cpp's own buffer accounting.
+
+Reads tests/fixtures/measured/llamacpp_memory.json (made by benchmarks/llamacpp/measure_memory.py)
+and prints, for every measured configuration, the error of each part and of the total, in %.
+Usage: python benchmarks/accuracy_llamacpp.py [--markdown]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from qwenfit.estimator import estimate
+from qwenfit.hardware import Machine
+
+FIXTURE = Path(__file__).resolve().parents[1] / "tests/fixtures/measured/llamacpp_memory.json"
+CPU_ONLY = Machine(source="hypothetical", ram_total_bytes=1 << 50, ram_available_bytes=1 << 50,
+                   ram_usable_bytes=1 << 50)
+
+
+def records() -> list[dict[str, Any]]:
+    return json.loads(FIXTURE.read_text())["records"]  # type: ignore[no-any-return]
+
+
+def compare(r: dict[str, Any]) -> dict[str, float | str | int]:
+    """Measured vs estimated bytes for one record: {part: error %} plus the inputs."""
+    seqs = r["n_seq_max"]
+    est = estimate(r["model"], runtime="llama.cpp", quant=r["weights"],
+                   context=r["n_ctx"] // seqs, parallel=seqs, kv_cache=r["type_k"],
+                   ubatch=r["n_ubatch"], flash_attn=r["flash_attn"], text_only=True,
+                   machine=CPU_ONLY)
+    b = r["buffers_bytes"]
+    measured = {
+        "weights": b.get("model_CPU_Mapped", b["model"]),
+        "kv": b["kv"],
+        "state": b["rs"],
+        "compute": b["compute"] + b["output"],
+    }
+    ours = {
+        "weights": est.weights_bytes,
+        "kv": est.kv_cache_bytes,
+        "state": est.linear_state_bytes,
+        "compute": est.compute_bytes,
+    }
+    row: dict[str, float | str | int] = {
+        "model": r["model"], "weights_type": r["weights"], "n_ctx": r["n_ctx"],
+        "seqs": seqs, "kv_type": r["type_k"], "ubatch": r["n_ubatch"], "fa": r["flash_attn"],
+    }
+    for k in measured:
+        row[k] = 100 * (ours[k] - measured[k]) / measured[k]
+    row["total"] = 100 * (sum(ours.values()) - sum(measured.values())) / sum(measured.values())
+    row["total_gib"] = sum(measured.values()) / 2**30
+    return row
+
+
+def main() -> None:
+    rows = [compare(r) for r in records()]
+    parts = ["weights", "kv", "state", "compute", "total"]
+    if "--markdown" in sys.argv:
+        print("| model | weights | ctx | seqs | KV | ubatch | FA | measured GiB | "
+              + " | ".join(f"{p} err %" for p in parts) + " |")
+        print("|---" * (8 + len(parts)) + "|")
+        for r in rows:
+            print(f"| {r['model']} | {r['weights_type']} | {r['n_ctx']} | {r['seqs']} | "
+                  f"{r['kv_type']} | {r['ubatch']} | {r['fa']} | {r['total_gib']:.2f} | "
+                  + " | ".join(f"{r[p]:+.2f}" for p in parts) + " |")
+    else:
+        for r in rows:
+            print(f"{r['model']:18} {r['weights_type']:6} ctx={r['n_ctx']:6} seqs={r['seqs']} "
+                  f"kv={r['kv_type']:4} ub={r['ubatch']:4} fa={r['fa']:3} "
+                  + " ".join(f"{p}={r[p]:+6.2f}%" for p in parts))
+    worst = {p: max(abs(float(r[p])) for r in rows) for p in parts}
+    print("worst |error| %: " + ", ".join(f"{p} {v:.2f}" for p, v in worst.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""qwenfit: which Qwen3.5 model a machine should run, how much memory it really takes, and the
+command that starts it.
+
+    from qwenfit import probe, recommend
+    best = recommend(probe()).recommendations[0]
+    print(best.model, best.quant, best.launch.steps[-1].shell)
+
+Names are imported on first use (PEP 562), so `import qwenfit` stays cheap for installers.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+TYPE_CHECKING = False  # importing typing would double the cost of `import qwenfit`
+
+_EXPORTS = {
+    "probe": "qwenfit.probing",
+    "Machine": "qwenfit.hardware",
+    "GPU": "qwenfit.hardware",
+    "with_overrides": "qwenfit.machines",
+    "load_machine": "qwenfit.machines",
+    "load_specs": "qwenfit.specs",
+    "SpecTable": "qwenfit.specs",
+    "ModelSpec": "qwenfit.specs",
+    "estimate": "qwenfit.estimator",
+    "max_context": "qwenfit.estimator",
+    "Estimate": "qwenfit.estimate_model",
+    "Part": "qwenfit.estimate_model",
+    "check": "qwenfit.preflight",
+    "CheckResult": "qwenfit.preflight",
+    "Fit": "qwenfit.fit",
+    "check_fit": "qwenfit.fit",
+    "recommend": "qwenfit.recommender",
+    "Recommendation": "qwenfit.recommender",
+    "RecommendResult": "qwenfit.recommender",
+    "launch_command": "qwenfit.launch",
+    "LaunchCommand": "qwenfit.launch",
+    "QwenfitError": "qwenfit.errors",
+    "SpecError": "qwenfit.errors",
+    "UsageError": "qwenfit.errors",
+    "UnknownModelError": "qwenfit.errors",
+    "UnsupportedError": "qwenfit.errors",
+    "ProbeError": "qwenfit.errors",
+    "NoFitError": "qwenfit.errors",
+}
+
+__all__ = [
+    "GPU",
+    "CheckResult",
+    "Estimate",
+    "Fit",
+    "LaunchCommand",
+    "Machine",
+    "ModelSpec",
+    "NoFitError",
+    "Part",
+    "ProbeError",
+    "QwenfitError",
+    "RecommendResult",
+    "Recommendation",
+    "SpecError",
+    "SpecTable",
+    "UnknownModelError",
+    "UnsupportedError",
+    "UsageError",
+    "__version__",
+    "check",
+    "check_fit",
+    "estimate",
+    "launch_command",
+    "load_machine",
+    "load_specs",
+    "max_context",
+    "probe",
+    "recommend",
+    "with_overrides",
+]
+
+if TYPE_CHECKING:
+    from qwenfit.errors import (
+        NoFitError,
+        ProbeError,
+        QwenfitError,
+        SpecError,
+        UnknownModelError,
+        UnsupportedError,
+        UsageError,
+    )
+    from qwenfit.estimate_model import Estimate, Part
+    from qwenfit.estimator import estimate, max_context
+    from qwenfit.fit import Fit, check_fit
+    from qwenfit.hardware import GPU, Machine
+    from qwenfit.launch import LaunchCommand, launch_command
+    from qwenfit.machines import load_machine, with_overrides
+    from qwenfit.preflight import CheckResult, check
+    from qwenfit.probing import probe
+    from qwenfit.recommender import Recommendation, RecommendResult, recommend
+    from qwenfit.specs import ModelSpec, SpecTable, load_specs
+
+    __version__: str
+
+
+def __getattr__(name: str) -> object:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("qwenfit")
+        except PackageNotFoundError:
+            return "0+unknown"
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qwenfit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,5 @@
+"""`python -m qwenfit`."""
+
+from qwenfit.cli import main
+
+main()

@@ -1,0 +1,91 @@
+"""The estimate record: memory per part, where each part is placed, and the resolved inputs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from qwenfit.specs import RuntimeName
+
+PartName = Literal["weights", "vision", "kv_cache", "linear_state", "compute", "overhead"]
+Placement = Literal["gpu", "ram"]
+ContextSource = Literal["user", "runtime default", "fitted to memory"]
+
+
+class Part(BaseModel):
+    """One allocation: what it is, how big, where the runtime puts it, and how we know."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    part: PartName
+    bytes: int = Field(ge=0)
+    placement: Placement
+    detail: str
+
+
+class Estimate(BaseModel):
+    """What `runtime` will allocate for `model` at `quant` and `context` tokens per sequence."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    runtime: RuntimeName
+    quant: str
+    context: int = Field(gt=0, description="Tokens per sequence.")
+    context_source: ContextSource
+    kv_cache: str
+    parallel: int = Field(gt=0, description="Sequences served at once (slots, max-num-seqs).")
+    ubatch: int | None = Field(None, description="llama.cpp micro-batch (tokens).")
+    flash_attn: bool | None = Field(None, description="llama.cpp flash attention as resolved.")
+    text_only: bool
+    weights_bytes: int = Field(ge=0)
+    vision_bytes: int = Field(ge=0)
+    kv_cache_bytes: int = Field(ge=0)
+    linear_state_bytes: int = Field(ge=0)
+    compute_bytes: int = Field(ge=0)
+    overhead_bytes: int = Field(ge=0)
+    total_bytes: int = Field(ge=0)
+    gpu_bytes: int = Field(ge=0, description="Sum of the parts placed on GPUs.")
+    ram_bytes: int = Field(ge=0, description="Sum of the parts placed in host RAM.")
+    parts: list[Part]
+    notes: list[str] = []
+
+    @model_validator(mode="after")
+    def _sums(self) -> Estimate:
+        by_part = {
+            "weights": self.weights_bytes,
+            "vision": self.vision_bytes,
+            "kv_cache": self.kv_cache_bytes,
+            "linear_state": self.linear_state_bytes,
+            "compute": self.compute_bytes,
+            "overhead": self.overhead_bytes,
+        }
+        for name, value in by_part.items():
+            if value != sum(p.bytes for p in self.parts if p.part == name):
+                raise ValueError(f"{name}_bytes does not equal the sum of its parts")
+        if self.total_bytes != sum(by_part.values()):
+            raise ValueError("total_bytes must be the sum of the parts")
+        if self.gpu_bytes + self.ram_bytes != self.total_bytes:
+            raise ValueError("gpu_bytes + ram_bytes must equal total_bytes")
+        return self
+
+    @classmethod
+    def from_parts(cls, parts: list[Part], **inputs: object) -> Estimate:
+        """Build the record, deriving every sum from the parts so they cannot disagree."""
+        sums = {
+            f"{name}_bytes": sum(p.bytes for p in parts if p.part == name)
+            for name in ("weights", "vision", "kv_cache", "linear_state", "compute", "overhead")
+        }
+        total = sum(sums.values())
+        gpu = sum(p.bytes for p in parts if p.placement == "gpu")
+        return cls.model_validate(
+            {
+                **inputs,
+                **sums,
+                "total_bytes": total,
+                "gpu_bytes": gpu,
+                "ram_bytes": total - gpu,
+                "parts": parts,
+            }
+        )

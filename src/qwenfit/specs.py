@@ -1,0 +1,326 @@
+"""The spec table: pydantic models for `data/model_specs.json`, loading, and model-name lookup.
+
+The table is reviewed data. Validation is strict (`extra="forbid"`, cross-field checks) so a
+hand-edit that breaks it fails with one line naming the file and the field, never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from qwenfit import arch
+from qwenfit.errors import SpecError, UnknownModelError
+
+Format = Literal["safetensors", "gguf", "ollama"]
+RuntimeName = Literal["llama.cpp", "ollama", "vllm", "transformers"]
+RUNTIMES: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm", "transformers")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """Where numbers come from: a config file, model card, runtime source file or our own script."""
+
+    title: str
+    url: str | None = None
+    path: str | None = Field(None, description="A file in this repository (scripts, fixtures).")
+    note: str | None = None
+
+
+class MoEConfig(_Strict):
+    num_experts: int = Field(gt=0)
+    num_experts_per_tok: int = Field(gt=0)
+    moe_intermediate_size: int = Field(gt=0)
+    shared_expert_intermediate_size: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _active_within_total(self) -> MoEConfig:
+        if self.num_experts_per_tok > self.num_experts:
+            raise ValueError("num_experts_per_tok exceeds num_experts")
+        return self
+
+
+class VisionConfig(_Strict):
+    depth: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    out_hidden_size: int = Field(gt=0)
+    patch_size: int = Field(gt=0)
+    temporal_patch_size: int = Field(gt=0)
+    spatial_merge_size: int = Field(gt=0)
+    in_channels: int = Field(gt=0)
+    num_position_embeddings: int = Field(gt=0)
+
+
+class Architecture(_Strict):
+    """config.json numbers (text_config / vision_config field names) that memory math needs."""
+
+    hidden_size: int = Field(gt=0)
+    num_hidden_layers: int = Field(gt=0)
+    full_attention_interval: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_key_value_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    linear_num_key_heads: int = Field(gt=0)
+    linear_num_value_heads: int = Field(gt=0)
+    linear_key_head_dim: int = Field(gt=0)
+    linear_value_head_dim: int = Field(gt=0)
+    linear_conv_kernel_dim: int = Field(gt=0)
+    intermediate_size: int | None = Field(None, gt=0)
+    moe: MoEConfig | None = None
+    vocab_size: int = Field(gt=0)
+    tie_word_embeddings: bool
+    mtp_num_hidden_layers: int = Field(ge=0)
+    max_position_embeddings: int = Field(gt=0)
+    vision: VisionConfig
+    source: str = Field(description="Key into the table's `sources`.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Architecture:
+        if (self.moe is None) == (self.intermediate_size is None):
+            raise ValueError("exactly one of intermediate_size (dense) and moe must be set")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.linear_num_value_heads % self.linear_num_key_heads:
+            raise ValueError("linear_num_value_heads must be a multiple of linear_num_key_heads")
+        if self.num_hidden_layers % self.full_attention_interval:
+            raise ValueError("num_hidden_layers must be a multiple of full_attention_interval")
+        return self
+
+    @property
+    def n_full_attention_layers(self) -> int:
+        return arch.n_full_attention_layers(self)
+
+    @property
+    def n_linear_attention_layers(self) -> int:
+        return arch.n_linear_attention_layers(self)
+
+
+class ParamCounts(_Strict):
+    """Exact parameter counts (checked against transformers' classes on the meta device)."""
+
+    text: int = Field(gt=0, description="Language model incl. embedding and lm_head (tied once).")
+    text_active: int = Field(gt=0, description="Read per token: routed experts only top-k.")
+    embedding: int = Field(gt=0)
+    vision: int = Field(gt=0)
+    mtp: int = Field(ge=0)
+    total: int = Field(gt=0, description="text + vision + mtp: everything in the checkpoint.")
+    source: str
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> ParamCounts:
+        if self.text_active > self.text:
+            raise ValueError("text_active exceeds text")
+        if self.total != self.text + self.vision + self.mtp:
+            raise ValueError("total must equal text + vision + mtp")
+        return self
+
+
+class Context(_Strict):
+    native: int = Field(gt=0, description="max_position_embeddings")
+    extended: int | None = Field(None, gt=0, description="With YaRN rope scaling, per model card.")
+    source: str
+
+
+class Artifact(_Strict):
+    """One downloadable form of a model at one precision, with the bytes each runtime loads."""
+
+    precision: str
+    format: Format
+    repo: str | None = Field(None, description="Hugging Face repo id (safetensors, gguf).")
+    tag: str | None = Field(None, description="Ollama tag (format ollama).")
+    text_bytes: int = Field(gt=0, description="Decoder weights as loaded, MTP excluded.")
+    vision_bytes: int = Field(gt=0, description="Vision tower (the mmproj file for GGUF).")
+    mtp_bytes: int | None = Field(None, ge=0, description="MTP block, when the artifact has it.")
+    download_bytes: int | None = Field(None, gt=0)
+    exact: bool = Field(description="True: exact bytes; false: approximate (see source).")
+    source: str
+
+
+class QualityScores(_Strict):
+    """Benchmark scores from the model card, used to rank sizes."""
+
+    scores: dict[str, float]
+    source: str
+
+
+class ModelSpec(_Strict):
+    name: str = Field(pattern=r"^qwen3\.5-[0-9a-z.\-]+$")
+    display_name: str
+    hf_repo: str
+    model_type: Literal["qwen3_5", "qwen3_5_moe"]
+    released: str
+    aliases: list[str] = []
+    architecture: Architecture
+    params: ParamCounts
+    context: Context
+    artifacts: list[Artifact]
+    quality: QualityScores | None = None
+
+    @property
+    def is_moe(self) -> bool:
+        return self.architecture.moe is not None
+
+    @property
+    def size_label(self) -> str:
+        """'9b', '35b-a3b': the part of the name after 'qwen3.5-'."""
+        return self.name.removeprefix("qwen3.5-")
+
+    def artifact(self, precision: str, fmt: Format) -> Artifact | None:
+        for a in self.artifacts:
+            if a.precision == precision and a.format == fmt:
+                return a
+        return None
+
+    def precisions(self, fmt: Format) -> list[str]:
+        return [a.precision for a in self.artifacts if a.format == fmt]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if (self.model_type == "qwen3_5_moe") != (self.architecture.moe is not None):
+            raise ValueError("model_type qwen3_5_moe requires architecture.moe, and only it")
+        if self.context.native != self.architecture.max_position_embeddings:
+            raise ValueError("context.native must equal architecture.max_position_embeddings")
+        seen = set()
+        for a in self.artifacts:
+            key = (a.precision, a.format)
+            if key in seen:
+                raise ValueError(f"artifact {a.precision}/{a.format} listed twice")
+            seen.add(key)
+            if a.format == "ollama" and not a.tag:
+                raise ValueError(f"ollama artifact {a.precision} needs a tag")
+            if a.format != "ollama" and not a.repo:
+                raise ValueError(f"{a.format} artifact {a.precision} needs a repo")
+        return self
+
+
+class PrecisionInfo(_Strict):
+    label: str
+    kind: Literal["float", "fp8", "int4", "gguf"]
+    quality_loss: float = Field(
+        ge=0, description="Relative quality loss vs BF16 used in ranking (0 = none)."
+    )
+    quality_source: str
+
+
+class RuntimeInfo(_Strict):
+    formats: list[Format]
+    kv_cache_types: list[str]
+    min_version: str
+    source: str
+
+
+class SpecTable(_Strict):
+    schema_version: Literal[1]
+    family: str
+    sources: dict[str, Source]
+    precisions: dict[str, PrecisionInfo]
+    runtimes: dict[RuntimeName, RuntimeInfo]
+    sampling: dict[str, dict[str, float]]
+    sampling_source: str
+    models: list[ModelSpec]
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> SpecTable:
+        names: set[str] = set()
+        for m in self.models:
+            for n in (m.name, *m.aliases):
+                key = _normalize(n)
+                if key in names:
+                    raise ValueError(f"model name or alias {n!r} is not unique")
+                names.add(key)
+            refs = [m.architecture.source, m.params.source, m.context.source]
+            refs += [a.source for a in m.artifacts]
+            if m.quality:
+                refs.append(m.quality.source)
+            for a in m.artifacts:
+                if a.precision not in self.precisions:
+                    raise ValueError(f"{m.name}: artifact precision {a.precision!r} is undefined")
+            for r in refs:
+                if r not in self.sources:
+                    raise ValueError(f"{m.name}: source {r!r} is not in sources")
+        for p in self.precisions.values():
+            if p.quality_source not in self.sources:
+                raise ValueError(f"source {p.quality_source!r} is not in sources")
+        for info in self.runtimes.values():
+            if info.source not in self.sources:
+                raise ValueError(f"source {info.source!r} is not in sources")
+        if self.sampling_source not in self.sources:
+            raise ValueError(f"source {self.sampling_source!r} is not in sources")
+        return self
+
+    def get(self, name: str) -> ModelSpec:
+        """Find a model by name or alias: '9b', 'Qwen3.5-9B', 'Qwen/Qwen3.5-9B', 'qwen3.5:9b'."""
+        key = _normalize(name)
+        for m in self.models:
+            if key in {_normalize(n) for n in (m.name, *m.aliases, *_implicit_aliases(m))}:
+                return m
+        choices = [m.name for m in self.models]
+        close = difflib.get_close_matches(name.lower(), choices, n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UnknownModelError(f"unknown model {name!r}{hint}; known: {', '.join(choices)}")
+
+
+def _implicit_aliases(m: ModelSpec) -> tuple[str, ...]:
+    size = m.size_label
+    return (m.display_name, m.hf_repo, size, f"qwen3.5:{size}", f"qwen3.5:{size.split('-')[0]}")
+
+
+def _normalize(name: str) -> str:
+    return name.strip().lower()
+
+
+def _default_table_text() -> str:
+    packaged = resources.files("qwenfit") / "data" / "model_specs.json"
+    if packaged.is_file():  # installed wheel
+        return packaged.read_text(encoding="utf-8")
+    checkout = Path(__file__).resolve().parents[2] / "data" / "model_specs.json"
+    if checkout.is_file():  # editable install or source checkout
+        return checkout.read_text(encoding="utf-8")
+    raise SpecError("model_specs.json is missing from this installation; reinstall qwenfit")
+
+
+def _parse_table(text: str, origin: str) -> SpecTable:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"{origin}: not valid JSON (line {e.lineno}, column {e.colno})") from None
+    try:
+        return SpecTable.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        msg = first["msg"].removeprefix("Value error, ")
+        raise SpecError(f"{origin}: {loc}: {msg}{more}") from None
+
+
+@functools.cache
+def _packaged_table() -> SpecTable:
+    return _parse_table(_default_table_text(), "model_specs.json")
+
+
+def load_specs(path: str | Path | None = None) -> SpecTable:
+    """Load the shipped spec table, or a reviewed copy at `path`.
+
+    Raises:
+        SpecError: the file is missing, not JSON, or fails validation (message names the field).
+    """
+    if path is None:
+        return _packaged_table()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"{p}: cannot read spec table ({e.strerror})") from None
+    return _parse_table(text, str(p))

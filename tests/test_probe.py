@@ -1,0 +1,236 @@
+"""The probe on machines we do not have: fake NVML modules and temporary sysfs / cgroup trees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from qwenfit import _nvml
+from qwenfit.probing import amd_gpus, apple_gpu, cgroup_memory_limit, installed_runtimes, probe
+from qwenfit.units import GiB, MiB
+
+
+class NVMLError(Exception):
+    pass
+
+
+class NVMLError_LibraryNotFound(NVMLError):
+    pass
+
+
+class FakeNVML:
+    """Just enough of pynvml: devices are dicts; 'fail' makes that device raise mid-probe."""
+
+    NVML_CLOCK_MEM = 2
+    NVML_DEVICE_MIG_ENABLE = 1
+
+    def __init__(self, devices: list[dict[str, Any]], init_error: Exception | None = None):
+        self.devices = devices
+        self.init_error = init_error
+        self.shut = False
+
+    def nvmlInit(self) -> None:
+        if self.init_error:
+            raise self.init_error
+
+    def nvmlShutdown(self) -> None:
+        self.shut = True
+
+    def nvmlSystemGetDriverVersion(self) -> bytes:
+        return b"580.65.06"
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        return 13000
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.devices)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> dict[str, Any]:
+        d = self.devices[i]
+        if d.get("fail"):
+            raise NVMLError("GPU is lost")
+        return d
+
+    def nvmlDeviceGetName(self, h: dict[str, Any]) -> bytes:
+        return str(h["name"]).encode()
+
+    def nvmlDeviceGetUUID(self, h: dict[str, Any]) -> str:
+        return str(h["uuid"])
+
+    def nvmlDeviceGetCudaComputeCapability(self, h: dict[str, Any]) -> tuple[int, int]:
+        return (8, 9)
+
+    def nvmlDeviceGetMemoryBusWidth(self, h: dict[str, Any]) -> int:
+        return 384
+
+    def nvmlDeviceGetMaxClockInfo(self, h: dict[str, Any], kind: int) -> int:
+        return 10501
+
+    def nvmlDeviceGetMemoryInfo(self, h: dict[str, Any]) -> SimpleNamespace:
+        return SimpleNamespace(total=h["total"], free=h["free"], used=h["total"] - h["free"])
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: dict[str, Any]) -> list[SimpleNamespace]:
+        return [SimpleNamespace(usedGpuMemory=h["total"] - h["free"])]
+
+    def nvmlDeviceGetMigMode(self, h: dict[str, Any]) -> tuple[int, int]:
+        return (1, 1) if h.get("mig") else (0, 0)
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h: dict[str, Any]) -> int:
+        return len(h.get("mig", [])) + 1
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h: dict[str, Any], i: int) -> dict[str, Any]:
+        migs = h.get("mig", [])
+        if i >= len(migs):
+            raise NVMLError("not found")
+        return migs[i]  # type: ignore[no-any-return]
+
+
+def card(i: int, total_gib: float = 24, free_gib: float = 24, **extra: Any) -> dict[str, Any]:
+    return {"name": "NVIDIA GeForce RTX 4090", "uuid": f"GPU-{i}aaa-bbbb",
+            "total": int(total_gib * GiB), "free": int(free_gib * GiB), **extra}
+
+
+def test_two_gpus_with_free_memory_and_bandwidth() -> None:
+    lib = FakeNVML([card(0, free_gib=8), card(1)])
+    gpus, warnings, versions = _nvml.list_gpus(lib, {})
+    assert [g.memory_free_bytes for g in gpus] == [8 * GiB, 24 * GiB]
+    assert gpus[0].memory_used_by_others_bytes == 16 * GiB
+    assert gpus[0].bandwidth_bytes_per_s == 384 * 10501 * 10**6 * 2 // 8  # ~1008 GB/s
+    assert gpus[0].compute_capability == "8.9"
+    assert versions == {"driver": "580.65.06", "cuda": "13.0"}
+    assert warnings == [] and lib.shut
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"CUDA_VISIBLE_DEVICES": "1"}, ["GPU-1aaa-bbbb"]),
+        ({"CUDA_VISIBLE_DEVICES": "GPU-1aaa"}, ["GPU-1aaa-bbbb"]),
+        ({"CUDA_VISIBLE_DEVICES": "1,0"}, ["GPU-0aaa-bbbb", "GPU-1aaa-bbbb"]),
+        ({"CUDA_VISIBLE_DEVICES": "-1"}, []),
+        ({"CUDA_VISIBLE_DEVICES": ""}, []),
+        ({"NVIDIA_VISIBLE_DEVICES": "none"}, []),
+        ({"NVIDIA_VISIBLE_DEVICES": "all"}, ["GPU-0aaa-bbbb", "GPU-1aaa-bbbb"]),
+        ({"NVIDIA_VISIBLE_DEVICES": "0"}, ["GPU-0aaa-bbbb"]),
+    ],
+)
+def test_visible_devices_are_honoured(env: dict[str, str], expected: list[str]) -> None:
+    gpus, _, _ = _nvml.list_gpus(FakeNVML([card(0), card(1)]), env)
+    assert sorted(g.uuid or "" for g in gpus) == expected
+
+
+def test_mig_instances_replace_the_whole_gpu() -> None:
+    migs = [{"uuid": "MIG-aaaa", "total": 10 * GiB, "free": 10 * GiB},
+            {"uuid": "MIG-bbbb", "total": 20 * GiB, "free": 19 * GiB}]
+    lib = FakeNVML([card(0, 80, 80, mig=migs)])
+    gpus, _, _ = _nvml.list_gpus(lib, {})
+    assert [(g.mig, g.memory_total_bytes) for g in gpus] == [(True, 10 * GiB), (True, 20 * GiB)]
+    only, _, _ = _nvml.list_gpus(lib, {"CUDA_VISIBLE_DEVICES": "MIG-bbbb"})
+    assert [g.uuid for g in only] == ["MIG-bbbb"]
+
+
+def test_a_device_failing_mid_probe_is_a_warning() -> None:
+    gpus, warnings, _ = _nvml.list_gpus(FakeNVML([card(0), card(1, fail=True)]), {})
+    assert len(gpus) == 1
+    assert warnings == ["NVIDIA GPU 1 could not be read (GPU is lost)"]
+
+
+def test_no_nvidia_library_is_silent_but_a_broken_driver_warns() -> None:
+    assert _nvml.list_gpus(FakeNVML([], NVMLError_LibraryNotFound()), {}) == ([], [], {})
+    gpus, warnings, _ = _nvml.list_gpus(FakeNVML([], NVMLError("Insufficient Permissions")), {})
+    assert gpus == [] and "Insufficient Permissions" in warnings[0]
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_cgroup_v2_takes_the_tightest_ancestor(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "proc/self/cgroup": "0::/kubepods/pod1/ctr\n",
+        "sys/fs/cgroup/kubepods/memory.max": "max\n",
+        "sys/fs/cgroup/kubepods/pod1/memory.max": str(8 * GiB),
+        "sys/fs/cgroup/kubepods/pod1/ctr/memory.max": str(12 * GiB),
+        "sys/fs/cgroup/kubepods/pod1/ctr/memory.current": str(1 * GiB),
+    })
+    assert cgroup_memory_limit(root) == (8 * GiB, [])
+
+
+def test_cgroup_v1_and_its_unlimited_sentinel(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "proc/self/cgroup": "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n",
+        "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": str(4 * GiB),
+    })
+    assert cgroup_memory_limit(root) == (4 * GiB, [])
+    (root / "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes").write_text(
+        "9223372036854771712")
+    assert cgroup_memory_limit(root) == (None, [])
+
+
+def test_garbage_cgroup_value_is_a_warning(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "lots"})
+    limit, warnings = cgroup_memory_limit(root)
+    assert limit is None and "lots" in warnings[0]
+
+
+def test_no_proc_means_no_limit(tmp_path: Path) -> None:
+    assert cgroup_memory_limit(tmp_path) == (None, [])
+
+
+def test_amd_vram_from_sysfs(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "sys/class/drm/card0/device/vendor": "0x1002\n",
+        "sys/class/drm/card0/device/mem_info_vram_total": str(24 * GiB),
+        "sys/class/drm/card0/device/mem_info_vram_used": str(2 * GiB),
+        "sys/class/drm/card1/device/vendor": "0x8086\n",
+    })
+    (gpu,) = amd_gpus(root, start=0)
+    assert (gpu.vendor, gpu.memory_free_bytes) == ("amd", 22 * GiB)
+
+
+def test_apple_unified_memory_share() -> None:
+    def no_limit(name: str) -> str | None:
+        return "0" if name == "iogpu.wired_limit_mb" else "Apple M3 Max"
+
+    gpu = apple_gpu(64 * GiB, no_limit)
+    assert gpu.unified_memory and gpu.memory_total_bytes == 48 * GiB
+    assert apple_gpu(16 * GiB, no_limit).memory_total_bytes == 16 * GiB * 2 // 3
+    wired = apple_gpu(64 * GiB, lambda n: "57344" if n == "iogpu.wired_limit_mb" else None)
+    assert wired.memory_total_bytes == 57344 * MiB
+
+
+def test_runtimes_are_found_without_starting_them() -> None:
+    found = installed_runtimes(lambda name: "/usr/bin/" + name if name == "ollama" else None)
+    assert found["ollama"] is None and "llama.cpp" not in found
+
+
+def test_probe_combines_sources_and_caps_ram_by_the_container(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"proc/self/cgroup": "0::/ctr\n",
+                            "sys/fs/cgroup/ctr/memory.max": str(1 * GiB)})
+    m = probe(root=root, environ={}, nvml=FakeNVML([card(0)]), system="Linux")
+    assert m.cgroup_limit_bytes == 1 * GiB
+    assert m.ram_usable_bytes == min(m.ram_available_bytes, 1 * GiB)
+    assert len(m.gpus) == 1 and m.nvidia_driver_version == "580.65.06"
+
+
+def test_probe_survives_every_source_failing(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    def broken() -> None:
+        raise OSError("no /proc")
+
+    monkeypatch.setattr(psutil, "virtual_memory", broken)
+    monkeypatch.setattr(psutil, "swap_memory", broken)
+    m = probe(root=tmp_path, environ={}, nvml=FakeNVML([], NVMLError("driver mismatch")),
+              system="Linux")
+    assert m.ram_usable_bytes == 0 and m.gpus == []
+    assert any("RAM could not be read" in w for w in m.warnings)
+    assert any("driver mismatch" in w for w in m.warnings)

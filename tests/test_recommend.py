@@ -1,0 +1,103 @@
+"""The recommender: sensible picks, determinism, and the invariants users rely on."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_machine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qwenfit.estimator import estimate
+from qwenfit.fit import check_fit
+from qwenfit.preflight import check
+from qwenfit.recommender import recommend
+from qwenfit.specs import SpecTable
+
+
+def test_a_24gb_card_gets_the_27b_at_4_to_5_bits(table: SpecTable) -> None:
+    r = recommend(make_machine(24, 64), runtime="llama.cpp", table=table)
+    best = r.recommendations[0]
+    assert best.model == "qwen3.5-27b" and best.quant in ("q5_k_m", "q4_k_m")
+    assert best.max_context is not None and best.max_context >= best.context
+    assert best.launch.steps[0].argv[0] == "llama-server"
+
+
+def test_larger_model_at_q4_beats_smaller_at_q8(table: SpecTable) -> None:
+    picks = recommend(make_machine(24, 64), runtime="llama.cpp", limit=50, table=table)
+    order = [(p.model, p.quant) for p in picks.recommendations]
+    assert order.index(("qwen3.5-27b", "q4_k_m")) < order.index(("qwen3.5-9b", "q8_0"))
+
+
+def test_datacenter_gpu_with_vllm_installed_defaults_to_vllm(table: SpecTable) -> None:
+    r = recommend(make_machine(80, 256, runtimes={"vllm": "0.17.0"}), table=table)
+    assert r.runtime == "vllm"
+    assert r.recommendations[0].launch.steps[0].argv[:2] == ["vllm", "serve"]
+
+
+def test_nothing_fits_gives_an_empty_list(table: SpecTable) -> None:
+    r = recommend(make_machine(None, 0.5), runtime="llama.cpp", table=table)
+    assert r.recommendations == []
+
+
+def test_vision_task_refuses_text_only(table: SpecTable) -> None:
+    with pytest.raises(ValueError, match="vision"):
+        recommend(make_machine(24), task="vision", text_only=True, table=table)
+
+
+def test_min_speed_filters_slow_picks(table: SpecTable) -> None:
+    r = recommend(make_machine(24, 64, bandwidth_gb_s=1000), runtime="llama.cpp",
+                  min_speed=60, table=table)
+    assert r.recommendations
+    assert all((x.decode_tokens_per_s or 0) >= 60 for x in r.recommendations)
+
+
+def test_same_input_same_output(table: SpecTable) -> None:
+    m = make_machine(16, 32)
+    a = recommend(m, runtime="llama.cpp", table=table).model_dump()
+    b = recommend(m, runtime="llama.cpp", table=table).model_dump()
+    assert a == b
+
+
+def test_check_reports_the_nearest_fit(table: SpecTable) -> None:
+    result = check("27b", make_machine(16, 32), runtime="llama.cpp", quant="q4_k_m",
+                   context=32768, table=table)
+    assert not result.fits and result.fit.missing_bytes > 0
+    assert result.nearest is not None
+    assert check_fit(
+        estimate(result.nearest.model, runtime="llama.cpp",
+                                       quant=result.nearest.quant,
+                                       context=result.nearest.context,
+                                       machine=make_machine(16, 32), table=table),
+        make_machine(16, 32),
+    ).fits
+
+
+MACHINES = st.builds(
+    lambda vram, ram: (vram, ram),
+    st.one_of(st.none(), st.integers(2, 200)),
+    st.integers(1, 512),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(machine=MACHINES, more=st.integers(1, 100),
+       runtime=st.sampled_from(["llama.cpp", "ollama", "vllm"]))
+def test_more_memory_never_gives_a_worse_pick(table: SpecTable, machine: tuple[int | None, int],
+                                              more: int, runtime: str) -> None:
+    vram, ram = machine
+    small = recommend(make_machine(vram, ram), runtime=runtime, limit=1, table=table)
+    big = recommend(make_machine(None if vram is None else vram + more, ram + more),
+                    runtime=runtime, limit=1, table=table)
+    if small.recommendations:
+        assert big.recommendations
+        assert big.recommendations[0].quality_score >= small.recommendations[0].quality_score
+
+
+@settings(max_examples=25, deadline=None)
+@given(machine=MACHINES, runtime=st.sampled_from(["llama.cpp", "ollama", "vllm",
+                                                  "transformers"]))
+def test_every_recommendation_fits(table: SpecTable, machine: tuple[int | None, int],
+                                   runtime: str) -> None:
+    m = make_machine(*machine)
+    for rec in recommend(m, runtime=runtime, limit=10, table=table).recommendations:
+        assert check_fit(rec.estimate, m).fits
