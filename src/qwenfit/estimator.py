@@ -164,6 +164,19 @@ class _Inputs:
                 "(--gpu-memory-utilization) and fills what the parts below leave with KV blocks; "
                 "the figures are what this context needs"
             )
+        if self.runtime == "llama.cpp":
+            per_seq = memory_llamacpp.recurrent_state_bytes(self.spec, 1)
+            most = runtimes.LLAMACPP_MAX_CHECKPOINTS * per_seq * self.parallel
+            notes.append(
+                "llama-server also keeps context checkpoints of the recurrent state in host RAM "
+                f"as long prompts are processed: up to {runtimes.LLAMACPP_MAX_CHECKPOINTS} per "
+                f"slot, {most / 2**30:.2f} GiB at most (not charged here)"
+            )
+            if self.placement == "ram":
+                notes.append(
+                    "on the CPU llama.cpp repacks Q4_0/Q4_K/IQ4 tensors into a second buffer; "
+                    "the mapped originals become reclaimable page cache and are not charged"
+                )
         if self.runtime == "ollama":
             notes.append("Ollama runs its own GGUF build; sizes are llama.cpp's for the same quant")
         if self.placement == "ram":

@@ -106,11 +106,15 @@ def _kv(r: HFRequest, tokens_per_seq: int) -> int:
     return kv_bytes(arch.kv_elements_per_token(a) * tokens_per_seq * r.parallel, r.kv_cache)
 
 
-def _weights(r: HFRequest) -> list[Part]:
+def _weights(r: HFRequest, in_bf16: bool) -> list[Part]:
+    """The checkpoint's tensors. `in_bf16`: everything loaded as bf16, as transformers does with
+    dtype='auto' or bfloat16 (the checkpoint's float32 A_log and norm weights are cast)."""
+    text = 2 * r.spec.params.text if in_bf16 else r.artifact.text_bytes
+    vision = 2 * r.spec.params.vision if in_bf16 else r.artifact.vision_bytes
     out = [
         Part(
             part="weights",
-            bytes=r.artifact.text_bytes,
+            bytes=text,
             placement=r.placement,
             detail=f"{r.artifact.repo} decoder at {r.artifact.precision}, MTP not loaded",
         )
@@ -119,7 +123,7 @@ def _weights(r: HFRequest) -> list[Part]:
         out.append(
             Part(
                 part="vision",
-                bytes=r.artifact.vision_bytes,
+                bytes=vision,
                 placement=r.placement,
                 detail="vision tower",
             )
@@ -129,7 +133,7 @@ def _weights(r: HFRequest) -> list[Part]:
 
 def transformers_parts(r: HFRequest) -> list[Part]:
     a = r.spec.architecture
-    out = _weights(r)
+    out = _weights(r, in_bf16=r.artifact.precision == "bf16")
     out.append(
         Part(
             part="kv_cache",
@@ -172,7 +176,7 @@ def vllm_parts(r: HFRequest) -> list[Part]:
     a = r.spec.architecture
     block = vllm_block_size(r.spec, r.kv_cache)
     tokens = -(-r.context // block) * block
-    out = _weights(r)
+    out = _weights(r, in_bf16=False)
     out.append(
         Part(
             part="kv_cache",

@@ -85,8 +85,10 @@ def compute_bytes(spec: ModelSpec, cells: int, ubatch: int, flash_attn: bool) ->
     logits = tokens * (COMPUTE_LOGITS_PER_VOCAB * a.vocab_size + COMPUTE_PER_HIDDEN * a.hidden_size)
     if flash_attn:
         return logits + MASK_BYTES * cells * tokens
-    scores = tokens * (SCORE_BYTES * cells * (a.num_attention_heads + 1)
-                       + COMPUTE_FA_OFF_PER_HIDDEN * a.hidden_size)
+    scores = tokens * (
+        SCORE_BYTES * cells * (a.num_attention_heads + 1)
+        + COMPUTE_FA_OFF_PER_HIDDEN * a.hidden_size
+    )
     return max(logits, scores)
 
 
