@@ -12,6 +12,23 @@ from typing import Any
 
 from qwenfit.hardware import GPU
 
+# Compute capability major.minor -> NVIDIA architecture (CUDA programming guide, table of
+# compute capabilities).
+ARCHITECTURES = {
+    "7.0": "Volta",
+    "7.2": "Volta",
+    "7.5": "Turing",
+    "8.0": "Ampere",
+    "8.6": "Ampere",
+    "8.7": "Ampere",
+    "8.9": "Ada Lovelace",
+    "9.0": "Hopper",
+    "10.0": "Blackwell",
+    "10.3": "Blackwell",
+    "12.0": "Blackwell",
+    "12.1": "Blackwell",
+}
+
 
 def _text(value: object) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
@@ -90,6 +107,7 @@ def _record(
         memory_used_bytes=int(mem.used),
         memory_used_by_others_bytes=_others(lib, handle),
         compute_capability=cc,
+        architecture=ARCHITECTURES.get(cc or ""),
         bandwidth_bytes_per_s=bandwidth,
         mig=mig,
     )

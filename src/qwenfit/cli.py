@@ -429,8 +429,6 @@ def recommend(
     else:
         click.echo(render.recommendation(result))
     if not result.recommendations:
-        if not as_json:
-            click.echo("nothing fits this machine", err=True)
         sys.exit(3)
 
 

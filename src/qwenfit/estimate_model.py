@@ -49,6 +49,11 @@ class Estimate(BaseModel):
     gpu_bytes: int = Field(ge=0, description="Sum of the parts placed on GPUs.")
     ram_bytes: int = Field(ge=0, description="Sum of the parts placed in host RAM.")
     parts: list[Part]
+    tokens_per_second: float | None = Field(
+        None,
+        description="Estimated decode speed of one sequence, when the memory bandwidth of the "
+        "device holding the weights is known.",
+    )
     notes: list[str] = []
 
     @model_validator(mode="after")

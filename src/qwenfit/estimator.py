@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from qwenfit import memory_hf, memory_llamacpp, runtimes
+from qwenfit import memory_hf, memory_llamacpp, runtimes, speed
 from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.estimate_model import ContextSource, Estimate, Part, Placement
 from qwenfit.hardware import Machine
@@ -94,6 +94,8 @@ def estimate(
             f"invalid context {ctx} for {spec.name}: must be between 1 and {limit} tokens"
         )
     est = inputs.build(ctx, source)
+    if machine is not None:
+        est = est.model_copy(update={"tokens_per_second": _speed(est, spec, machine, table)})
     if ctx > spec.context.native:
         est.notes.append(
             f"{ctx} tokens is beyond the native {spec.context.native}: needs YaRN rope scaling "
@@ -195,6 +197,16 @@ class _Inputs:
             text_only=self.text_only,
             notes=notes,
         )
+
+
+def _speed(est: Estimate, spec: ModelSpec, machine: Machine, table: SpecTable) -> float | None:
+    from qwenfit.fit import best_gpu
+
+    gpu = best_gpu(machine)
+    bandwidth = (
+        gpu.bandwidth_bytes_per_s if est.gpu_bytes and gpu else (machine.ram_bandwidth_bytes_per_s)
+    )
+    return speed.decode_tokens_per_s(est, spec, bandwidth, table)
 
 
 def _default_context(inputs: _Inputs, machine: Machine | None) -> tuple[int, ContextSource]:

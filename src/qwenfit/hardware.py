@@ -27,9 +27,19 @@ class GPU(BaseModel):
         None, ge=0, description="Held by other processes (NVML process list)."
     )
     compute_capability: str | None = None
+    architecture: str | None = None
     bandwidth_bytes_per_s: int | None = Field(None, ge=0)
     unified_memory: bool = Field(False, description="Shares RAM with the CPU (Apple Silicon).")
     mig: bool = Field(False, description="A MIG instance rather than a whole GPU.")
+
+
+def apple_gpu_share(ram_total: int) -> int:
+    """What Metal lets the GPU wire of unified memory when `iogpu.wired_limit_mb` is unset.
+
+    Metal's recommendedMaxWorkingSetSize, as llama.cpp logs it: about 2/3 of RAM on machines up
+    to 36 GiB and 3/4 above.
+    """
+    return ram_total * 3 // 4 if ram_total > 36 * 1024**3 else ram_total * 2 // 3
 
 
 class Machine(BaseModel):

@@ -10,10 +10,10 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenfit.errors import SpecError, UsageError
-from qwenfit.hardware import GPU, Machine, Vendor
+from qwenfit.hardware import GPU, Machine, Vendor, apple_gpu_share
 from qwenfit.units import GiB, parse_size
 
 
@@ -22,9 +22,11 @@ class CatalogGPU(BaseModel):
 
     name: str
     vendor: Vendor
-    vram_gib: int
+    vram_gib: int | None = Field(description="None for unified memory (Apple): use --ram.")
     bandwidth_gb_s: int
     compute_capability: str | None
+    architecture: str
+    unified_memory: bool
     source: str
 
 
@@ -60,24 +62,21 @@ def _key(name: str) -> str:
 _COUNT_RE = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(.+)$")
 
 
-def catalog_gpus(spec: str) -> list[GPU]:
-    """'RTX 4090' or '2x H100' -> GPU records with free memory equal to total."""
+def catalog_gpus(spec: str, ram_total: int = 0) -> list[GPU]:
+    """'RTX 4090' or '2x H100' -> GPU records with free memory equal to total.
+
+    Apple chips ('M3 Max') share RAM: their GPU gets Metal's share of `ram_total`.
+    """
     count, name = 1, spec
     m = _COUNT_RE.match(spec)
     if m:
         count, name = int(m.group(1)), m.group(2)
     if not 1 <= count <= 64:
         raise UsageError(f"invalid --gpu {spec!r}: count must be between 1 and 64")
-    entries = {_key(g.name): g for g in gpu_catalog().gpus}
-    entry = entries.get(_key(name))
-    if entry is None:
-        names = [g.name for g in gpu_catalog().gpus]
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.4)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UsageError(
-            f"unknown GPU {name!r}{hint}; known: {', '.join(names)}; or give --vram SIZE"
-        )
-    vram = entry.vram_gib * GiB
+    entry = _lookup(name)
+    if entry.unified_memory and count != 1:
+        raise UsageError(f"invalid --gpu {spec!r}: an Apple chip comes one per machine")
+    vram = apple_gpu_share(ram_total) if entry.vram_gib is None else entry.vram_gib * GiB
     return [
         GPU(
             index=i,
@@ -86,10 +85,25 @@ def catalog_gpus(spec: str) -> list[GPU]:
             memory_total_bytes=vram,
             memory_free_bytes=vram,
             compute_capability=entry.compute_capability,
+            architecture=entry.architecture,
+            unified_memory=entry.unified_memory,
             bandwidth_bytes_per_s=entry.bandwidth_gb_s * 10**9,
         )
         for i in range(count)
     ]
+
+
+def _lookup(name: str) -> CatalogGPU:
+    entries = {_key(g.name): g for g in gpu_catalog().gpus}
+    entry = entries.get(_key(name)) or entries.get(_key("apple " + name))
+    if entry is None:
+        names = [g.name for g in gpu_catalog().gpus]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.4)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(
+            f"unknown GPU {name!r}{hint}; known: {', '.join(names)}; or give --vram SIZE"
+        )
+    return entry
 
 
 def load_machine(path: str | Path) -> Machine:
@@ -128,9 +142,18 @@ def with_overrides(
         source="hypothetical", ram_total_bytes=0, ram_available_bytes=0, ram_usable_bytes=0
     )
     update: dict[str, object] = {}
+    ram_total = m.ram_total_bytes
+    if ram is not None:
+        ram_total = parse_size(ram, what="--ram")
+        update.update(
+            ram_total_bytes=ram_total,
+            ram_available_bytes=ram_total,
+            ram_usable_bytes=ram_total,
+            cgroup_limit_bytes=None,
+        )
     gpus = list(m.gpus)
     if gpu is not None:
-        gpus = catalog_gpus(gpu)
+        gpus = catalog_gpus(gpu, ram_total)
     if vram is not None:
         size = 0 if vram in ("0", 0) else parse_size(vram, what="--vram")
         if size == 0:
@@ -152,14 +175,6 @@ def with_overrides(
             ]
     if gpu is not None or vram is not None:
         update["gpus"] = gpus
-    if ram is not None:
-        size = parse_size(ram, what="--ram")
-        update.update(
-            ram_total_bytes=size,
-            ram_available_bytes=size,
-            ram_usable_bytes=size,
-            cgroup_limit_bytes=None,
-        )
     if update:
         update["source"] = "hypothetical" if m.source == "probe" else m.source
     return m.model_copy(update=update)

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from qwenfit.hardware import GPU, Machine
-from qwenfit.units import GiB, MiB
+from qwenfit.hardware import GPU, Machine, apple_gpu_share
+from qwenfit.units import MiB
 
 UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a huge page-aligned number
 AMD_PCI_VENDOR = "0x1002"
@@ -113,17 +113,12 @@ def _sysctl(name: str) -> str | None:
 
 
 def apple_gpu(ram_total: int, sysctl: Any = _sysctl) -> GPU:
-    """Apple Silicon: the GPU shares RAM; Metal lets it wire only part of it.
-
-    `iogpu.wired_limit_mb`, when set (> 0), is the limit. Otherwise Metal's
-    recommendedMaxWorkingSetSize applies, which llama.cpp logs as about 2/3 of RAM on machines
-    up to 36 GiB and 3/4 above.
-    """
+    """Apple Silicon: the GPU shares RAM; `iogpu.wired_limit_mb` (> 0) or Metal's default share."""
     wired = sysctl("iogpu.wired_limit_mb")
     if wired and wired.isdigit() and int(wired) > 0:
         usable = int(wired) * MiB
     else:
-        usable = ram_total * 3 // 4 if ram_total > 36 * GiB else ram_total * 2 // 3
+        usable = apple_gpu_share(ram_total)
     name = sysctl("machdep.cpu.brand_string") or "Apple Silicon GPU"
     return GPU(
         index=0,

@@ -9,11 +9,12 @@ did not pin the context) are contexts lowered, never below 4096 tokens.
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qwenfit import runtimes, speed
+from qwenfit import runtimes
 from qwenfit.errors import UsageError
 from qwenfit.estimate_model import Estimate
 from qwenfit.estimator import FlashAttn, estimate, max_context
@@ -21,6 +22,7 @@ from qwenfit.fit import DEFAULT_MARGIN, Fit, check_fit, placement_budget
 from qwenfit.hardware import Machine
 from qwenfit.launch import LaunchCommand, launch_command
 from qwenfit.specs import ModelSpec, RuntimeName, SpecTable, load_specs
+from qwenfit.units import GiB
 
 Task = Literal["chat", "agent", "code", "vision"]
 TASK_BENCHMARKS: dict[str, tuple[str, ...]] = {
@@ -52,12 +54,27 @@ class Recommendation(BaseModel):
     quant: str
     context: int
     max_context: int | None = Field(description="Largest context that fits with this pick.")
+    placement: Literal["gpu", "cpu"] = Field(description="Where the weights run.")
     quality_score: float = Field(description="Task score after the precision's quality loss.")
-    decode_tokens_per_s: float | None
+    tokens_per_second: float | None = Field(description="Estimated decode speed, one sequence.")
     estimate: Estimate
     fit: Fit
-    launch: LaunchCommand
+    command: str = Field(description="The command that serves the model, quoted for a shell.")
+    argv: list[str]
+    launch: LaunchCommand = Field(description="Every step, with environment variables.")
     reasons: list[str]
+
+
+class Closest(BaseModel):
+    """When nothing fits: the configuration that misses by the least, and by how much."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    quant: str
+    context: int
+    missing_bytes: int
+    advice: str
 
 
 class RecommendResult(BaseModel):
@@ -70,6 +87,7 @@ class RecommendResult(BaseModel):
     context: int
     context_source: Literal["user", "default"]
     recommendations: list[Recommendation]
+    closest: Closest | None = None
     notes: list[str] = []
 
 
@@ -83,18 +101,56 @@ def task_score(spec: ModelSpec, task: Task) -> tuple[bool, float]:
     return False, statistics.fmean(chat) if chat else 0.0
 
 
+@dataclass(frozen=True)
+class _Search:
+    """Everything fixed during one recommendation; `estimate` varies model, quant, context."""
+
+    table: SpecTable
+    machine: Machine
+    runtime: RuntimeName
+    task: Task
+    kv_cache: str | None
+    parallel: int
+    flash_attn: FlashAttn
+    text_only: bool
+    margin: int
+
+    def estimate(self, spec: ModelSpec, quant: str, context: int) -> Estimate:
+        return estimate(
+            spec,
+            runtime=self.runtime,
+            quant=quant,
+            context=context,
+            kv_cache=self.kv_cache,
+            parallel=self.parallel,
+            flash_attn=self.flash_attn,
+            text_only=self.text_only,
+            machine=self.machine,
+            table=self.table,
+        )
+
+    def max_context(self, spec: ModelSpec, quant: str, est: Estimate) -> int | None:
+        return max_context(
+            spec,
+            placement_budget(est, self.machine, self.margin),
+            runtime=self.runtime,
+            quant=quant,
+            kv_cache=self.kv_cache,
+            parallel=self.parallel,
+            flash_attn=self.flash_attn,
+            text_only=self.text_only,
+            machine=self.machine,
+            table=self.table,
+        )
+
+
+@dataclass(frozen=True)
 class _Candidate:
-    def __init__(
-        self,
-        spec: ModelSpec,
-        est: Estimate,
-        fit: Fit,
-        has_task: bool,
-        quality: float,
-        tps: float | None,
-    ) -> None:
-        self.spec, self.est, self.fit = spec, est, fit
-        self.has_task, self.quality, self.tps = has_task, quality, tps
+    spec: ModelSpec
+    est: Estimate
+    fit: Fit
+    has_task: bool
+    quality: float
 
     def key(self) -> tuple[bool, float, float, int, str, str]:
         headroom = (
@@ -105,7 +161,7 @@ class _Candidate:
         return (
             not self.has_task,
             -round(self.quality, 3),
-            -(self.tps or 0.0),
+            -(self.est.tokens_per_second or 0.0),
             -headroom,
             self.spec.name,
             self.est.quant,
@@ -129,7 +185,7 @@ def recommend(
 ) -> RecommendResult:
     """Rank every model x precision the runtime can load on `machine`; best first.
 
-    Returns an empty `recommendations` list when nothing fits (`best()` raises instead).
+    Returns an empty `recommendations` list (and `closest`) when nothing fits.
     """
     table = table or load_specs()
     if task not in TASK_BENCHMARKS:
@@ -139,6 +195,7 @@ def recommend(
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be at least 1")
     rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
+    search = _Search(table, machine, rt, task, kv_cache, parallel, flash_attn, text_only, margin)
     target = context or DEFAULT_CONTEXT
     notes = []
     if context is None:
@@ -146,47 +203,22 @@ def recommend(
             f"context {target} tokens by default (pass --context to change it); "
             "max_context says how far each pick can go"
         )
-    bandwidth = _bandwidth(machine)
-    candidates = _candidates(
-        table,
-        machine,
-        rt,
-        target,
-        task,
-        text_only,
-        kv_cache,
-        parallel,
-        flash_attn,
-        margin,
-        bandwidth,
-        shrink=False,
-    )
+    candidates, misses = _candidates(search, target, shrink=False)
     if not candidates and context is None:
-        candidates = _candidates(
-            table,
-            machine,
-            rt,
-            target,
-            task,
-            text_only,
-            kv_cache,
-            parallel,
-            flash_attn,
-            margin,
-            bandwidth,
-            shrink=True,
-        )
+        candidates, _ = _candidates(search, target, shrink=True)
         if candidates:
             notes.append(f"nothing fits at {target} tokens; contexts were lowered to fit")
     if min_speed is not None:
-        candidates = [c for c in candidates if c.tps is not None and c.tps >= min_speed]
+        candidates = [
+            c
+            for c in candidates
+            if c.est.tokens_per_second is not None and c.est.tokens_per_second >= min_speed
+        ]
     candidates.sort(key=_Candidate.key)
-    recs = [
-        _recommendation(i + 1, c, table, machine, margin, task)
-        for i, c in enumerate(candidates[:limit])
-    ]
-    if bandwidth is None:
-        notes.append("no GPU memory bandwidth known: decode speed not estimated")
+    recs = [_recommendation(i + 1, c, search) for i, c in enumerate(candidates[:limit])]
+    if candidates and candidates[0].est.tokens_per_second is None:
+        notes.append("memory bandwidth of this device unknown: decode speed not estimated")
+    closest = None if recs else _closest(misses, machine, rt)
     return RecommendResult(
         machine=machine,
         runtime=rt,
@@ -194,111 +226,76 @@ def recommend(
         context=target,
         context_source="user" if context else "default",
         recommendations=recs,
+        closest=closest,
         notes=notes,
     )
 
 
-def _bandwidth(machine: Machine) -> int | None:
-    from qwenfit.fit import best_gpu
-
-    gpu = best_gpu(machine)
-    return gpu.bandwidth_bytes_per_s if gpu else machine.ram_bandwidth_bytes_per_s
-
-
 def _candidates(
-    table: SpecTable,
-    machine: Machine,
-    rt: RuntimeName,
-    target: int,
-    task: Task,
-    text_only: bool,
-    kv_cache: str | None,
-    parallel: int,
-    flash_attn: FlashAttn,
-    margin: int,
-    bandwidth: int | None,
-    shrink: bool,
-) -> list[_Candidate]:
-    found = []
-    for spec in table.models:
-        has_task, score = task_score(spec, task)
-        for quant in runtimes.loadable_precisions(table, spec, rt):
-            est = estimate(
-                spec,
-                runtime=rt,
-                quant=quant,
-                context=target,
-                kv_cache=kv_cache,
-                parallel=parallel,
-                flash_attn=flash_attn,
-                text_only=text_only,
-                machine=machine,
-                table=table,
-            )
-            fit = check_fit(est, machine, margin)
+    search: _Search, target: int, shrink: bool
+) -> tuple[list[_Candidate], list[tuple[Estimate, Fit]]]:
+    """Fitting candidates, and (when none fit) every miss for `_closest`."""
+    found, misses = [], []
+    for spec in search.table.models:
+        has_task, score = task_score(spec, search.task)
+        for quant in runtimes.loadable_precisions(search.table, spec, search.runtime):
+            est = search.estimate(spec, quant, target)
+            fit = check_fit(est, search.machine, search.margin)
             if not fit.fits and shrink:
-                ctx = max_context(
-                    spec,
-                    placement_budget(est, machine, margin),
-                    runtime=rt,
-                    quant=quant,
-                    kv_cache=kv_cache,
-                    parallel=parallel,
-                    flash_attn=flash_attn,
-                    text_only=text_only,
-                    machine=machine,
-                    table=table,
-                )
+                ctx = search.max_context(spec, quant, est)
                 if ctx is None or ctx < MIN_USEFUL_CONTEXT:
                     continue
-                est = estimate(
-                    spec,
-                    runtime=rt,
-                    quant=quant,
-                    context=ctx,
-                    kv_cache=kv_cache,
-                    parallel=parallel,
-                    flash_attn=flash_attn,
-                    text_only=text_only,
-                    machine=machine,
-                    table=table,
-                )
-                fit = check_fit(est, machine, margin)
+                est = search.estimate(spec, quant, ctx)
+                fit = check_fit(est, search.machine, search.margin)
             if not fit.fits:
+                misses.append((est, fit))
                 continue
-            loss = table.precisions[quant].quality_loss
-            tps = speed.decode_tokens_per_s(est, spec, bandwidth, table)
-            found.append(_Candidate(spec, est, fit, has_task, score * (1 - loss), tps))
-    return found
+            loss = search.table.precisions[quant].quality_loss
+            found.append(_Candidate(spec, est, fit, has_task, score * (1 - loss)))
+    return found, misses
 
 
-def _recommendation(
-    rank: int, c: _Candidate, table: SpecTable, machine: Machine, margin: int, task: Task
-) -> Recommendation:
-    e = c.est
-    top = max_context(
-        c.spec,
-        placement_budget(e, machine, margin),
-        runtime=e.runtime,
-        quant=e.quant,
-        kv_cache=e.kv_cache,
-        parallel=e.parallel,
-        flash_attn="auto" if e.flash_attn in (None, True) else "off",
-        text_only=e.text_only,
-        machine=machine,
-        table=table,
+def _closest(misses: list[tuple[Estimate, Fit]], machine: Machine, runtime: str) -> Closest | None:
+    if not misses:
+        return None
+    est, fit = min(misses, key=lambda m: (m[1].missing_bytes, m[0].model, m[0].quant))
+    where = "GPU memory" if est.gpu_bytes else "RAM"
+    advice = f"{est.model} at {est.quant} needs {fit.missing_bytes / GiB:.1f} GiB more {where}"
+    if est.gpu_bytes and runtime in ("vllm", "transformers"):
+        advice += "; or try --runtime llama.cpp, whose GGUF quantizations are smaller"
+    elif not machine.has_gpu:
+        advice += "; a GPU, more RAM or a shorter --context would help"
+    return Closest(
+        model=est.model,
+        quant=est.quant,
+        context=est.context,
+        missing_bytes=fit.missing_bytes,
+        advice=advice,
     )
-    loss = table.precisions[e.quant].quality_loss
+
+
+def _recommendation(rank: int, c: _Candidate, search: _Search) -> Recommendation:
+    e = c.est
+    top = search.max_context(c.spec, e.quant, e)
+    loss = search.table.precisions[e.quant].quality_loss
     where = "GPU" if e.gpu_bytes else "RAM"
+    budget = c.fit.gpu_budget_bytes if e.gpu_bytes else c.fit.ram_budget_bytes
+    lossy = f", less {loss * 100:.1f}% for {e.quant}" if loss else ""
     reasons = [
-        f"{task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks"
-        f"{', less ' + format(loss * 100, '.1f') + '% for ' + e.quant if loss else ''})",
-        f"needs {e.total_bytes / 2**30:.1f} GiB of {where}; "
-        f"{(c.fit.gpu_budget_bytes if e.gpu_bytes else c.fit.ram_budget_bytes) / 2**30:.1f} GiB "
-        f"usable after a {c.fit.margin_bytes / 2**30:.1f} GiB margin",
+        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks{lossy})",
+        f"needs {e.total_bytes / GiB:.1f} GiB of {where}; {budget / GiB:.1f} GiB usable "
+        + (
+            "(what vLLM claims at start)"
+            if e.runtime == "vllm" and e.gpu_bytes
+            else f"after a {c.fit.margin_bytes / GiB:.1f} GiB margin"
+        ),
     ]
-    if c.tps is not None:
-        reasons.append(f"about {c.tps:.0f} tokens/s decode (memory-bandwidth estimate)")
+    if e.tokens_per_second is not None:
+        reasons.append(
+            f"about {e.tokens_per_second:.0f} tokens/s decode (memory-bandwidth estimate)"
+        )
+    launch = launch_command(e, table=search.table)
+    serve = launch.steps[-1]
     return Recommendation(
         rank=rank,
         model=c.spec.name,
@@ -307,10 +304,13 @@ def _recommendation(
         quant=e.quant,
         context=e.context,
         max_context=top,
+        placement="gpu" if e.gpu_bytes else "cpu",
         quality_score=round(c.quality, 2),
-        decode_tokens_per_s=c.tps,
+        tokens_per_second=e.tokens_per_second,
         estimate=e,
         fit=c.fit,
-        launch=launch_command(e, table=table),
+        command=serve.shell,
+        argv=serve.argv,
+        launch=launch,
         reasons=reasons,
     )

@@ -92,7 +92,8 @@ def launch(cmd: LaunchCommand) -> str:
 
 def recommendation(r: RecommendResult) -> str:
     if not r.recommendations:
-        return "\n".join([f"Nothing fits this machine ({r.runtime}).", *r.notes])
+        closest = [f"Closest: {r.closest.advice}."] if r.closest else []
+        return "\n".join([f"Nothing fits this machine ({r.runtime}).", *closest, *r.notes])
     best = r.recommendations[0]
     lines = [
         f"Run {best.display_name} at {best.quant} with {best.runtime}, "
@@ -104,7 +105,7 @@ def recommendation(r: RecommendResult) -> str:
     if len(r.recommendations) > 1:
         lines += ["", "Alternatives:"]
         for x in r.recommendations[1:]:
-            tps = f", ~{x.decode_tokens_per_s:.0f} tok/s" if x.decode_tokens_per_s else ""
+            tps = f", ~{x.tokens_per_second:.0f} tok/s" if x.tokens_per_second else ""
             lines.append(
                 f"  {x.rank}. {x.display_name} {x.quant}: score {x.quality_score:.1f}, "
                 f"{x.estimate.total_bytes / GiB:.1f} GiB{tps}"

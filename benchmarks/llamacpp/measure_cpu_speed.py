@@ -1,0 +1,407 @@
+"""Measure this CPU's memory bandwidth and llama.cpp's CPU decode speed for Qwen3.5 GGUFs.
+
+Why: qwenfit predicts decode tokens/s from weight bytes and memory bandwidth. To check that
+model on CPU we need both sides from the same machine: a reproducible bandwidth number
+(numpy only) and llama.cpp's real prompt-processing / decode speed.
+
+The GGUFs are real ``llama-quantize`` outputs (Q4_K_M, Q8_0) of the zero-weight BF16 files
+written by make_gguf.py. llama.cpp has no sparsity shortcuts, so every matmul reads and
+multiplies every weight block: a zero model decodes at the speed of a real one. The only
+difference is MoE routing (see ``MOE_NOTE``). The quantized files are all zero bytes after the
+header, so they are made sparse with ``fallocate --dig-holes`` (lossless: only zero ranges
+become holes) to save disk; the pages still enter the page cache when llama.cpp maps them.
+
+Every model runs in a fresh subprocess: load (mmap), then a warm-up pass that is discarded,
+then ``--runs`` timed runs. Each run clears the memory, decodes the prompt as one batch, and
+then generates ``--gen`` tokens one at a time with greedy argmax sampling. Sampling is included
+in the decode time, but it is only an argmax over the logits.
+
+Usage::
+
+    # full run -> tests/fixtures/measured/llamacpp_cpu_speed.json (~15 min on 2 cores)
+    python measure_cpu_speed.py
+    python measure_cpu_speed.py --models qwen3.5-0.8b --quants Q4_K_M --out /tmp/speed.json
+    python measure_cpu_speed.py --bandwidth-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+RIG = Path("/work/rigs/llamacpp")
+LIB_DIR = RIG / "build/bin"
+QUANTIZE = LIB_DIR / "llama-quantize"
+GGUF_DIR = RIG / "gguf"
+OUT = REPO / "tests/fixtures/measured/llamacpp_cpu_speed.json"
+MODELS = ["qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b"]
+QUANTS = ["Q4_K_M", "Q8_0"]
+THREADS = 2
+GIB = 2**30
+MOE_NOTE = (
+    "Zero weights give the router all-zero logits, so top-k picks the same experts for every "
+    "token and layer. Decode (1 token) still reads n_expert_used experts per layer, as with "
+    "real routing, but those experts stay hot in cache across tokens. Prompt processing is "
+    "optimistic: real routing spreads the prompt's tokens over many more experts, so "
+    "a batch reads more expert weights than here."
+)
+BUF_RE = re.compile(r"(\S+) model buffer size\s*=\s*([\d.]+) MiB")
+
+
+# ----------------------------------------------------------------------------------------------
+# memory bandwidth (numpy only)
+# ----------------------------------------------------------------------------------------------
+
+
+def _copy_rate(src: np.ndarray, dst: np.ndarray, n_threads: int, repeats: int) -> float:
+    """Best copy rate (bytes read + written per second) with the array split over threads.
+
+    numpy releases the GIL inside the copy loop, so threads copy their slices in parallel.
+    """
+    bounds = np.linspace(0, src.size, n_threads + 1).astype(int)
+    best = 0.0
+    for _ in range(repeats):
+        barrier = threading.Barrier(n_threads + 1)
+
+        def work(lo: int, hi: int) -> None:
+            barrier.wait()
+            np.copyto(dst[lo:hi], src[lo:hi])
+
+        threads = [
+            threading.Thread(target=work, args=(int(bounds[i]), int(bounds[i + 1])))
+            for i in range(n_threads)
+        ]
+        for t in threads:
+            t.start()
+        t0 = time.perf_counter()
+        barrier.wait()
+        for t in threads:
+            t.join()
+        dt = time.perf_counter() - t0
+        best = max(best, 2 * src.nbytes / dt)
+    return best
+
+
+def _read_rate(src: np.ndarray, n_threads: int, repeats: int) -> float:
+    """Best read-only rate (bytes per second): a max-reduction over int64 is memory bound."""
+    bounds = np.linspace(0, src.size, n_threads + 1).astype(int)
+    best = 0.0
+    for _ in range(repeats):
+        barrier = threading.Barrier(n_threads + 1)
+
+        def work(lo: int, hi: int) -> None:
+            barrier.wait()
+            src[lo:hi].max()
+
+        threads = [
+            threading.Thread(target=work, args=(int(bounds[i]), int(bounds[i + 1])))
+            for i in range(n_threads)
+        ]
+        for t in threads:
+            t.start()
+        t0 = time.perf_counter()
+        barrier.wait()
+        for t in threads:
+            t.join()
+        best = max(best, src.nbytes / (time.perf_counter() - t0))
+    return best
+
+
+def measure_bandwidth(size_bytes: int = GIB, repeats: int = 7) -> dict:
+    """numpy copy (read + write) and max-reduction (read) bandwidth, 1 and 2 threads."""
+    n = size_bytes // 8
+    src = np.arange(n, dtype=np.int64)  # touched: no lazy zero pages
+    dst = np.ones(n, dtype=np.int64)
+    res: dict = {
+        "method": (
+            f"numpy {np.__version__}: np.copyto of a {size_bytes / GIB:g} GiB int64 array "
+            "(counted as bytes read + bytes written = 2 x size; glibc memcpy uses "
+            "non-temporal stores at this size, so there is no hidden write-allocate read) "
+            "and int64 max-reduction (bytes read); array split evenly over Python threads "
+            f"(numpy releases the GIL); best of {repeats}"
+        ),
+        "array_bytes": size_bytes,
+        "repeats": repeats,
+    }
+    for nt in (1, THREADS):
+        res[f"copy_{nt}t"] = round(_copy_rate(src, dst, nt, repeats))
+        res[f"read_{nt}t"] = round(_read_rate(src, nt, repeats))
+    res["value"] = res[f"copy_{THREADS}t"]
+    res["value_is"] = f"copy_{THREADS}t"
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# quantized GGUFs
+# ----------------------------------------------------------------------------------------------
+
+
+def ensure_quant(name: str, qtype: str) -> Path:
+    """Quantize the zero BF16 GGUF with llama-quantize (once), then punch holes in it."""
+    dst = GGUF_DIR / f"{name}-{qtype}.gguf"
+    if dst.exists():
+        return dst
+    src = GGUF_DIR / f"{name}-BF16.gguf"
+    if not src.exists():
+        subprocess.run(
+            [sys.executable, str(HERE / "make_gguf.py"), name, "--out-dir", str(GGUF_DIR)],
+            check=True,
+        )
+    tmp = dst.with_suffix(".tmp")
+    t0 = time.time()
+    subprocess.run(
+        [str(QUANTIZE), str(src), str(tmp), qtype, str(THREADS)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    subprocess.run(["fallocate", "--dig-holes", str(tmp)], check=False)
+    tmp.rename(dst)
+    print(f"  quantized {dst.name} in {time.time() - t0:.0f} s", file=sys.stderr)
+    return dst
+
+
+def tensor_bytes(path: Path) -> int:
+    """Sum of the tensor data sizes in the GGUF (what a decode step streams, plus embeddings)."""
+    import gguf
+
+    return int(sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors))
+
+
+# ----------------------------------------------------------------------------------------------
+# child: one model, in-process
+# ----------------------------------------------------------------------------------------------
+
+
+def _run_one(cfg: dict) -> dict:
+    """Load one GGUF and time prompt processing + greedy decode (runs in a subprocess)."""
+    os.environ.setdefault("LLAMA_CPP_LIB_PATH", str(LIB_DIR))
+    import llama_cpp as lc
+
+    lines: list[str] = []
+
+    @lc.llama_log_callback
+    def _log(level, text, user_data):
+        if level != 1:
+            lines.append(text.decode("utf-8", "replace"))
+
+    lc.llama_log_set(_log, ctypes.c_void_p())
+    lc.llama_backend_init()
+
+    mp = lc.llama_model_default_params()
+    mp.n_gpu_layers = 0
+    mp.load_mode = lc.LLAMA_LOAD_MODE_MMAP
+    t0 = time.time()
+    model = lc.llama_model_load_from_file(cfg["path"].encode(), mp)
+    if not model:
+        return {"error": "model load failed", "log": "".join(lines)[-3000:]}
+    t_load = time.time() - t0
+
+    cp = lc.llama_context_default_params()
+    cp.n_ctx = cfg["n_ctx"]
+    cp.n_batch = cp.n_ubatch = 512
+    cp.n_seq_max = 1
+    cp.n_threads = cp.n_threads_batch = cfg["threads"]
+    cp.no_perf = False
+    ctx = lc.llama_init_from_model(model, cp)
+    if not ctx:
+        return {"error": "context creation failed", "log": "".join(lines)[-3000:]}
+    n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
+    mem = lc.llama_get_memory(ctx)
+
+    prompt = [(17 * i + 100) % n_vocab for i in range(cfg["prompt_tokens"])]
+    n_gen = cfg["gen_tokens"]
+
+    def decode(tokens: list[int]) -> int:
+        arr = (lc.llama_token * len(tokens))(*tokens)
+        if lc.llama_decode(ctx, lc.llama_batch_get_one(arr, len(tokens))) != 0:
+            raise RuntimeError("llama_decode failed")
+        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
+        return int(logits.argmax())
+
+    def one_run(n_prompt: list[int], n_new: int) -> tuple[float, float, list[int]]:
+        lc.llama_memory_clear(mem, True)
+        t0 = time.perf_counter()
+        tok = decode(n_prompt)
+        t_pp = time.perf_counter() - t0
+        out = [tok]
+        t0 = time.perf_counter()
+        for _ in range(n_new):
+            tok = decode([tok])
+            out.append(tok)
+        return t_pp, time.perf_counter() - t0, out
+
+    one_run(prompt, 8)  # warm-up: first-touch of compute buffers, thread pool start
+    pp, tg = [], []
+    for _ in range(cfg["runs"]):
+        t_pp, t_tg, out = one_run(prompt, n_gen)
+        pp.append(len(prompt) / t_pp)
+        tg.append(n_gen / t_tg)
+    perf = lc.llama_perf_context(ctx)
+    res = {
+        "pp_runs": [round(x, 3) for x in pp],
+        "tg_runs": [round(x, 3) for x in tg],
+        "pp_tokens_per_s": round(statistics.median(pp), 3),
+        "tg_tokens_per_s": round(statistics.median(tg), 3),
+        "generated_token_ids": sorted(set(out)),
+        "seconds_load": round(t_load, 2),
+        "llama_perf": {
+            "t_p_eval_ms": round(perf.t_p_eval_ms, 1),
+            "n_p_eval": perf.n_p_eval,
+            "t_eval_ms": round(perf.t_eval_ms, 1),
+            "n_eval": perf.n_eval,
+        },
+        "model_buffers_mib": {m[1]: float(m[2]) for m in BUF_RE.finditer("".join(lines))},
+        "model_size_api": lc.llama_model_size(model),
+        "n_params_api": lc.llama_model_n_params(model),
+    }
+    lc.llama_free(ctx)
+    lc.llama_model_free(model)
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# parent
+# ----------------------------------------------------------------------------------------------
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            have = set(line.split(":", 1)[1].split())
+            want = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni"]
+            return [f for f in want if f in have]
+    return []
+
+
+def measure_model(name: str, qtype: str, args: argparse.Namespace) -> dict:
+    path = ensure_quant(name, qtype)
+    cfg = {
+        "path": str(path),
+        "threads": THREADS,
+        "n_ctx": 1024,
+        "prompt_tokens": args.prompt,
+        "gen_tokens": args.gen,
+        "runs": args.runs,
+    }
+    env = {**os.environ, "LLAMA_CPP_LIB_PATH": str(LIB_DIR)}
+    t0 = time.time()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one", json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=args.timeout,
+    )
+    try:
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        res = {"error": f"child rc={proc.returncode}", "stderr": proc.stderr[-3000:]}
+    rec = {
+        "model": name,
+        "quant": qtype,
+        "tensor_bytes": tensor_bytes(path),
+        "file_bytes": path.stat().st_size,
+        "prompt_tokens": args.prompt,
+        "gen_tokens": args.gen,
+        "runs": args.runs,
+        **res,
+        "seconds_wall": round(time.time() - t0, 1),
+    }
+    if "35b" in name or "a3b" in name or "a10b" in name or "a17b" in name:
+        rec["note"] = MOE_NOTE
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--one", help="internal: run one JSON config and print JSON")
+    ap.add_argument("--models", nargs="*", default=MODELS)
+    ap.add_argument("--quants", nargs="*", default=QUANTS)
+    ap.add_argument("--prompt", type=int, default=32)
+    ap.add_argument("--gen", type=int, default=64)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--bandwidth-only", action="store_true")
+    ap.add_argument("--no-bandwidth", action="store_true", help="keep the previous value")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+
+    if args.one:
+        print(json.dumps(_run_one(json.loads(args.one))))
+        return 0
+
+    sys.path.insert(0, str(HERE))
+    from gguf_sizes import llama_cpp_commit
+
+    t_start = time.time()
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.no_bandwidth and "memory_bandwidth_bytes_per_s" in old:
+        bw = old["memory_bandwidth_bytes_per_s"]
+    else:
+        bw = measure_bandwidth()
+        print(f"bandwidth: {json.dumps({k: v for k, v in bw.items() if k != 'method'})}")
+
+    records = []
+    for name in [] if args.bandwidth_only else args.models:
+        for q in args.quants:
+            rec = measure_model(name, q, args)
+            records.append(rec)
+            err = f"  ERROR {rec['error']}" if "error" in rec else ""
+            print(
+                f"{name:16s} {q:7s} {rec['tensor_bytes'] / 1e9:6.2f} GB  "
+                f"pp {rec.get('pp_tokens_per_s', float('nan')):8.2f} t/s  "
+                f"tg {rec.get('tg_tokens_per_s', float('nan')):7.2f} t/s  "
+                f"({rec['seconds_wall']} s){err}",
+                flush=True,
+            )
+    # keep earlier records of the models/quants not re-measured in this invocation
+    done = {(r["model"], r["quant"]) for r in records}
+    records = [r for r in old.get("records", []) if (r["model"], r["quant"]) not in done] + records
+    out = {
+        "llama_cpp_commit": llama_cpp_commit(),
+        "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "threads": THREADS,
+        "backend": "CPU (ggml-cpu, GGML_NATIVE=ON), mmap, CPU_REPACK on (default)",
+        "n_ctx": 1024,
+        "n_batch": 512,
+        "sampling": "greedy argmax over the last logits (numpy), included in decode time",
+        "timing": "median of runs after one discarded warm-up; pp = prompt_tokens / time of "
+        "one llama_decode of the whole prompt; tg = gen_tokens / time of gen_tokens "
+        "single-token llama_decode calls",
+        "weights": "llama-quantize output of zero-weight BF16 GGUFs (make_gguf.py); same "
+        "compute and bytes per token as real weights (dense models)",
+        "memory_bandwidth_bytes_per_s": bw,
+        "records": records,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.out} ({time.time() - t_start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

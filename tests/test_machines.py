@@ -1,0 +1,74 @@
+"""Hypothetical machines (--gpu, --vram, --ram, --machine) and the real probe of this machine."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+from conftest import make_machine
+
+from qwenfit.errors import UsageError
+from qwenfit.estimator import estimate
+from qwenfit.machines import catalog_gpus, gpu_catalog, with_overrides
+from qwenfit.probing import probe
+from qwenfit.recommender import recommend
+from qwenfit.specs import SpecTable
+from qwenfit.units import GiB
+
+
+def test_catalog_covers_nvidia_amd_and_apple_with_sources() -> None:
+    vendors = {g.vendor for g in gpu_catalog().gpus}
+    assert vendors == {"nvidia", "amd", "apple"}
+    assert all(g.source.startswith("https://") for g in gpu_catalog().gpus)
+
+
+@pytest.mark.parametrize(
+    ("spec", "count", "name", "gib"),
+    [("RTX 4090", 1, "RTX 4090", 24), ("2x H100", 2, "H100", 80), ("nvidia geforce rtx 3090", 1,
+     "RTX 3090", 24), ("4 x A100 80GB", 4, "A100 80GB", 80), ("MI300X", 1, "MI300X", 192)],
+)
+def test_catalog_lookup(spec: str, count: int, name: str, gib: int) -> None:
+    gpus = catalog_gpus(spec)
+    assert len(gpus) == count and gpus[0].name == name
+    assert gpus[0].memory_total_bytes == gib * GiB and gpus[0].bandwidth_bytes_per_s
+
+
+def test_apple_chip_shares_the_ram() -> None:
+    m = with_overrides(None, gpu="M3 Max", ram="64GB")
+    (g,) = m.gpus
+    assert g.unified_memory and g.memory_total_bytes == 48 * GiB
+    assert with_overrides(None, gpu="M4 Pro", ram="24GB").gpus[0].memory_total_bytes == 16 * GiB
+    with pytest.raises(UsageError, match="one per machine"):
+        catalog_gpus("2x M3 Max", 64 * GiB)
+
+
+def test_unknown_gpu_suggests_a_name() -> None:
+    with pytest.raises(UsageError, match="did you mean 'RTX 4090'"):
+        catalog_gpus("RTX 4900")
+
+
+def test_vram_overrides_and_zero_means_no_gpu() -> None:
+    m = with_overrides(None, vram="12GB", ram="32GB")
+    assert m.gpus[0].memory_free_bytes == 12 * GiB and m.ram_usable_bytes == 32 * GiB
+    assert with_overrides(m, vram="0").gpus == []
+    two = with_overrides(None, gpu="2x RTX 3090", vram="20GiB", ram="64GB")
+    assert [g.memory_total_bytes for g in two.gpus] == [20 * GiB, 20 * GiB]
+
+
+def test_hypothetical_machine_drives_estimate_and_recommend_like_a_probed_one(
+    table: SpecTable,
+) -> None:
+    planned = with_overrides(None, gpu="RTX 4090", ram="64GB")
+    probed_like = make_machine(24, 64, bandwidth_gb_s=1008)
+    a = recommend(planned, runtime="llama.cpp", table=table).recommendations[0]
+    b = recommend(probed_like, runtime="llama.cpp", table=table).recommendations[0]
+    assert (a.model, a.quant, a.context) == (b.model, b.quant, b.context)
+    assert estimate("9b", runtime="ollama", machine=planned, table=table).context == 32768
+
+
+def test_real_probe_agrees_with_psutil() -> None:
+    m = probe()
+    vm = psutil.virtual_memory()
+    assert m.ram_total_bytes == vm.total
+    assert abs(m.ram_available_bytes - vm.available) < 512 * 2**20
+    assert m.cpu_logical == psutil.cpu_count(logical=True)
+    assert m.ram_usable_bytes <= m.ram_available_bytes
