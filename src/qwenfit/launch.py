@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import shlex
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qwenfit.estimate_model import Estimate
 from qwenfit.runtimes import VLLM_GPU_MEMORY_UTILIZATION
 from qwenfit.specs import ModelSpec, SpecTable
+
+
+def shell_line(argv: list[str], env: dict[str, str]) -> str:
+    """What to paste into a POSIX shell: every value quoted, so none can inject syntax."""
+    prefix = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+    return " ".join([*prefix, shlex.join(argv)])
 
 
 class Step(BaseModel):
@@ -21,12 +27,12 @@ class Step(BaseModel):
     argv: list[str]
     env: dict[str, str] = Field(default_factory=dict, description="Variables to set for argv.")
     purpose: str
+    shell: str = Field("", description="argv and env quoted for a POSIX shell (derived).")
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def shell(self) -> str:
-        prefix = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
-        return " ".join([*prefix, shlex.join(self.argv)])
+    @model_validator(mode="after")
+    def _derive_shell(self) -> Step:
+        object.__setattr__(self, "shell", shell_line(self.argv, self.env))
+        return self
 
 
 class LaunchCommand(BaseModel):

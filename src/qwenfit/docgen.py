@@ -1,7 +1,8 @@
-"""JSON Schemas of every record qwenfit prints or reads, generated from the pydantic models.
+"""Generated documentation: JSON Schemas of every record qwenfit prints or reads (from the
+pydantic models) and the CLI reference (from `--help`).
 
-`python -m qwenfit.schema` rewrites `docs/schema/*.json` and `data/model_specs.schema.json`;
-a test fails when they are stale.
+`python -m qwenfit.docgen` rewrites `docs/schema/*.json`, `data/model_specs.schema.json` and
+`docs/cli.md`; a test fails when any of them is stale.
 """
 
 from __future__ import annotations
@@ -40,12 +41,34 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
+def cli_reference() -> str:
+    """docs/cli.md: the `--help` of the group and of every command, in order."""
+
+    from qwenfit.cli import main
+
+    parts = [
+        "# qwenfit command-line reference",
+        "",
+        "Generated from `--help` by `python -m qwenfit.docgen`; do not edit by hand.",
+        "",
+    ]
+    ctx = main.make_context("qwenfit", [], resilient_parsing=True, terminal_width=100)
+    parts += ["## qwenfit", "", "```text", main.get_help(ctx), "```", ""]
+    for name in main.list_commands(ctx):
+        cmd = main.get_command(ctx, name)
+        assert cmd is not None
+        sub = cmd.make_context(name, [], parent=ctx, resilient_parsing=True, terminal_width=100)
+        parts += [f"## qwenfit {name}", "", "```text", cmd.get_help(sub), "```", ""]
+    return "\n".join(parts)
+
+
 def targets(repo: Path) -> dict[Path, str]:
-    """Every schema file of the repository and the text it must have."""
+    """Every generated file of the repository and the text it must have."""
     out = {}
     for name, schema in schemas().items():
         out[repo / "docs" / "schema" / f"{name}.schema.json"] = render(schema)
     out[repo / "data" / "model_specs.schema.json"] = render(schemas()["model_specs"])
+    out[repo / "docs" / "cli.md"] = cli_reference()
     return out
 
 
