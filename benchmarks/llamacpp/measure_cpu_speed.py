@@ -67,19 +67,19 @@ BUF_RE = re.compile(r"(\S+) model buffer size\s*=\s*([\d.]+) MiB")
 # ----------------------------------------------------------------------------------------------
 
 
-def _copy_rate(src: np.ndarray, dst: np.ndarray, n_threads: int, repeats: int) -> float:
-    """Best copy rate (bytes read + written per second) with the array split over threads.
+def _parallel_rate(kernel, n: int, nbytes: int, n_threads: int, repeats: int) -> float:
+    """Best rate (nbytes per second) of kernel(lo, hi) run over [0, n) split across threads.
 
-    numpy releases the GIL inside the copy loop, so threads copy their slices in parallel.
+    numpy releases the GIL inside its copy and reduction loops, so the slices run in parallel.
     """
-    bounds = np.linspace(0, src.size, n_threads + 1).astype(int)
+    bounds = np.linspace(0, n, n_threads + 1).astype(int)
     best = 0.0
     for _ in range(repeats):
         barrier = threading.Barrier(n_threads + 1)
 
-        def work(lo: int, hi: int) -> None:
+        def work(lo: int, hi: int, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
-            np.copyto(dst[lo:hi], src[lo:hi])
+            kernel(lo, hi)
 
         threads = [
             threading.Thread(target=work, args=(int(bounds[i]), int(bounds[i + 1])))
@@ -91,33 +91,7 @@ def _copy_rate(src: np.ndarray, dst: np.ndarray, n_threads: int, repeats: int) -
         barrier.wait()
         for t in threads:
             t.join()
-        dt = time.perf_counter() - t0
-        best = max(best, 2 * src.nbytes / dt)
-    return best
-
-
-def _read_rate(src: np.ndarray, n_threads: int, repeats: int) -> float:
-    """Best read-only rate (bytes per second): a max-reduction over int64 is memory bound."""
-    bounds = np.linspace(0, src.size, n_threads + 1).astype(int)
-    best = 0.0
-    for _ in range(repeats):
-        barrier = threading.Barrier(n_threads + 1)
-
-        def work(lo: int, hi: int) -> None:
-            barrier.wait()
-            src[lo:hi].max()
-
-        threads = [
-            threading.Thread(target=work, args=(int(bounds[i]), int(bounds[i + 1])))
-            for i in range(n_threads)
-        ]
-        for t in threads:
-            t.start()
-        t0 = time.perf_counter()
-        barrier.wait()
-        for t in threads:
-            t.join()
-        best = max(best, src.nbytes / (time.perf_counter() - t0))
+        best = max(best, nbytes / (time.perf_counter() - t0))
     return best
 
 
@@ -137,9 +111,16 @@ def measure_bandwidth(size_bytes: int = GIB, repeats: int = 7) -> dict:
         "array_bytes": size_bytes,
         "repeats": repeats,
     }
+
+    def copy(lo: int, hi: int) -> None:
+        np.copyto(dst[lo:hi], src[lo:hi])
+
+    def read(lo: int, hi: int) -> None:
+        src[lo:hi].max()
+
     for nt in (1, THREADS):
-        res[f"copy_{nt}t"] = round(_copy_rate(src, dst, nt, repeats))
-        res[f"read_{nt}t"] = round(_read_rate(src, nt, repeats))
+        res[f"copy_{nt}t"] = round(_parallel_rate(copy, n, 2 * src.nbytes, nt, repeats))
+        res[f"read_{nt}t"] = round(_parallel_rate(read, n, src.nbytes, nt, repeats))
     res["value"] = res[f"copy_{THREADS}t"]
     res["value_is"] = f"copy_{THREADS}t"
     return res

@@ -155,7 +155,7 @@ class QualityScores(_Strict):
 
 
 class ModelSpec(_Strict):
-    name: str = Field(pattern=r"^qwen3\.5-[0-9a-z.\-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")
     display_name: str
     hf_repo: str
     model_type: Literal["qwen3_5", "qwen3_5_moe"]
