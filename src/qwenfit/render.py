@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from qwenfit.estimate_model import Estimate
-from qwenfit.hardware import Machine
-from qwenfit.launch import LaunchCommand
-from qwenfit.preflight import CheckResult
-from qwenfit.recommender import RecommendResult
-from qwenfit.specs import SpecTable
+from typing import TYPE_CHECKING
+
 from qwenfit.units import GiB, format_bytes, format_context
+
+if TYPE_CHECKING:
+    from qwenfit.estimate_model import Estimate
+    from qwenfit.hardware import Machine
+    from qwenfit.launch import LaunchCommand
+    from qwenfit.preflight import CheckResult
+    from qwenfit.recommender import RecommendResult
+    from qwenfit.specs import SpecTable
 
 
 def _gib(n: int) -> str:
