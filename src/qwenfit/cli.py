@@ -219,10 +219,29 @@ def models(ctx: click.Context, as_json: bool) -> None:
         click.echo(render.models(table))
 
 
+def nodes_option(f: F) -> F:
+    return click.option(
+        "--nodes",
+        type=click.IntRange(1, 1024),
+        default=1,
+        show_default=True,
+        help="Machines like this one, for vLLM across nodes (Ray).",
+    )(f)
+
+
+def offload_option(f: F) -> F:
+    return click.option(
+        "--allow-offload",
+        is_flag=True,
+        help="Accept experts or layers in RAM (llama.cpp, Ollama): slower.",
+    )(f)
+
+
 @main.command()
 @click.argument("model")
 @config_options
 @hardware_options
+@nodes_option
 @json_option
 @click.pass_context
 def estimate(
@@ -240,9 +259,14 @@ def estimate(
     vram: str | None,
     ram: str | None,
     machine_file: str | None,
+    nodes: int,
     as_json: bool,
 ) -> None:
-    """Memory MODEL will take, part by part, in the chosen runtime."""
+    """Memory MODEL will take, part by part, in the chosen runtime.
+
+    On a machine, the model is laid out as the runtime would: one GPU, several, or (llama.cpp,
+    Ollama) experts or layers in RAM when the GPUs are too small.
+    """
     from qwenfit import render
     from qwenfit.estimator import estimate as run_estimate
 
@@ -261,6 +285,7 @@ def estimate(
             flash_attn=_fa(flash_attn),
             text_only=text_only,
             machine=machine,
+            nodes=nodes,
             table=table,
         )
     )
@@ -280,6 +305,8 @@ def estimate(
     show_default=True,
     help="Memory to keep free per pool: a size (1GiB) or a percentage (10%).",
 )
+@offload_option
+@nodes_option
 @json_option
 @click.pass_context
 def check(
@@ -298,9 +325,15 @@ def check(
     ram: str | None,
     machine_file: str | None,
     margin: str,
+    allow_offload: bool,
+    nodes: int,
     as_json: bool,
 ) -> None:
-    """Does MODEL fit this machine as configured? Exit 0 if it fits, 3 if not."""
+    """Does MODEL fit this machine as configured? Exit 0 if it fits, 3 if not.
+
+    By default the whole model must fit the GPU(s); --allow-offload also accepts llama.cpp's
+    experts or layers in RAM.
+    """
     from qwenfit import render
     from qwenfit.preflight import check as run_check
 
@@ -320,6 +353,8 @@ def check(
             ubatch=ubatch,
             flash_attn=_fa(flash_attn),
             text_only=text_only,
+            allow_offload=allow_offload,
+            nodes=nodes,
             margin=margin_bytes,
             table=table,
         )
@@ -334,7 +369,7 @@ def check(
 
 def _margin(text: str, machine: Machine) -> int:
     from qwenfit.errors import UsageError
-    from qwenfit.fit import best_gpu
+    from qwenfit.layout import best_gpu
     from qwenfit.units import parse_size
 
     if text.strip().endswith("%"):
@@ -388,6 +423,8 @@ def _margin(text: str, machine: Machine) -> int:
     help="How many picks to show (the best and its alternatives).",
 )
 @hardware_options
+@offload_option
+@nodes_option
 @json_option
 @click.pass_context
 def recommend(
@@ -405,6 +442,8 @@ def recommend(
     vram: str | None,
     ram: str | None,
     machine_file: str | None,
+    allow_offload: bool,
+    nodes: int,
     as_json: bool,
 ) -> None:
     """The best Qwen3.5 model, precision and context for this machine, and how to start it."""
@@ -425,6 +464,8 @@ def recommend(
             parallel=parallel,
             flash_attn=_fa(flash_attn),
             min_speed=min_speed,
+            allow_offload=allow_offload,
+            nodes=nodes,
             limit=limit,
             table=table,
         )

@@ -21,7 +21,41 @@ class Part(BaseModel):
     part: PartName
     bytes: int = Field(ge=0)
     placement: Placement
+    device: int | None = Field(None, description="GPU index for placement gpu, else null.")
+    read_per_token_bytes: int = Field(
+        0, ge=0, description="Bytes of this part read to generate one token of one sequence."
+    )
     detail: str
+
+    @model_validator(mode="after")
+    def _device_matches_placement(self) -> Part:
+        if (self.placement == "gpu") != (self.device is not None):
+            raise ValueError("a GPU part names its device, a RAM part none")
+        return self
+
+
+LayoutKind = Literal["gpu", "cpu", "offload", "multi_gpu", "multi_node"]
+
+
+class Layout(BaseModel):
+    """How the runtime spreads the model over devices, and the flags that make it do so."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: LayoutKind
+    devices: list[int] = Field(default_factory=list, description="GPU indices used, per node.")
+    nodes: int = Field(1, ge=1)
+    gpu_layers: int | None = Field(
+        None, description="llama.cpp -ngl: the last N of n_layer + 1 (output) layers on GPUs."
+    )
+    cpu_moe_layers: int | None = Field(
+        None, description="llama.cpp --n-cpu-moe: routed experts of the first N layers in RAM."
+    )
+    tensor_split: list[int] | None = Field(
+        None, description="llama.cpp --tensor-split: layers per GPU, in device order."
+    )
+    tensor_parallel: int | None = Field(None, description="vLLM --tensor-parallel-size.")
+    pipeline_parallel: int | None = Field(None, description="vLLM --pipeline-parallel-size.")
 
 
 class Estimate(BaseModel):
@@ -49,6 +83,10 @@ class Estimate(BaseModel):
     gpu_bytes: int = Field(ge=0, description="Sum of the parts placed on GPUs.")
     ram_bytes: int = Field(ge=0, description="Sum of the parts placed in host RAM.")
     parts: list[Part]
+    layout: Layout
+    device_bytes: dict[int, int] = Field(
+        default_factory=dict, description="Bytes on each GPU (by index), one node's worth."
+    )
     tokens_per_second: float | None = Field(
         None,
         description="Estimated decode speed of one sequence, when the memory bandwidth of the "
@@ -84,6 +122,10 @@ class Estimate(BaseModel):
         }
         total = sum(sums.values())
         gpu = sum(p.bytes for p in parts if p.placement == "gpu")
+        devices: dict[int, int] = {}
+        for p in parts:
+            if p.device is not None:
+                devices[p.device] = devices.get(p.device, 0) + p.bytes
         return cls.model_validate(
             {
                 **inputs,
@@ -92,5 +134,6 @@ class Estimate(BaseModel):
                 "gpu_bytes": gpu,
                 "ram_bytes": total - gpu,
                 "parts": parts,
+                "device_bytes": dict(sorted(devices.items())),
             }
         )

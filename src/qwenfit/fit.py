@@ -1,20 +1,32 @@
-"""Does an estimate fit a machine? GPU and RAM budgets, safety margins, and the shortfall.
+"""Does an estimate fit a machine? Per-device budgets, safety margins, and the shortfall.
 
 Budgets start from free memory, not total: another process holding 16 GB is memory we cannot
-use. vLLM is special: at start it claims a fixed fraction of the card's *total* memory and
-refuses to start when that much is not free.
+use. vLLM is special: at start it claims a fixed fraction of each card's *total* memory and
+refuses to start when that much is not free. Every GPU the layout uses must hold its share, and
+host RAM what is placed there.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qwenfit.estimate_model import Estimate
-from qwenfit.hardware import GPU, Machine
+from qwenfit import layout as layouts
+from qwenfit.estimate_model import Estimate, LayoutKind
+from qwenfit.hardware import Machine
 from qwenfit.runtimes import LLAMACPP_FIT_TARGET_FREE, VLLM_GPU_MEMORY_UTILIZATION
 
-# Default safety margin per memory pool: what llama-server's --fit leaves free per device.
+# Default safety margin per device: what llama-server's --fit leaves free on each.
 DEFAULT_MARGIN = LLAMACPP_FIT_TARGET_FREE
+
+
+class DeviceFit(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: int | None = Field(
+        description="GPU index (across nodes: node x GPUs + index); null for host RAM."
+    )
+    need_bytes: int
+    budget_bytes: int
 
 
 class Fit(BaseModel):
@@ -23,9 +35,10 @@ class Fit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     fits: bool
-    gpu_index: int | None = Field(None, description="The GPU the estimate was placed on.")
+    placement: LayoutKind
+    devices: list[DeviceFit]
     gpu_need_bytes: int
-    gpu_budget_bytes: int
+    gpu_budget_bytes: int = Field(description="Sum of the budgets of the GPUs used.")
     ram_need_bytes: int
     ram_budget_bytes: int
     margin_bytes: int
@@ -33,59 +46,49 @@ class Fit(BaseModel):
     reason: str
 
 
-def best_gpu(machine: Machine) -> GPU | None:
-    """The GPU with the most free memory (ties: lowest index)."""
-    if not machine.gpus:
-        return None
-    return max(machine.gpus, key=lambda g: (g.memory_free_bytes, -g.index))
-
-
-def gpu_budget(gpu: GPU, runtime: str, margin: int) -> int:
-    if runtime == "vllm":
-        claim = int(gpu.memory_total_bytes * VLLM_GPU_MEMORY_UTILIZATION)
-        return claim if gpu.memory_free_bytes >= claim else 0
-    return max(0, gpu.memory_free_bytes - margin)
-
-
 def check_fit(est: Estimate, machine: Machine, margin: int = DEFAULT_MARGIN) -> Fit:
-    """Place `est` on `machine` (one GPU, plus host RAM) and say whether it fits."""
-    gpu = best_gpu(machine)
-    gpu_budget_bytes = gpu_budget(gpu, est.runtime, margin) if gpu else 0
-    ram_budget = max(0, machine.ram_usable_bytes - margin)
-    if gpu is not None and gpu.unified_memory:
-        # Apple Silicon: the GPU's share comes out of the same RAM.
-        ram_budget = max(0, ram_budget - est.gpu_bytes)
-    gpu_missing = max(0, est.gpu_bytes - gpu_budget_bytes)
-    ram_missing = max(0, est.ram_bytes - ram_budget)
+    """Place `est` (already laid out on devices) on `machine` and say whether it fits."""
+    budgets = layouts.gpu_budgets(machine, est.runtime, margin)
+    indices = [g.index for g in machine.gpus]
+    devices = [
+        DeviceFit(
+            device=d,
+            need_bytes=need,
+            budget_bytes=budgets[indices[d % len(indices)]] if indices else 0,
+        )
+        for d, need in est.device_bytes.items()
+    ]
+    ram = layouts.ram_budget(machine, margin, est)
+    devices.append(DeviceFit(device=None, need_bytes=est.ram_bytes, budget_bytes=ram))
+    gpu_missing = sum(
+        max(0, d.need_bytes - d.budget_bytes) for d in devices if d.device is not None
+    )
+    ram_missing = max(0, est.ram_bytes - ram)
     missing = gpu_missing + ram_missing
-    if est.gpu_bytes and gpu is None:
+    if est.gpu_bytes and not machine.gpus:
         reason = "needs a GPU, and this machine has none"
-    elif gpu is not None and est.runtime == "vllm" and gpu_budget_bytes == 0:
+    elif est.runtime == "vllm" and any(
+        budgets.get(indices[d % len(indices)], 0) == 0 for d in est.device_bytes if indices
+    ):
         reason = (
-            f"vLLM claims {VLLM_GPU_MEMORY_UTILIZATION:.0%} of {gpu.name}'s memory at start, "
+            f"vLLM claims {VLLM_GPU_MEMORY_UTILIZATION:.0%} of each GPU's memory at start, "
             "but less than that is free"
         )
     elif missing:
-        where = "GPU" if gpu_missing else "RAM"
-        reason = f"{where} is short by {missing} bytes"
+        where = "GPU memory" if gpu_missing >= ram_missing else "RAM"
+        reason = f"{where} is short by {missing / 2**30:.2f} GiB"
     else:
         reason = "fits"
+    gpu_devices = [d for d in devices if d.device is not None]
     return Fit(
-        fits=missing == 0 and not (est.gpu_bytes and gpu is None),
-        gpu_index=gpu.index if gpu else None,
+        fits=missing == 0 and reason == "fits",
+        placement=est.layout.kind,
+        devices=devices,
         gpu_need_bytes=est.gpu_bytes,
-        gpu_budget_bytes=gpu_budget_bytes,
+        gpu_budget_bytes=sum(d.budget_bytes for d in gpu_devices),
         ram_need_bytes=est.ram_bytes,
-        ram_budget_bytes=ram_budget,
+        ram_budget_bytes=ram,
         margin_bytes=margin,
-        missing_bytes=missing if gpu is not None or not est.gpu_bytes else est.gpu_bytes,
+        missing_bytes=missing,
         reason=reason,
     )
-
-
-def placement_budget(est: Estimate, machine: Machine, margin: int = DEFAULT_MARGIN) -> int:
-    """Bytes available to the pool where `est` puts its growing parts (GPU, else RAM)."""
-    gpu = best_gpu(machine)
-    if est.gpu_bytes and gpu is not None:
-        return gpu_budget(gpu, est.runtime, margin)
-    return max(0, machine.ram_usable_bytes - margin)

@@ -90,8 +90,7 @@ def _llamacpp(est: Estimate, spec: ModelSpec, table: SpecTable) -> LaunchCommand
         str(est.context * est.parallel),
         "-np",
         str(est.parallel),
-        "-ngl",
-        "999" if est.gpu_bytes else "0",
+        *_placement_flags(est),
         "-fa",
         "on" if est.flash_attn else "off",
         "-ctk",
@@ -114,6 +113,9 @@ def _llamacpp(est: Estimate, spec: ModelSpec, table: SpecTable) -> LaunchCommand
     ]
     if est.text_only:
         argv.append("--no-mmproj")
+    notes = [f"-c is the total over {est.parallel} slot(s): {est.context} tokens each"]
+    if est.layout.kind == "offload":
+        notes.append("part of the model runs from RAM: expect much lower speed than on the GPU")
     return LaunchCommand(
         runtime="llama.cpp",
         model=spec.name,
@@ -123,8 +125,23 @@ def _llamacpp(est: Estimate, spec: ModelSpec, table: SpecTable) -> LaunchCommand
                 purpose="download (first run) and serve an OpenAI-compatible API on :8080",
             ),
         ],
-        notes=[f"-c is the total over {est.parallel} slot(s): {est.context} tokens each"],
+        notes=notes,
     )
+
+
+def _placement_flags(est: Estimate) -> list[str]:
+    """-ngl and friends, exactly as the estimate laid the model out (no --fit guessing)."""
+    layout = est.layout
+    if layout.kind == "cpu":
+        return ["-ngl", "0"]
+    flags = ["-ngl", str(layout.gpu_layers) if layout.gpu_layers is not None else "999"]
+    if layout.cpu_moe_layers:
+        flags += ["--n-cpu-moe", str(layout.cpu_moe_layers)]
+    if layout.tensor_split:
+        flags += ["--tensor-split", ",".join(str(n) for n in layout.tensor_split)]
+    elif len(layout.devices) == 1 and layout.devices[0] != 0:
+        flags += ["--split-mode", "none", "--main-gpu", str(layout.devices[0])]
+    return [*flags, "--fit", "off"]
 
 
 def _vllm(est: Estimate, spec: ModelSpec) -> LaunchCommand:
@@ -147,13 +164,38 @@ def _vllm(est: Estimate, spec: ModelSpec) -> LaunchCommand:
         argv += ["--kv-cache-dtype", "fp8"]
     if est.text_only:
         argv.append("--language-model-only")
-    return LaunchCommand(
-        runtime="vllm",
-        model=spec.name,
-        steps=[
-            Step(argv=argv, purpose="serve an OpenAI-compatible API on :8000"),
-        ],
+    tp = est.layout.tensor_parallel or 1
+    pp = est.layout.pipeline_parallel or 1
+    if tp > 1:
+        argv += ["--tensor-parallel-size", str(tp)]
+    steps = []
+    if pp > 1:
+        argv += ["--pipeline-parallel-size", str(pp), "--distributed-executor-backend", "ray"]
+        steps = [
+            Step(
+                argv=["ray", "start", "--head", "--port", "6379"],
+                purpose="on the head node: start the Ray cluster",
+            ),
+            Step(
+                argv=["ray", "start", "--address", "HEAD_NODE_IP:6379"],
+                purpose=f"on each of the other {pp - 1} node(s), with the head's address",
+            ),
+        ]
+    steps.append(
+        Step(
+            argv=argv,
+            purpose="serve an OpenAI-compatible API on :8000"
+            + (" (run on the head node)" if pp > 1 else ""),
+        )
     )
+    notes = []
+    if pp > 1:
+        notes.append(
+            f"{pp} nodes x {tp} GPUs: tensor parallel within a node, pipeline parallel "
+            "across nodes; needs a fast network between nodes (InfiniBand or "
+            "100 Gb/s-class Ethernet)"
+        )
+    return LaunchCommand(runtime="vllm", model=spec.name, steps=steps, notes=notes)
 
 
 def _transformers(est: Estimate, spec: ModelSpec) -> LaunchCommand:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qwenfit import arch
-from qwenfit.estimate_model import Part, Placement
+from qwenfit.estimate_model import Layout, Part, PartName
 from qwenfit.memory_llamacpp import CUDA_RUNTIME_OVERHEAD
 from qwenfit.runtimes import kv_bytes
 from qwenfit.specs import Architecture, Artifact, ModelSpec
@@ -46,7 +46,7 @@ class HFRequest:
     parallel: int
     kv_cache: str
     text_only: bool
-    placement: Placement
+    layout: Layout
 
 
 def _ffn_width(a: Architecture) -> int:
@@ -106,109 +106,144 @@ def _kv(r: HFRequest, tokens_per_seq: int) -> int:
     return kv_bytes(arch.kv_elements_per_token(a) * tokens_per_seq * r.parallel, r.kv_cache)
 
 
-def _weights(r: HFRequest, in_bf16: bool) -> list[Part]:
-    """The checkpoint's tensors. `in_bf16`: everything loaded as bf16, as transformers does with
-    dtype='auto' or bfloat16 (the checkpoint's float32 A_log and norm weights are cast)."""
-    text = 2 * r.spec.params.text if in_bf16 else r.artifact.text_bytes
-    vision = 2 * r.spec.params.vision if in_bf16 else r.artifact.vision_bytes
-    out = [
-        Part(
-            part="weights",
-            bytes=text,
-            placement=r.placement,
-            detail=f"{r.artifact.repo} decoder at {r.artifact.precision}, MTP not loaded",
-        )
-    ]
-    if not r.text_only:
-        out.append(
-            Part(
-                part="vision",
-                bytes=vision,
-                placement=r.placement,
-                detail="vision tower",
-            )
-        )
-    return out
+def _spread(amount: int, devices: list[int | None]) -> dict[int | None, int]:
+    """`amount` shared evenly by `devices` (the first takes the remainder)."""
+    share, rest = divmod(amount, len(devices))
+    return {d: share + (rest if i == 0 else 0) for i, d in enumerate(devices)}
+
+
+class _Parts:
+    """Collects parts per device; `None` is host RAM."""
+
+    def __init__(self) -> None:
+        self.items: list[Part] = []
+
+    def add(
+        self, part: PartName, amounts: dict[int | None, int], detail: str, read: float = 0.0
+    ) -> None:
+        """`read`: the share of each amount read to generate one token of one sequence."""
+        for d, b in amounts.items():
+            if b:
+                self.items.append(
+                    Part(
+                        part=part,
+                        bytes=b,
+                        placement="ram" if d is None else "gpu",
+                        device=d,
+                        read_per_token_bytes=int(b * read),
+                        detail=detail,
+                    )
+                )
+
+
+def weight_read_share(spec: ModelSpec) -> float:
+    """Share of the decoder's bytes read per token: MoE reads only the routed top-k experts,
+    and an untied embedding table is only looked up (one row), not read."""
+    p = spec.params
+    return (p.text_active - (0 if spec.architecture.tie_word_embeddings else p.embedding)) / p.text
+
+
+def _devices(r: HFRequest) -> list[int | None]:
+    return list(r.layout.devices) if r.layout.kind != "cpu" and r.layout.devices else [None]
 
 
 def transformers_parts(r: HFRequest) -> list[Part]:
+    """device_map='auto' fills the GPUs layer by layer: here each gets an equal share."""
     a = r.spec.architecture
-    out = _weights(r, in_bf16=r.artifact.precision == "bf16")
-    out.append(
-        Part(
-            part="kv_cache",
-            bytes=_kv(r, r.context),
-            placement=r.placement,
-            detail=f"DynamicCache, {a.n_full_attention_layers} full-attention layers, bf16",
-        )
+    bf16 = r.artifact.precision == "bf16"
+    text = 2 * r.spec.params.text if bf16 else r.artifact.text_bytes
+    vision = 2 * r.spec.params.vision if bf16 else r.artifact.vision_bytes
+    devices = _devices(r)
+    out = _Parts()
+    out.add(
+        "weights",
+        _spread(text, devices),
+        f"{r.artifact.repo} decoder at {r.artifact.precision}, MTP not loaded",
+        weight_read_share(r.spec),
     )
-    out.append(
-        Part(
-            part="linear_state",
-            bytes=_linear_state(r, vllm=False),
-            placement=r.placement,
-            detail="conv state (bf16, full kernel) + recurrent state (float32) per sequence",
-        )
+    if not r.text_only:
+        out.add("vision", {devices[0]: vision}, "vision tower")
+    out.add(
+        "kv_cache",
+        _spread(_kv(r, r.context), devices),
+        f"DynamicCache, {a.n_full_attention_layers} full-attention layers, bf16",
+        1 / r.parallel,
     )
-    out.append(
-        Part(
-            part="compute",
-            bytes=prefill_activation_bytes(a, r.context) * r.parallel
-            + 4 * a.vocab_size * r.parallel,
-            placement=r.placement,
-            detail="prefill activations of the largest layer over the whole prompt, "
-            "plus last-token logits",
-        )
+    out.add(
+        "linear_state",
+        _spread(_linear_state(r, vllm=False), devices),
+        "conv state (bf16, full kernel) + recurrent state (float32) per sequence",
+        2 / r.parallel,
     )
-    if r.placement == "gpu":
-        out.append(
-            Part(
-                part="overhead",
-                bytes=CUDA_RUNTIME_OVERHEAD,
-                placement="gpu",
-                detail="CUDA context (not counted by torch's allocator)",
-            )
-        )
-    return out
+    activations = prefill_activation_bytes(a, r.context) * r.parallel
+    out.add(
+        "compute",
+        {
+            d: activations + (4 * a.vocab_size * r.parallel if i == len(devices) - 1 else 0)
+            for i, d in enumerate(devices)
+        },
+        "prefill activations of the largest layer over the whole prompt, plus last-token logits",
+    )
+    out.add(
+        "overhead",
+        {d: CUDA_RUNTIME_OVERHEAD for d in devices if d is not None},
+        "CUDA context (not counted by torch's allocator)",
+    )
+    return out.items
 
 
 def vllm_parts(r: HFRequest) -> list[Part]:
+    """Per rank: tensor parallel t shards weights, heads and state t ways; pipeline parallel p
+    gives each stage 1/p of the layers. KV heads are replicated when t exceeds them."""
     a = r.spec.architecture
+    t = r.layout.tensor_parallel or 1
+    p = r.layout.pipeline_parallel or 1
+    per_node = r.layout.devices or [0]
+    ranks: list[int | None] = [
+        n * len(per_node) + i for n in range(p) for i in range(len(per_node))
+    ]
     block = vllm_block_size(r.spec, r.kv_cache)
     tokens = -(-r.context // block) * block
-    out = _weights(r, in_bf16=False)
-    out.append(
-        Part(
-            part="kv_cache",
-            bytes=_kv(r, tokens),
-            placement=r.placement,
-            detail=f"paged KV, {a.n_full_attention_layers} full-attention layers, "
-            f"{block}-token blocks, {r.kv_cache}",
-        )
+    kv_share = max(1, a.num_key_value_heads // t)
+    kv_rank = _kv(r, tokens) * kv_share // a.num_key_value_heads // p
+    out = _Parts()
+    out.add(
+        "weights",
+        {d: r.artifact.text_bytes // (t * p) for d in ranks},
+        f"{r.artifact.repo} decoder at {r.artifact.precision}, MTP not loaded"
+        + (f", 1/{t * p} per GPU" if t * p > 1 else ""),
+        weight_read_share(r.spec),
     )
-    out.append(
-        Part(
-            part="linear_state",
-            bytes=_linear_state(r, vllm=True),
-            placement=r.placement,
-            detail="mamba-style state per sequence: conv bf16 + SSM float32",
+    if not r.text_only:
+        out.add(
+            "vision",
+            {d: r.artifact.vision_bytes // t for d in ranks[:t]},
+            "vision tower" + (f", 1/{t} per GPU of the first stage" if t > 1 else ""),
         )
+    out.add(
+        "kv_cache",
+        {d: kv_rank for d in ranks},
+        f"paged KV, {a.n_full_attention_layers} full-attention layers, {block}-token blocks, "
+        f"{r.kv_cache}",
+        1 / r.parallel,
     )
-    out.append(
-        Part(
-            part="compute",
-            bytes=prefill_activation_bytes(a, VLLM_PROFILE_TOKENS) + 4 * a.vocab_size * r.parallel,
-            placement=r.placement,
-            detail=f"profile-run activations for {VLLM_PROFILE_TOKENS} batched tokens "
-            "plus sampler logits",
-        )
+    out.add(
+        "linear_state",
+        {d: _linear_state(r, vllm=True) // (t * p) for d in ranks},
+        "mamba-style state per sequence: conv bf16 + SSM float32",
+        2 / r.parallel,
     )
-    out.append(
-        Part(
-            part="overhead",
-            bytes=CUDA_RUNTIME_OVERHEAD + VLLM_CUDA_GRAPHS,
-            placement=r.placement,
-            detail="CUDA context and captured CUDA graphs",
-        )
+    out.add(
+        "compute",
+        {
+            d: prefill_activation_bytes(a, VLLM_PROFILE_TOKENS) // t + 4 * a.vocab_size * r.parallel
+            for d in ranks
+        },
+        f"profile-run activations for {VLLM_PROFILE_TOKENS} batched tokens plus sampler logits",
     )
-    return out
+    out.add(
+        "overhead",
+        {d: CUDA_RUNTIME_OVERHEAD + VLLM_CUDA_GRAPHS for d in ranks},
+        "CUDA context and captured CUDA graphs",
+    )
+    return out.items

@@ -1,6 +1,8 @@
 """`check()`: does one configuration fit this machine, and if not, what is the nearest that does.
 
 A library call that returns a result and never exits; `qwenfit check` turns it into exit 0 / 3.
+By default the whole model must sit on the GPU(s); `allow_offload` also accepts llama.cpp's
+expert or layer offload to RAM, which runs but is much slower.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from pydantic import BaseModel, ConfigDict
 
 from qwenfit import runtimes
 from qwenfit.estimate_model import Estimate
-from qwenfit.estimator import FlashAttn, estimate, max_context
-from qwenfit.fit import DEFAULT_MARGIN, Fit, check_fit, placement_budget
+from qwenfit.estimator import FlashAttn, estimate, max_context_of
+from qwenfit.fit import DEFAULT_MARGIN, Fit, check_fit
 from qwenfit.hardware import Machine
 from qwenfit.recommender import MIN_USEFUL_CONTEXT
 from qwenfit.specs import ModelSpec, SpecTable, load_specs
@@ -39,7 +41,7 @@ class CheckResult(BaseModel):
 
 
 def check(
-    model: str,
+    model: str | ModelSpec,
     machine: Machine,
     *,
     runtime: str | None = None,
@@ -50,42 +52,36 @@ def check(
     ubatch: int | None = None,
     flash_attn: FlashAttn = "auto",
     text_only: bool = False,
+    allow_offload: bool = False,
+    nodes: int = 1,
     margin: int = DEFAULT_MARGIN,
     table: SpecTable | None = None,
 ) -> CheckResult:
-    """Estimate `model` as configured, place it on `machine`, and look for the nearest fit."""
+    """Estimate `model` as configured, lay it out on `machine`, and look for the nearest fit."""
     table = table or load_specs()
-    est = estimate(
-        model,
-        runtime=runtime,
-        quant=quant,
-        context=context,
-        kv_cache=kv_cache,
-        parallel=parallel,
-        ubatch=ubatch,
-        flash_attn=flash_attn,
-        text_only=text_only,
-        machine=machine,
-        table=table,
-    )
-    fit = check_fit(est, machine, margin)
-    if fit.fits:
-        return CheckResult(fits=True, estimate=est, fit=fit)
 
-    def at(m: str | ModelSpec, q: str, ctx: int) -> Estimate:
+    def at(m: str | ModelSpec, q: str | None, ctx: int | None) -> Estimate:
         return estimate(
             m,
-            runtime=est.runtime,
+            runtime=runtime,
             quant=q,
             context=ctx,
-            kv_cache=est.kv_cache,
+            kv_cache=kv_cache,
             parallel=parallel,
             ubatch=ubatch,
             flash_attn=flash_attn,
             text_only=text_only,
             machine=machine,
+            allow_offload=allow_offload,
+            nodes=nodes,
+            margin=margin,
             table=table,
         )
+
+    est = at(model, quant, context)
+    fit = check_fit(est, machine, margin)
+    if fit.fits:
+        return CheckResult(fits=True, estimate=est, fit=fit)
 
     def nearest(change: Literal["context", "quant", "model"], alt: Estimate) -> CheckResult:
         return CheckResult(
@@ -102,19 +98,7 @@ def check(
         )
 
     # 1. the same model and precision at a shorter context
-    ctx = max_context(
-        est.model,
-        placement_budget(est, machine, margin),
-        runtime=est.runtime,
-        quant=est.quant,
-        kv_cache=est.kv_cache,
-        parallel=parallel,
-        ubatch=ubatch,
-        flash_attn=flash_attn,
-        text_only=text_only,
-        machine=machine,
-        table=table,
-    )
+    ctx = max_context_of(est, machine, margin, table)
     if ctx is not None and ctx >= MIN_USEFUL_CONTEXT:
         alt = at(est.model, est.quant, ctx)
         if check_fit(alt, machine, margin).fits:

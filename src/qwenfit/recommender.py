@@ -9,16 +9,16 @@ did not pin the context) are contexts lowered, never below 4096 tokens.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from qwenfit import runtimes
 from qwenfit.errors import UsageError
-from qwenfit.estimate_model import Estimate
-from qwenfit.estimator import FlashAttn, estimate, max_context
-from qwenfit.fit import DEFAULT_MARGIN, Fit, check_fit, placement_budget
+from qwenfit.estimate_model import Estimate, LayoutKind
+from qwenfit.estimator import FlashAttn, estimate, max_context_of
+from qwenfit.fit import DEFAULT_MARGIN, Fit, check_fit
 from qwenfit.hardware import Machine
 from qwenfit.launch import LaunchCommand, launch_command
 from qwenfit.specs import ModelSpec, RuntimeName, SpecTable, load_specs
@@ -54,7 +54,7 @@ class Recommendation(BaseModel):
     quant: str
     context: int
     max_context: int | None = Field(description="Largest context that fits with this pick.")
-    placement: Literal["gpu", "cpu"] = Field(description="Where the weights run.")
+    placement: LayoutKind = Field(description="gpu, multi_gpu, multi_node, offload or cpu.")
     quality_score: float = Field(description="Task score after the precision's quality loss.")
     tokens_per_second: float | None = Field(description="Estimated decode speed, one sequence.")
     estimate: Estimate
@@ -114,6 +114,8 @@ class _Search:
     flash_attn: FlashAttn
     text_only: bool
     margin: int
+    allow_offload: bool
+    nodes: int
 
     def estimate(self, spec: ModelSpec, quant: str, context: int) -> Estimate:
         return estimate(
@@ -126,22 +128,14 @@ class _Search:
             flash_attn=self.flash_attn,
             text_only=self.text_only,
             machine=self.machine,
+            allow_offload=self.allow_offload,
+            nodes=self.nodes,
+            margin=self.margin,
             table=self.table,
         )
 
-    def max_context(self, spec: ModelSpec, quant: str, est: Estimate) -> int | None:
-        return max_context(
-            spec,
-            placement_budget(est, self.machine, self.margin),
-            runtime=self.runtime,
-            quant=quant,
-            kv_cache=self.kv_cache,
-            parallel=self.parallel,
-            flash_attn=self.flash_attn,
-            text_only=self.text_only,
-            machine=self.machine,
-            table=self.table,
-        )
+    def max_context(self, est: Estimate) -> int | None:
+        return max_context_of(est, self.machine, self.margin, self.table)
 
 
 @dataclass(frozen=True)
@@ -179,13 +173,18 @@ def recommend(
     parallel: int = 1,
     flash_attn: FlashAttn = "auto",
     min_speed: float | None = None,
+    allow_offload: bool = False,
+    nodes: int = 1,
     margin: int = DEFAULT_MARGIN,
     limit: int = 5,
     table: SpecTable | None = None,
 ) -> RecommendResult:
     """Rank every model x precision the runtime can load on `machine`; best first.
 
-    Returns an empty `recommendations` list (and `closest`) when nothing fits.
+    Configurations that fit the GPU(s) whole come first. Offloading experts or layers to RAM
+    (llama.cpp, Ollama) is considered when `allow_offload` is set, or when nothing else fits:
+    it runs, but reads part of the weights at RAM speed. Returns an empty `recommendations`
+    list (and `closest`) when nothing fits at all.
     """
     table = table or load_specs()
     if task not in TASK_BENCHMARKS:
@@ -195,7 +194,19 @@ def recommend(
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be at least 1")
     rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
-    search = _Search(table, machine, rt, task, kv_cache, parallel, flash_attn, text_only, margin)
+    search = _Search(
+        table,
+        machine,
+        rt,
+        task,
+        kv_cache,
+        parallel,
+        flash_attn,
+        text_only,
+        margin,
+        allow_offload,
+        nodes,
+    )
     target = context or DEFAULT_CONTEXT
     notes = []
     if context is None:
@@ -208,6 +219,14 @@ def recommend(
         candidates, _ = _candidates(search, target, shrink=True)
         if candidates:
             notes.append(f"nothing fits at {target} tokens; contexts were lowered to fit")
+    if not candidates and not allow_offload and rt in ("llama.cpp", "ollama") and machine.gpus:
+        search = replace(search, allow_offload=True)
+        candidates, _ = _candidates(search, target, shrink=context is None)
+        if candidates:
+            notes.append(
+                "nothing fits the GPU whole: these picks keep part of the weights in "
+                "RAM, which is much slower"
+            )
     if min_speed is not None:
         candidates = [
             c
@@ -242,7 +261,7 @@ def _candidates(
             est = search.estimate(spec, quant, target)
             fit = check_fit(est, search.machine, search.margin)
             if not fit.fits and shrink:
-                ctx = search.max_context(spec, quant, est)
+                ctx = search.max_context(est)
                 if ctx is None or ctx < MIN_USEFUL_CONTEXT:
                     continue
                 est = search.estimate(spec, quant, ctx)
@@ -276,7 +295,7 @@ def _closest(misses: list[tuple[Estimate, Fit]], machine: Machine, runtime: str)
 
 def _recommendation(rank: int, c: _Candidate, search: _Search) -> Recommendation:
     e = c.est
-    top = search.max_context(c.spec, e.quant, e)
+    top = search.max_context(e)
     loss = search.table.precisions[e.quant].quality_loss
     where = "GPU" if e.gpu_bytes else "RAM"
     budget = c.fit.gpu_budget_bytes if e.gpu_bytes else c.fit.ram_budget_bytes
@@ -304,7 +323,7 @@ def _recommendation(rank: int, c: _Candidate, search: _Search) -> Recommendation
         quant=e.quant,
         context=e.context,
         max_context=top,
-        placement="gpu" if e.gpu_bytes else "cpu",
+        placement=e.layout.kind,
         quality_score=round(c.quality, 2),
         tokens_per_second=e.tokens_per_second,
         estimate=e,

@@ -1,0 +1,135 @@
+"""Beyond one GPU: expert and layer offload, layer split, tensor and pipeline parallelism."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_machine
+
+from qwenfit.estimator import estimate
+from qwenfit.fit import check_fit
+from qwenfit.launch import launch_command
+from qwenfit.layout import valid_tensor_parallel
+from qwenfit.memory_llamacpp import groups, layer_devices
+from qwenfit.preflight import check
+from qwenfit.recommender import recommend
+from qwenfit.specs import SpecTable
+from qwenfit.units import GiB
+
+
+def test_moe_experts_go_to_ram_first(table: SpecTable) -> None:
+    m = make_machine(16, 64)
+    e = estimate("35b-a3b", runtime="llama.cpp", quant="q4_k_m", context=32768, machine=m)
+    assert e.layout.kind == "offload" and e.layout.cpu_moe_layers
+    assert e.layout.gpu_layers is None  # every layer's attention stays on the GPU
+    fit = check_fit(e, m)
+    assert fit.fits and fit.devices[0].need_bytes <= fit.devices[0].budget_bytes
+    g = groups(table.get("35b-a3b"), table.get("35b-a3b").artifact("q4_k_m", "gguf"))  # type: ignore[arg-type]
+    in_ram = sum(g.experts[: e.layout.cpu_moe_layers])
+    assert e.ram_bytes >= in_ram + g.token_embd
+    argv = launch_command(e).steps[0].argv
+    assert argv[argv.index("--n-cpu-moe") + 1] == str(e.layout.cpu_moe_layers)
+
+
+def test_fewest_experts_in_ram(table: SpecTable) -> None:
+    m = make_machine(16, 64)
+    e = estimate("35b-a3b", runtime="llama.cpp", quant="q4_k_m", context=32768, machine=m)
+    one_fewer = e.layout.model_copy(update={"cpu_moe_layers": e.layout.cpu_moe_layers - 1})  # type: ignore[operator]
+    from qwenfit.estimator import configure
+
+    cfg = configure("35b-a3b", runtime="llama.cpp", quant="q4_k_m", machine=m)
+    assert not check_fit(cfg.with_layout(one_fewer).build(32768), m).fits
+
+
+def test_dense_model_keeps_the_last_layers_on_the_gpu() -> None:
+    m = make_machine(12, 64)
+    e = estimate("27b", runtime="llama.cpp", quant="q4_k_m", context=32768, machine=m)
+    assert e.layout.kind == "offload" and e.layout.gpu_layers is not None
+    assert 0 < e.layout.gpu_layers < 65
+    assert check_fit(e, m).fits
+    argv = launch_command(e).steps[0].argv
+    assert argv[argv.index("-ngl") + 1] == str(e.layout.gpu_layers)
+
+
+def test_ollama_splits_layers_but_not_experts() -> None:
+    e = estimate("35b-a3b", runtime="ollama", context=8192, machine=make_machine(16, 64))
+    assert e.layout.kind == "offload" and not e.layout.cpu_moe_layers
+
+
+def test_layer_devices_follow_ngl_semantics() -> None:
+    from qwenfit.estimate_model import Layout
+
+    owners = layer_devices(Layout(kind="offload", devices=[0], gpu_layers=3), n_layer=4)
+    assert owners == [None, None, 0, 0, 0]  # the last 3 of 5 (4 layers + output)
+    split = layer_devices(Layout(kind="multi_gpu", devices=[0, 1], tensor_split=[2, 3]), 4)
+    assert split == [0, 0, 1, 1, 1]
+
+
+def test_two_gpus_split_layers_by_memory() -> None:
+    m = make_machine(24, 64, gpus=2)
+    e = estimate("27b", runtime="llama.cpp", quant="q8_0", context=32768, machine=m)
+    assert e.layout.kind == "multi_gpu" and e.layout.tensor_split is not None
+    assert sum(e.layout.tensor_split) == 65
+    assert set(e.device_bytes) == {0, 1}
+    assert all(b <= 23 * GiB for b in e.device_bytes.values())
+    assert check_fit(e, m).fits
+    argv = launch_command(e).steps[0].argv
+    assert "--tensor-split" in argv
+
+
+def test_tied_embeddings_cost_a_gpu_copy_of_the_output() -> None:
+    gpu = estimate("0.8b", runtime="llama.cpp", quant="bf16", context=4096, text_only=True)
+    cpu = estimate("0.8b", runtime="llama.cpp", quant="bf16", context=4096, text_only=True,
+                   machine=make_machine(None, 64))
+    assert gpu.weights_bytes > cpu.weights_bytes  # token_embd in RAM + its GPU copy as output
+
+
+@pytest.mark.parametrize(("size", "quant", "sizes"), [
+    ("27b", "bf16", [1, 2, 4, 8]),
+    ("35b-a3b", "fp8", [1, 2, 4]),  # 512-wide experts: 128-blocks allow TP <= 4
+    ("397b-a17b", "fp8", [1, 2, 4, 8]),
+])
+def test_vllm_tensor_parallel_sizes_respect_heads_and_blocks(table: SpecTable, size: str,
+                                                             quant: str, sizes: list[int]) -> None:
+    assert valid_tensor_parallel(table.get(size), quant) == sizes
+
+
+def test_vllm_picks_the_smallest_tensor_parallel_that_fits() -> None:
+    m = make_machine(80, 1024, gpus=8, bandwidth_gb_s=3350)
+    e = estimate("397b-a17b", runtime="vllm", quant="fp8", context=32768, machine=m)
+    assert e.layout.kind == "multi_gpu" and e.layout.tensor_parallel == 8
+    assert check_fit(e, m).fits
+    small = estimate("27b", runtime="vllm", quant="bf16", context=32768, machine=m)
+    assert small.layout.tensor_parallel == 1
+    argv = launch_command(e).steps[-1].argv
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "8"
+
+
+def test_multi_node_plan_with_ray() -> None:
+    m = make_machine(80, 1024, gpus=8, bandwidth_gb_s=3350)
+    e = estimate("397b-a17b", runtime="vllm", quant="bf16", context=32768, machine=m, nodes=2)
+    assert e.layout.kind == "multi_node" and e.layout.pipeline_parallel == 2
+    assert len(e.device_bytes) == 16 and check_fit(e, m).fits
+    steps = launch_command(e).steps
+    assert steps[0].argv[:3] == ["ray", "start", "--head"]
+    assert "--pipeline-parallel-size" in steps[-1].argv
+
+
+def test_check_requires_the_gpu_unless_offload_is_allowed() -> None:
+    m = make_machine(16, 64)
+    strict = check("35b-a3b", m, runtime="llama.cpp", quant="q4_k_m", context=32768)
+    assert not strict.fits
+    loose = check("35b-a3b", m, runtime="llama.cpp", quant="q4_k_m", context=32768,
+                  allow_offload=True)
+    assert loose.fits and loose.estimate.layout.kind == "offload"
+
+
+def test_recommend_prefers_whole_gpu_and_offloads_only_when_needed_or_asked() -> None:
+    m = make_machine(16, 128)
+    plain = recommend(m, runtime="llama.cpp")
+    assert plain.recommendations[0].placement == "gpu"
+    opted = recommend(m, runtime="llama.cpp", allow_offload=True, limit=20)
+    assert any(r.placement == "offload" for r in opted.recommendations)
+    tiny = recommend(make_machine(2, 64), runtime="llama.cpp")
+    assert tiny.recommendations and all(r.placement in ("offload", "cpu")
+                                        for r in tiny.recommendations)
+    assert any("RAM" in n for n in tiny.notes)
