@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from qwenfit.estimator import FlashAttn
     from qwenfit.hardware import Machine
     from qwenfit.recommender import Task
-    from qwenfit.specs import SpecTable
+    from qwenfit.specs import ModelSpec, SpecTable
 
 # pydantic looks for plugins through importlib.metadata entry points on first use, which costs
 # tens of milliseconds per run; the CLI uses none.
@@ -219,6 +219,38 @@ def models(ctx: click.Context, as_json: bool) -> None:
         click.echo(render.models(table))
 
 
+def checkpoint_options(f: F) -> F:
+    options = [
+        click.option(
+            "--online",
+            is_flag=True,
+            envvar="QWENFIT_ONLINE",
+            help="Allow reading a Hugging Face repo id from the Hub (headers only).",
+        ),
+        click.option(
+            "--mmproj",
+            type=click.Path(dir_okay=False, exists=True),
+            help="The vision projector GGUF that goes with a local GGUF file.",
+        ),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _resolve(
+    table: SpecTable, model: str, online: bool, mmproj: str | None
+) -> tuple[SpecTable, ModelSpec]:
+    """A table name, a local folder or GGUF, or a Hub repo id -> (table with it, its spec)."""
+    from contextlib import nullcontext
+
+    from qwenfit.checkpoints import resolve_model
+    from qwenfit.progress import spinner
+
+    with spinner(f"reading {model} from the Hugging Face Hub") if online else nullcontext():
+        return _run(lambda: resolve_model(model, table, online=online, mmproj=mmproj))
+
+
 def nodes_option(f: F) -> F:
     return click.option(
         "--nodes",
@@ -241,6 +273,7 @@ def offload_option(f: F) -> F:
 @click.argument("model")
 @config_options
 @hardware_options
+@checkpoint_options
 @nodes_option
 @json_option
 @click.pass_context
@@ -260,6 +293,8 @@ def estimate(
     ram: str | None,
     machine_file: str | None,
     nodes: int,
+    online: bool,
+    mmproj: str | None,
     as_json: bool,
 ) -> None:
     """Memory MODEL will take, part by part, in the chosen runtime.
@@ -273,9 +308,10 @@ def estimate(
     table = _table(ctx)
     tokens = _context(context)
     machine = _run(lambda: _machine(gpu, vram, ram, machine_file))
+    table, spec = _resolve(table, model, online, mmproj)
     est = _run(
         lambda: run_estimate(
-            model,
+            spec,
             runtime=runtime,
             quant=quant,
             context=tokens,
@@ -299,6 +335,7 @@ def estimate(
 @click.argument("model")
 @config_options
 @hardware_options
+@checkpoint_options
 @click.option(
     "--margin",
     default="1GiB",
@@ -327,6 +364,8 @@ def check(
     margin: str,
     allow_offload: bool,
     nodes: int,
+    online: bool,
+    mmproj: str | None,
     as_json: bool,
 ) -> None:
     """Does MODEL fit this machine as configured? Exit 0 if it fits, 3 if not.
@@ -341,9 +380,10 @@ def check(
     tokens = _context(context)
     machine = _run(lambda: _machine(gpu, vram, ram, machine_file))
     margin_bytes = _run(lambda: _margin(margin, machine))
+    table, spec = _resolve(table, model, online, mmproj)
     result = _run(
         lambda: run_check(
-            model,
+            spec,
             machine,
             runtime=runtime,
             quant=quant,
@@ -422,7 +462,14 @@ def _margin(text: str, machine: Machine) -> int:
     show_default=True,
     help="How many picks to show (the best and its alternatives).",
 )
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Only consider these models: names, local checkpoints or Hub ids (repeatable).",
+)
 @hardware_options
+@checkpoint_options
 @offload_option
 @nodes_option
 @json_option
@@ -444,6 +491,9 @@ def recommend(
     machine_file: str | None,
     allow_offload: bool,
     nodes: int,
+    models: tuple[str, ...],
+    online: bool,
+    mmproj: str | None,
     as_json: bool,
 ) -> None:
     """The best Qwen3.5 model, precision and context for this machine, and how to start it."""
@@ -453,9 +503,14 @@ def recommend(
     table = _table(ctx)
     tokens = _context(context)
     machine = _run(lambda: _machine(gpu, vram, ram, machine_file))
+    only = []
+    for ref in models:
+        table, spec = _resolve(table, ref, online, mmproj)
+        only.append(spec.name)
     result = _run(
         lambda: run_recommend(
             machine,
+            models=only or None,
             runtime=runtime,
             context=tokens,
             task=cast("Task", task),
@@ -482,6 +537,7 @@ def recommend(
 @click.argument("model", required=False)
 @config_options
 @hardware_options
+@checkpoint_options
 @json_option
 @click.pass_context
 def launch(
@@ -499,6 +555,8 @@ def launch(
     vram: str | None,
     ram: str | None,
     machine_file: str | None,
+    online: bool,
+    mmproj: str | None,
     as_json: bool,
 ) -> None:
     """The command that starts MODEL (default: the top recommendation). Runs nothing."""
@@ -528,9 +586,10 @@ def launch(
             raise DoesNotFit("nothing fits this machine; see 'qwenfit recommend'")
         cmd = result.recommendations[0].launch
     else:
+        table, spec = _resolve(table, model, online, mmproj)
         est = _run(
             lambda: run_estimate(
-                model,
+                spec,
                 runtime=runtime,
                 quant=quant,
                 context=tokens,
@@ -548,6 +607,33 @@ def launch(
         _emit({"schema_version": 1, "launch": cmd.model_dump(mode="json")})
     else:
         click.echo(render.launch(cmd))
+
+
+@main.group()
+def specs() -> None:
+    """The spec table: see where a fresh read of the Hub differs from it."""
+
+
+@specs.command()
+@click.option(
+    "--online",
+    is_flag=True,
+    envvar="QWENFIT_ONLINE",
+    help="Required: this reads the official repos from the Hugging Face Hub.",
+)
+@click.pass_context
+def refresh(ctx: click.Context, online: bool) -> None:
+    """Print, as a unified diff, what the Hub says differs from the spec table.
+
+    Nothing is changed: review the diff and apply it to data/model_specs.json by hand.
+    """
+    from qwenfit.hub import refresh_specs
+    from qwenfit.progress import spinner
+
+    table = _table(ctx)
+    with spinner("reading the official Qwen3.5 repos"):
+        diff = _run(lambda: refresh_specs(table, online=online))
+    click.echo(diff or "the spec table matches the Hub", nl=not diff.endswith("\n"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -147,7 +147,11 @@ def configure(
     """Check and resolve everything but the context and the layout."""
     table = table or load_specs()
     spec = model if isinstance(model, ModelSpec) else table.get(model)
-    rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
+    rt = (
+        runtimes.check_runtime(runtime)
+        if runtime
+        else runtimes.runtime_for(spec, runtimes.default_runtime(machine))
+    )
     if quant is None:
         quant = runtimes.default_quant(spec, rt)
         if quant is None:

@@ -133,7 +133,7 @@ def _placement_flags(est: Estimate) -> list[str]:
     """-ngl and friends, exactly as the estimate laid the model out (no --fit guessing)."""
     layout = est.layout
     if layout.kind == "cpu":
-        return ["-ngl", "0"]
+        return ["-ngl", "0", "--fit", "off"]
     flags = ["-ngl", str(layout.gpu_layers) if layout.gpu_layers is not None else "999"]
     if layout.cpu_moe_layers:
         flags += ["--n-cpu-moe", str(layout.cpu_moe_layers)]

@@ -23,6 +23,12 @@ from qwenfit.units import GiB
 HF_CONV_STATE_BYTES = 2
 HF_RECURRENT_STATE_BYTES = 4
 
+# transformers' prefill peak is set by the pure-torch chunked gated-delta-rule (what runs without
+# the flash-linear-attention kernels): about 16 float32 vectors of 128 per value head per token,
+# measured with torch's allocator on CPU (tests/fixtures/measured/transformers_cache.json,
+# benchmarks/transformers/cache_bytes.py).
+HF_GDN_BYTES_PER_TOKEN_PER_HEAD = 16 * 128 * 4
+
 # vLLM (model_executor/layers/mamba/mamba_utils.py): conv state keeps kernel - 1 columns in the
 # model dtype; the temporal (SSM) state dtype follows the config's `mamba_ssm_dtype`
 # ("float32" in every Qwen3.5 config.json).
@@ -175,14 +181,19 @@ def transformers_parts(r: HFRequest) -> list[Part]:
         "conv state (bf16, full kernel) + recurrent state (float32) per sequence",
         2 / r.parallel,
     )
-    activations = prefill_activation_bytes(a, r.context) * r.parallel
+    tokens = r.context * r.parallel
+    activations = max(
+        tokens * a.linear_num_value_heads * HF_GDN_BYTES_PER_TOKEN_PER_HEAD,
+        prefill_activation_bytes(a, tokens),
+    )
     out.add(
         "compute",
         {
             d: activations + (4 * a.vocab_size * r.parallel if i == len(devices) - 1 else 0)
             for i, d in enumerate(devices)
         },
-        "prefill activations of the largest layer over the whole prompt, plus last-token logits",
+        "prefill peak over the whole prompt (the chunked delta rule's float32 working set), "
+        "plus last-token logits",
     )
     out.add(
         "overhead",

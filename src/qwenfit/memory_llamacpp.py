@@ -33,6 +33,12 @@ CUDA_RUNTIME_OVERHEAD = 457 * MiB
 COMPUTE_LOGITS_PER_VOCAB = 4  # the reserved graph produces F32 logits for every ubatch token
 COMPUTE_PER_HIDDEN = 12  # residual stream and norms around the output layer
 COMPUTE_FA_OFF_PER_HIDDEN = 24
+# The vision encoder (mtmd/clip) reserves its compute buffer at warm-up for a 1472 x 1472 image:
+# 2116 merged tokens for qwen3vl_merger (tools/mtmd/clip.cpp, get_dummy_batch); measured
+# ~107 bytes per merged token per unit of vision hidden size
+# (tests/fixtures/measured/llamacpp_mmproj.json, benchmarks/llamacpp/measure_mmproj.py).
+VISION_WARMUP_TOKENS = 2116
+VISION_COMPUTE_PER_TOKEN_PER_HIDDEN = 107
 MASK_BYTES = 2  # F16 KQ mask, one value per (cell, token), with flash attention
 SCORE_BYTES = 4  # F32 KQ scores (one row per head) and F32 mask without flash attention
 
@@ -160,6 +166,14 @@ def compute_bytes(
     return max(logits, scores)
 
 
+def vision_compute_bytes(spec: ModelSpec) -> int:
+    return (
+        VISION_WARMUP_TOKENS
+        * VISION_COMPUTE_PER_TOKEN_PER_HIDDEN
+        * (spec.architecture.vision.hidden_size)
+    )
+
+
 def parts(r: LlamaCppRequest) -> list[Part]:
     a = r.spec.architecture
     n_layer = a.num_hidden_layers
@@ -269,6 +283,11 @@ def parts(r: LlamaCppRequest) -> list[Part]:
     vision_dev = r.layout.devices[0] if r.layout.devices else None
     if not r.text_only:
         add("vision", {vision_dev: r.artifact.vision_bytes}, "mmproj (vision tower) F16")
+        add(
+            "vision",
+            {vision_dev: vision_compute_bytes(r.spec)},
+            f"vision encoder compute buffer (warm-up image of {VISION_WARMUP_TOKENS} tokens)",
+        )
     used = holders | {out_dev, vision_dev if not r.text_only else None}
     add(
         "overhead",

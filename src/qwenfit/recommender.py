@@ -177,11 +177,13 @@ def recommend(
     nodes: int = 1,
     margin: int = DEFAULT_MARGIN,
     limit: int = 5,
+    models: list[str] | None = None,
     table: SpecTable | None = None,
 ) -> RecommendResult:
     """Rank every model x precision the runtime can load on `machine`; best first.
 
-    Configurations that fit the GPU(s) whole come first. Offloading experts or layers to RAM
+    `models` restricts the candidates to these names or aliases. Configurations that fit the
+    GPU(s) whole come first. Offloading experts or layers to RAM
     (llama.cpp, Ollama) is considered when `allow_offload` is set, or when nothing else fits:
     it runs, but reads part of the weights at RAM speed. Returns an empty `recommendations`
     list (and `closest`) when nothing fits at all.
@@ -194,6 +196,9 @@ def recommend(
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be at least 1")
     rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
+    if models:
+        chosen = {table.get(m).name for m in models}
+        table = table.model_copy(update={"models": [m for m in table.models if m.name in chosen]})
     search = _Search(
         table,
         machine,

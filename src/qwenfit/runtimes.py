@@ -106,14 +106,29 @@ def default_runtime(machine: Machine | None) -> RuntimeName:
     return "ollama"
 
 
+def runtime_for(spec: ModelSpec, preferred: RuntimeName) -> RuntimeName:
+    """`preferred`, unless the model has nothing it can load (a GGUF-only or safetensors-only
+    checkpoint): then the first runtime that can."""
+    formats = {a.format for a in spec.artifacts}
+    order: tuple[RuntimeName, ...] = (preferred, "llama.cpp", "vllm", "transformers")
+    loads = {
+        "llama.cpp": "gguf",
+        "ollama": "ollama",
+        "vllm": "safetensors",
+        "transformers": "safetensors",
+    }
+    return next((r for r in order if loads[r] in formats), preferred)
+
+
 def default_quant(spec: ModelSpec, runtime: RuntimeName) -> str | None:
-    """The precision a user gets without asking: Ollama's tag default, Q4_K_M GGUF, BF16 weights."""
-    if runtime == "ollama":
-        tags = [a for a in spec.artifacts if a.format == "ollama"]
-        return tags[0].precision if tags else None
-    if runtime == "llama.cpp":
-        return "q4_k_m" if spec.artifact("q4_k_m", "gguf") else None
-    return "bf16"
+    """The precision a user gets without asking: Ollama's tag default, Q4_K_M GGUF, BF16 weights,
+    else the only build a checkpoint has."""
+    fmt = {"llama.cpp": "gguf", "ollama": "ollama"}.get(runtime, "safetensors")
+    usual = {"llama.cpp": "q4_k_m", "vllm": "bf16", "transformers": "bf16"}.get(runtime)
+    builds = [a.precision for a in spec.artifacts if a.format == fmt]
+    if usual in builds:
+        return usual
+    return builds[0] if builds else None
 
 
 # Ollama >= 0.15.5 (server/routes.go, "vram-based default context"): without
