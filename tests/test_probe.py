@@ -234,3 +234,25 @@ def test_probe_survives_every_source_failing(tmp_path: Path,
     assert m.ram_usable_bytes == 0 and m.gpus == []
     assert any("RAM could not be read" in w for w in m.warnings)
     assert any("driver mismatch" in w for w in m.warnings)
+
+
+def test_ram_bandwidth_is_measured_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwenfit import probing
+
+    first = probing.cached_ram_bandwidth()
+    assert first is not None and first > 10**8  # any real machine copies > 100 MB/s
+
+    def fail(*args: object) -> int:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(probing, "measure_ram_bandwidth", fail)
+    assert probing.cached_ram_bandwidth() == first
+
+
+def test_probe_survives_a_failing_bandwidth_measure(tmp_path: Path) -> None:
+    def boom() -> int:
+        raise MemoryError("no room")
+
+    m = probe(root=tmp_path, environ={}, nvml=FakeNVML([]), system="Linux", bandwidth=boom)
+    assert m.ram_bandwidth_bytes_per_s is None
+    assert any("bandwidth" in w for w in m.warnings)

@@ -107,3 +107,16 @@ def test_every_recommendation_fits(machine: tuple[int | None, int], runtime: str
     m = make_machine(*machine)
     for rec in recommend(m, runtime=runtime, limit=10).recommendations:
         assert check_fit(rec.estimate, m).fits
+
+
+def test_cpu_only_pick_is_fast_enough_to_read() -> None:
+    """A 2-core box with 22 GiB of RAM: big models fit but would crawl; the pick must not."""
+    m = make_machine(None, 22, ram_gb_s=39)
+    r = recommend(m, runtime="llama.cpp")
+    best = r.recommendations[0]
+    assert best.placement == "cpu" and best.tokens_per_second is not None
+    assert best.tokens_per_second >= 5
+    everything = recommend(m, runtime="llama.cpp", min_speed=0, limit=50)
+    assert max(x.estimate.total_bytes for x in everything.recommendations) > \
+        best.estimate.total_bytes  # bigger models fit, and were left out for speed
+    assert any("reading speed" in n for n in r.notes)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenfit import checkpoints
+from qwenfit.cache import cache_dir, write_atomic
 from qwenfit.checkpoints import Summary
 from qwenfit.errors import UsageError
 from qwenfit.specs import SpecTable
@@ -41,16 +42,6 @@ OLLAMA_REGISTRY = "https://registry.ollama.ai"
 # ---------------------------------------------------------------------------------------------
 # environment
 # ---------------------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """qwenfit's cache: $QWENFIT_CACHE_DIR, else $XDG_CACHE_HOME/qwenfit, else ~/.cache/qwenfit."""
-    explicit = os.environ.get("QWENFIT_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "qwenfit"
 
 
 def hf_cache_dir() -> Path:
@@ -106,20 +97,6 @@ def read_cache(path: Path) -> dict[str, Any] | None:
         return dict(entry)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and os.replace: readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _write_cache(path: Path, entry: dict[str, Any]) -> None:

@@ -1,21 +1,26 @@
 """`probe()`: the machine as it is now: GPUs, RAM and its container limit, installed runtimes.
 
 Each source is read on its own and a failing source becomes a warning in the result, never an
-exception. The seams (`root`, `environ`, `nvml`, `system`) let tests point the probe at
+exception. RAM bandwidth (for CPU and offload speed estimates) is measured once per machine and
+cached. The seams (`root`, `environ`, `nvml`, `system`) let tests point the probe at
 temporary sysfs / cgroup trees and fake NVML modules.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from qwenfit.cache import cache_dir, write_atomic
 from qwenfit.hardware import GPU, Machine, apple_gpu_share
 from qwenfit.units import MiB
 
@@ -145,6 +150,50 @@ def installed_runtimes(which: Any = shutil.which) -> dict[str, str | None]:
     return found
 
 
+BANDWIDTH_BUFFER = 32 * 2**20  # larger than a desktop L3 cache, small enough to be quick
+
+
+def measure_ram_bandwidth(size: int = BANDWIDTH_BUFFER, repeats: int = 3) -> int:
+    """Single-thread memcpy throughput (bytes read + written per second, best of `repeats`).
+
+    The same measure is taken on the machines whose CPU decode speeds calibrate qwenfit's CPU
+    efficiency (data/speed_measurements.json), so the two cancel out.
+    """
+    src = bytearray(b"\x5a") * size
+    dst = bytearray(size)
+    dst[:] = src  # fault the destination pages in before timing
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst[:] = src
+        best = min(best, time.perf_counter() - start)
+    return int(2 * size / best)
+
+
+def cached_ram_bandwidth() -> int | None:
+    """This machine's bandwidth, measured once (~50 ms) and kept in qwenfit's cache."""
+    key = f"{platform.node()}|{platform.machine()}|{os.cpu_count()}|{_cpu_model()}"
+    path = cache_dir() / "ram_bandwidth.json"
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return int(saved["bytes_per_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    value = measure_ram_bandwidth()
+    with contextlib.suppress(OSError):  # a read-only home must not stop the probe
+        write_atomic(path, json.dumps({"key": key, "bytes_per_s": value}))
+    return value
+
+
+def _cpu_model() -> str:
+    text = _read(Path("/proc/cpuinfo")) or ""
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def _nvml_module() -> Any:
     import pynvml
 
@@ -157,6 +206,7 @@ def probe(
     environ: Mapping[str, str] | None = None,
     nvml: Any = None,
     system: str | None = None,
+    bandwidth: Callable[[], int | None] = cached_ram_bandwidth,
 ) -> Machine:
     """Read this machine. Never raises for a failing source: see `Machine.warnings`."""
     import psutil
@@ -201,6 +251,11 @@ def probe(
         gpus.append(apple_gpu(ram_total))
 
     try:
+        ram_bandwidth = bandwidth()
+    except Exception as e:
+        ram_bandwidth = None
+        warnings.append(f"RAM bandwidth could not be measured ({e})")
+    try:
         logical = psutil.cpu_count(logical=True)
         physical = psutil.cpu_count(logical=False)
     except Exception:
@@ -214,6 +269,7 @@ def probe(
         swap_total_bytes=swap,
         cgroup_limit_bytes=limit,
         ram_usable_bytes=usable,
+        ram_bandwidth_bytes_per_s=ram_bandwidth,
         gpus=gpus,
         nvidia_driver_version=versions.get("driver"),
         cuda_driver_version=versions.get("cuda"),

@@ -41,6 +41,10 @@ TASK_BENCHMARKS: dict[str, tuple[str, ...]] = {
     "vision": ("MMMU", "MMStar"),
 }
 DEFAULT_CONTEXT = 32768
+# Without --min-speed, picks that would generate slower than people read are left out: silent
+# reading of English averages 238 words per minute (Brysbaert 2019, "How many words do we read
+# per minute?", J. Memory and Language 109) and a word is about 1.33 tokens, so ~5 tokens/s.
+READING_SPEED = 5.0
 MIN_USEFUL_CONTEXT = 4096
 
 
@@ -116,6 +120,7 @@ class _Search:
     margin: int
     allow_offload: bool
     nodes: int
+    only: set[str] | None
 
     def estimate(self, spec: ModelSpec, quant: str, context: int) -> Estimate:
         return estimate(
@@ -196,9 +201,7 @@ def recommend(
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be at least 1")
     rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
-    if models:
-        chosen = {table.get(m).name for m in models}
-        table = table.model_copy(update={"models": [m for m in table.models if m.name in chosen]})
+    chosen = {table.get(m).name for m in models} if models else None
     search = _Search(
         table,
         machine,
@@ -211,6 +214,7 @@ def recommend(
         margin,
         allow_offload,
         nodes,
+        chosen,
     )
     target = context or DEFAULT_CONTEXT
     notes = []
@@ -238,6 +242,18 @@ def recommend(
             for c in candidates
             if c.est.tokens_per_second is not None and c.est.tokens_per_second >= min_speed
         ]
+    else:
+        readable = [
+            c
+            for c in candidates
+            if c.est.tokens_per_second is None or c.est.tokens_per_second >= READING_SPEED
+        ]
+        if len(readable) < len(candidates):
+            notes.append(
+                f"left out picks slower than reading speed ({READING_SPEED} tokens/s); "
+                "pass --min-speed 0 to see them"
+            )
+        candidates = readable or candidates
     candidates.sort(key=_Candidate.key)
     recs = [_recommendation(i + 1, c, search) for i, c in enumerate(candidates[:limit])]
     if candidates and candidates[0].est.tokens_per_second is None:
@@ -261,6 +277,8 @@ def _candidates(
     """Fitting candidates, and (when none fit) every miss for `_closest`."""
     found, misses = [], []
     for spec in search.table.models:
+        if search.only is not None and spec.name not in search.only:
+            continue
         has_task, score = task_score(spec, search.task)
         for quant in runtimes.loadable_precisions(search.table, spec, search.runtime):
             est = search.estimate(spec, quant, target)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import statistics
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from qwenfit.estimate_model import Estimate
 from qwenfit.hardware import Machine
@@ -28,7 +29,9 @@ class Measurement(BaseModel):
 
     model: str
     quant: str
-    gpu: str
+    device: Literal["gpu", "cpu"]
+    gpu: str | None = Field(description="Catalog name, for device gpu.")
+    bandwidth_bytes_per_s: int | None = Field(description="Measured bandwidth, for device cpu.")
     context: int
     kv_cache: str
     tokens_per_s: float
@@ -56,35 +59,56 @@ def _measurements() -> Measurements:
     return Measurements.model_validate_json(_data_text("speed_measurements.json"))
 
 
-_EFFICIENCIES: dict[int, tuple[SpecTable, dict[bool, float]]] = {}
+Key = tuple[Literal["gpu", "cpu"], bool]  # (device, is_moe)
+_EFFICIENCIES: dict[int, tuple[SpecTable, dict[Key, float]]] = {}
 
 
-def efficiencies(table: SpecTable) -> dict[bool, float]:
-    """{is_moe: median achieved fraction of peak bandwidth} over the published measurements."""
-    from qwenfit.estimator import estimate
+def efficiencies(table: SpecTable) -> dict[Key, float]:
+    """{(device, is_moe): median achieved fraction of peak bandwidth} over the measurements.
+
+    A combination without measurements borrows the dense figure of the same device.
+    """
+    from qwenfit.estimator import configure, plan
 
     cached = _EFFICIENCIES.get(id(table))
     if cached is not None and cached[0] is table:
         return cached[1]
-    ratios: dict[bool, list[float]] = {False: [], True: []}
+    ratios: dict[Key, list[float]] = {}
     for m in _measurements().measurements:
-        bandwidth = catalog_gpus(m.gpu)[0].bandwidth_bytes_per_s
+        if m.device == "gpu":
+            assert m.gpu is not None
+            bandwidth = catalog_gpus(m.gpu)[0].bandwidth_bytes_per_s
+        else:
+            bandwidth = m.bandwidth_bytes_per_s
         assert bandwidth
-        est = estimate(
+        machine = None if m.device == "gpu" else _CPU
+        cfg = configure(
             m.model,
             runtime=m.runtime,
             quant=m.quant,
-            context=m.context,
             kv_cache=m.kv_cache,
             text_only=True,
+            machine=machine,
             table=table,
         )
+        est = plan(cfg, m.context, machine, 0).build(m.context)
         ideal = bandwidth / sum(read_bytes(est).values())
-        ratios[table.get(m.model).is_moe].append(m.tokens_per_s / ideal)
-    dense = statistics.median(ratios[False])
-    result = {False: dense, True: statistics.median(ratios[True]) if ratios[True] else dense}
+        key = (m.device, table.get(m.model).is_moe)
+        ratios.setdefault(key, []).append(m.tokens_per_s / ideal)
+    result = {k: statistics.median(v) for k, v in ratios.items()}
+    for device in ("gpu", "cpu"):
+        if (device, False) in result:
+            result.setdefault((device, True), result[(device, False)])
     _EFFICIENCIES[id(table)] = (table, result)
     return result
+
+
+_CPU = Machine(
+    source="hypothetical",
+    ram_total_bytes=1 << 40,
+    ram_available_bytes=1 << 40,
+    ram_usable_bytes=1 << 40,
+)
 
 
 def estimate_speed(est: Estimate, machine: Machine, table: SpecTable) -> float | None:
@@ -94,6 +118,8 @@ def estimate_speed(est: Estimate, machine: Machine, table: SpecTable) -> float |
     total = sum(reads.values())
     if not total:
         return None
+    moe = table.get(est.model).is_moe
+    eff = efficiencies(table)
     gpus = machine.gpus
     seconds: dict[int, float] = {}  # per pipeline stage (node), tensor-parallel ranks in parallel
     for device, n in reads.items():
@@ -103,12 +129,12 @@ def estimate_speed(est: Estimate, machine: Machine, table: SpecTable) -> float |
         if gpu is None or not gpu.bandwidth_bytes_per_s:
             return None
         stage = device // len(est.layout.devices) if est.layout.tensor_parallel else device
-        seconds[stage] = max(seconds.get(stage, 0.0), n / gpu.bandwidth_bytes_per_s)
+        rate = eff[("gpu", moe)] * gpu.bandwidth_bytes_per_s
+        seconds[stage] = max(seconds.get(stage, 0.0), n / rate)
     ram = reads.get(None, 0)
     time = sum(seconds.values())
     if ram > NEGLIGIBLE * total:
-        if not machine.ram_bandwidth_bytes_per_s:
+        if not machine.ram_bandwidth_bytes_per_s or ("cpu", moe) not in eff:
             return None
-        time += ram / machine.ram_bandwidth_bytes_per_s
-    efficiency = efficiencies(table)[table.get(est.model).is_moe]
-    return round(efficiency / time, 1) if time else None
+        time += ram / (eff[("cpu", moe)] * machine.ram_bandwidth_bytes_per_s)
+    return round(1 / time, 1) if time else None
