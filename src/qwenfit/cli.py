@@ -90,6 +90,12 @@ def hardware_options(f: F) -> F:
             "--ram", envvar="QWENFIT_RAM", help="Plan for this much usable RAM, e.g. 64GB."
         ),
         click.option(
+            "--ram-bandwidth",
+            "ram_bandwidth",
+            envvar="QWENFIT_RAM_BANDWIDTH",
+            help="RAM bandwidth for CPU / offload speed, e.g. 80GB/s (probed if unset).",
+        ),
+        click.option(
             "--machine",
             "machine_file",
             type=click.Path(dir_okay=False),
@@ -135,7 +141,11 @@ def config_options(f: F) -> F:
 
 
 def _machine(
-    gpu: str | None, vram: str | None, ram: str | None, machine_file: str | None
+    gpu: str | None,
+    vram: str | None,
+    ram: str | None,
+    ram_bandwidth: str | None,
+    machine_file: str | None,
 ) -> Machine:
     from qwenfit.machines import load_machine, with_overrides
 
@@ -147,7 +157,7 @@ def _machine(
         from qwenfit.probing import probe
 
         base = probe()
-    machine = with_overrides(base, gpu=gpu, vram=vram, ram=ram)
+    machine = with_overrides(base, gpu=gpu, vram=vram, ram=ram, ram_bandwidth=ram_bandwidth)
     for w in machine.warnings:
         click.echo(f"warning: {w}", err=True)
     return machine
@@ -193,10 +203,15 @@ def main(specs: str | None) -> None:
 @hardware_options
 @json_option
 def probe(
-    gpu: str | None, vram: str | None, ram: str | None, machine_file: str | None, as_json: bool
+    gpu: str | None,
+    vram: str | None,
+    ram: str | None,
+    ram_bandwidth: str | None,
+    machine_file: str | None,
+    as_json: bool,
 ) -> None:
     """Show the GPUs, RAM and runtimes qwenfit sees (or the hypothetical machine)."""
-    m = _run(lambda: _machine(gpu, vram, ram, machine_file))
+    m = _run(lambda: _machine(gpu, vram, ram, ram_bandwidth, machine_file))
     if as_json:
         _emit({"schema_version": 1, "machine": m.model_dump(mode="json")})
     else:
@@ -291,6 +306,7 @@ def estimate(
     gpu: str | None,
     vram: str | None,
     ram: str | None,
+    ram_bandwidth: str | None,
     machine_file: str | None,
     nodes: int,
     online: bool,
@@ -307,7 +323,7 @@ def estimate(
 
     table = _table(ctx)
     tokens = _context(context)
-    machine = _run(lambda: _machine(gpu, vram, ram, machine_file))
+    machine = _run(lambda: _machine(gpu, vram, ram, ram_bandwidth, machine_file))
     table, spec = _resolve(table, model, online, mmproj)
     est = _run(
         lambda: run_estimate(
@@ -360,6 +376,7 @@ def check(
     gpu: str | None,
     vram: str | None,
     ram: str | None,
+    ram_bandwidth: str | None,
     machine_file: str | None,
     margin: str,
     allow_offload: bool,
@@ -378,7 +395,7 @@ def check(
 
     table = _table(ctx)
     tokens = _context(context)
-    machine = _run(lambda: _machine(gpu, vram, ram, machine_file))
+    machine = _run(lambda: _machine(gpu, vram, ram, ram_bandwidth, machine_file))
     margin_bytes = _run(lambda: _margin(margin, machine))
     table, spec = _resolve(table, model, online, mmproj)
     result = _run(
@@ -488,6 +505,7 @@ def recommend(
     gpu: str | None,
     vram: str | None,
     ram: str | None,
+    ram_bandwidth: str | None,
     machine_file: str | None,
     allow_offload: bool,
     nodes: int,
@@ -502,7 +520,7 @@ def recommend(
 
     table = _table(ctx)
     tokens = _context(context)
-    machine = _run(lambda: _machine(gpu, vram, ram, machine_file))
+    machine = _run(lambda: _machine(gpu, vram, ram, ram_bandwidth, machine_file))
     only = []
     for ref in models:
         table, spec = _resolve(table, ref, online, mmproj)
@@ -538,6 +556,7 @@ def recommend(
 @config_options
 @hardware_options
 @checkpoint_options
+@nodes_option
 @json_option
 @click.pass_context
 def launch(
@@ -554,9 +573,11 @@ def launch(
     gpu: str | None,
     vram: str | None,
     ram: str | None,
+    ram_bandwidth: str | None,
     machine_file: str | None,
     online: bool,
     mmproj: str | None,
+    nodes: int,
     as_json: bool,
 ) -> None:
     """The command that starts MODEL (default: the top recommendation). Runs nothing."""
@@ -567,7 +588,7 @@ def launch(
 
     table = _table(ctx)
     tokens = _context(context)
-    machine = _run(lambda: _machine(gpu, vram, ram, machine_file))
+    machine = _run(lambda: _machine(gpu, vram, ram, ram_bandwidth, machine_file))
     if model is None:
         result = _run(
             lambda: run_recommend(
@@ -579,6 +600,7 @@ def launch(
                 parallel=parallel,
                 flash_attn=_fa(flash_attn),
                 limit=1,
+                nodes=nodes,
                 table=table,
             )
         )
@@ -599,6 +621,7 @@ def launch(
                 flash_attn=_fa(flash_attn),
                 text_only=text_only,
                 machine=machine,
+                nodes=nodes,
                 table=table,
             )
         )

@@ -178,7 +178,7 @@ def _vllm(est: Estimate, spec: ModelSpec) -> LaunchCommand:
             ),
             Step(
                 argv=["ray", "start", "--address", "HEAD_NODE_IP:6379"],
-                purpose=f"on each of the other {pp - 1} node(s), with the head's address",
+                purpose="on every other node, with the head node's address",
             ),
         ]
     steps.append(

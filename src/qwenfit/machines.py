@@ -132,11 +132,13 @@ def with_overrides(
     gpu: str | None = None,
     vram: str | int | None = None,
     ram: str | int | None = None,
+    ram_bandwidth: str | int | None = None,
 ) -> Machine:
     """`base` (or an empty machine) with GPUs and RAM replaced by what the user stated.
 
     `--vram` alone means one GPU of that size; with `--gpu` it sets each listed GPU's memory.
-    `--vram 0` means no GPU.
+    `--vram 0` means no GPU. `ram_bandwidth` ('80GB/s') sets the RAM's bandwidth, which speed
+    estimates need for CPU and offloaded runs.
     """
     m = base or Machine(
         source="hypothetical", ram_total_bytes=0, ram_available_bytes=0, ram_usable_bytes=0
@@ -175,6 +177,9 @@ def with_overrides(
             ]
     if gpu is not None or vram is not None:
         update["gpus"] = gpus
+    if ram_bandwidth is not None:
+        text = ram_bandwidth.removesuffix("/s") if isinstance(ram_bandwidth, str) else ram_bandwidth
+        update["ram_bandwidth_bytes_per_s"] = parse_size(text, what="--ram-bandwidth")
     if update:
         update["source"] = "hypothetical" if m.source == "probe" else m.source
     return m.model_copy(update=update)

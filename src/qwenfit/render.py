@@ -60,19 +60,67 @@ def models(table: SpecTable) -> str:
     return "\n".join(lines)
 
 
+def layout(e: Estimate) -> str:
+    """One line on how the model is spread over devices."""
+    lay = e.layout
+    n = len(lay.devices)
+    if lay.kind == "cpu":
+        return "layout: CPU only, everything in RAM"
+    if lay.kind == "offload" and lay.cpu_moe_layers:
+        return (
+            f"layout: GPU {lay.devices[0]}, with the routed experts of the first "
+            f"{lay.cpu_moe_layers} layers in RAM"
+        )
+    if lay.kind == "offload":
+        return f"layout: the last {lay.gpu_layers} layers on GPU {lay.devices[0]}, the rest in RAM"
+    if lay.kind == "multi_node":
+        return (
+            f"layout: {lay.nodes} nodes x {n} GPUs: tensor parallel {lay.tensor_parallel} "
+            f"within a node, pipeline parallel {lay.pipeline_parallel} across nodes"
+        )
+    if lay.tensor_parallel and lay.tensor_parallel > 1:
+        return f"layout: tensor parallel over {n} GPUs ({', '.join(map(str, lay.devices))})"
+    if lay.tensor_split:
+        split = ", ".join(
+            f"{c} on GPU {d}" for d, c in zip(lay.devices, lay.tensor_split, strict=True)
+        )
+        return f"layout: layers split over {n} GPUs ({split})"
+    if lay.kind == "multi_gpu":
+        return f"layout: spread over {n} GPUs"
+    return f"layout: all on GPU {lay.devices[0]}" if lay.devices else "layout: one GPU"
+
+
+def _where(devices: list[int | None]) -> str:
+    if devices == [None]:
+        return "ram"
+    if len(devices) == 1:
+        return f"gpu{devices[0]}"
+    return f"{len(devices)} GPUs, each"
+
+
 def estimate(e: Estimate) -> str:
     head = (
         f"{e.model} on {e.runtime}, {e.quant}, context {e.context} tokens "
         f"({e.context_source}) x {e.parallel} sequence(s), KV {e.kv_cache}"
     )
-    rows = [f"{'part':<13} {'GiB':>8}  where  detail"]
+    groups: dict[tuple[str, str, str, int], list[int | None]] = {}
     for p in e.parts:
-        rows.append(f"{p.part:<13} {_gib(p.bytes)}  {p.placement:<5}  {p.detail}")
+        groups.setdefault((p.part, p.placement, p.detail, p.bytes), []).append(p.device)
+    rows = [f"{'part':<13} {'GiB':>8}  {'where':<14} detail"]
+    for (part, _, detail, size), devices in groups.items():
+        rows.append(f"{part:<13} {_gib(size)}  {_where(devices):<14} {detail}")
+    per_gpu = max(e.device_bytes.values(), default=0)
+    gpus = f", {per_gpu / GiB:.2f} GiB on the fullest GPU" if len(e.device_bytes) > 1 else ""
     rows.append(
-        f"{'total':<13} {_gib(e.total_bytes)}  GPU {e.gpu_bytes / GiB:.2f} GiB, "
+        f"{'total':<13} {_gib(e.total_bytes)}  GPU {e.gpu_bytes / GiB:.2f} GiB{gpus}, "
         f"RAM {e.ram_bytes / GiB:.2f} GiB"
     )
-    return "\n".join([head, "", *rows, *(f"note: {n}" for n in e.notes)])
+    speed = (
+        [f"speed: about {e.tokens_per_second:.0f} tokens/s decode (one sequence)"]
+        if e.tokens_per_second
+        else []
+    )
+    return "\n".join([head, layout(e), "", *rows, *speed, *(f"note: {n}" for n in e.notes)])
 
 
 def check(r: CheckResult) -> str:
