@@ -32,7 +32,9 @@ LLAMACPP_FIT_TARGET_FREE = 1 * GiB
 LLAMACPP_MAX_CHECKPOINTS = 32
 LLAMACPP_CHECKPOINT_STEP = 8192
 
-# vLLM (vllm/config/cache.py): the engine claims this fraction of the card's total memory.
+# vLLM claims this fraction of each card's total memory at start. Its own default is 0.92 in
+# vLLM 0.32 / 0.33 (vllm/config/cache.py; 0.9 in older releases): qwenfit passes 0.9 explicitly
+# in every command it prints, so the check and the command agree on any version.
 VLLM_GPU_MEMORY_UTILIZATION = 0.9
 
 # transformers has no context setting of its own; estimates without --context use this.
