@@ -34,6 +34,27 @@ class Part(BaseModel):
         return self
 
 
+def parts_by_device(
+    part: PartName, amounts: dict[int | None, int], detail: str, read: float = 0.0
+) -> list[Part]:
+    """One Part per device with a non-zero amount (None: host RAM, listed first).
+
+    `read`: the share of each amount read to generate one token of one sequence.
+    """
+    return [
+        Part(
+            part=part,
+            bytes=b,
+            placement="ram" if d is None else "gpu",
+            device=d,
+            read_per_token_bytes=int(b * read),
+            detail=detail,
+        )
+        for d, b in sorted(amounts.items(), key=lambda x: -1 if x[0] is None else x[0])
+        if b
+    ]
+
+
 LayoutKind = Literal["gpu", "cpu", "offload", "multi_gpu", "multi_node"]
 
 

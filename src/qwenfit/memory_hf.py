@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qwenfit import arch
-from qwenfit.estimate_model import Layout, Part, PartName
+from qwenfit.estimate_model import Layout, Part, PartName, parts_by_device
 from qwenfit.memory_llamacpp import CUDA_RUNTIME_OVERHEAD
 from qwenfit.runtimes import kv_bytes
 from qwenfit.specs import Architecture, Artifact, ModelSpec
@@ -127,19 +127,7 @@ class _Parts:
     def add(
         self, part: PartName, amounts: dict[int | None, int], detail: str, read: float = 0.0
     ) -> None:
-        """`read`: the share of each amount read to generate one token of one sequence."""
-        for d, b in amounts.items():
-            if b:
-                self.items.append(
-                    Part(
-                        part=part,
-                        bytes=b,
-                        placement="ram" if d is None else "gpu",
-                        device=d,
-                        read_per_token_bytes=int(b * read),
-                        detail=detail,
-                    )
-                )
+        self.items += parts_by_device(part, amounts, detail, read)
 
 
 def weight_read_share(spec: ModelSpec) -> float:

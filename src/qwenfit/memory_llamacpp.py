@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 
 from qwenfit import arch
-from qwenfit.estimate_model import Layout, Part, PartName
+from qwenfit.estimate_model import Layout, Part, PartName, parts_by_device
 from qwenfit.runtimes import LLAMACPP_CTX_PAD, kv_bytes
 from qwenfit.specs import Artifact, ModelSpec
 from qwenfit.units import MiB
@@ -208,18 +208,7 @@ def parts(r: LlamaCppRequest) -> list[Part]:
     out: list[Part] = []
 
     def add(part: PartName, amounts: dict[int | None, int], detail: str, read: float = 0.0) -> None:
-        for d, b in sorted(amounts.items(), key=lambda x: -1 if x[0] is None else x[0]):
-            if b:
-                out.append(
-                    Part(
-                        part=part,
-                        bytes=b,
-                        placement="ram" if d is None else "gpu",
-                        device=d,
-                        read_per_token_bytes=int(b * read),
-                        detail=detail,
-                    )
-                )
+        out.extend(parts_by_device(part, amounts, detail, read))
 
     q = r.artifact.precision
     out.append(
