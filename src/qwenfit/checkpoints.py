@@ -107,8 +107,8 @@ def resolve_model(
         return table, table.get(ref)
     except UnknownModelError:
         pass
-    path = Path(ref).expanduser()
-    mm = Path(mmproj).expanduser() if mmproj else None
+    path = _expand(ref)
+    mm = _expand(mmproj) if mmproj else None
     if mm is not None and not mm.is_file():
         raise UsageError(f"--mmproj {mmproj}: no such file")
     if path.is_dir():
@@ -130,6 +130,14 @@ def resolve_model(
 
     summary, name, repo = hub.summarize_repo(ref, online=online, mmproj=mmproj)
     return add_to_table(table, summary, ref, name=name, repo=repo)
+
+
+def _expand(text: str) -> Path:
+    """`~` and `~user` expanded; an unknown user (`~0`) is a usage error, not a traceback."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise UsageError(f"{text}: cannot expand '~' (no such user's home)") from None
 
 
 def _looks_like_path(ref: str) -> bool:

@@ -334,11 +334,11 @@ def max_context_on(cfg: Config, machine: Machine, margin: int) -> int | None:
 def _largest(limit: int, over: Callable[[int], list[int]]) -> int | None:
     """Largest context in [1, limit] where every pool's excess `over(ctx)` is <= 0.
 
-    Above one ubatch every pool's bytes are affine in the context (KV and, with flash attention
-    off or in transformers, activations grow linearly; weights and state do not), so two
-    evaluations give each pool's line and the smallest root is the answer, less a step or two
-    for cell padding. Below one ubatch (compute buffers shrink with tiny contexts) a bisection
-    finishes the job.
+    Every pool's bytes are close to affine in the context (KV and, with flash attention off or
+    in transformers, activations grow linearly; weights and state do not), so two evaluations
+    give each pool's line and the smallest root is a close first guess. Cell padding, vLLM's
+    blocks and compute buffers that shrink below one ubatch make the function a staircase, so a
+    bisection on the side of the guess that holds the answer finishes the job exactly.
     """
 
     def fits(ctx: int) -> bool:
@@ -351,17 +351,18 @@ def _largest(limit: int, over: Callable[[int], list[int]]) -> int | None:
         if slope > 0:
             roots.append(lo - a / slope)
         elif a > 0:
-            roots.append(0.0)  # this pool is over budget whatever the context
-    ctx = int(min(roots))
-    for _ in range(8):
-        if ctx < lo:
-            break
-        if fits(ctx):
-            return ctx
-        ctx -= 256
-    if not fits(1):
-        return None
-    good, bad = 1, lo + 1
+            roots.append(0.0)  # this pool is over budget at any context above one ubatch
+    guess = max(1, min(limit, int(min(roots))))
+    if fits(guess):
+        if guess == limit or not fits(guess + 1):
+            return guess
+        good, bad = guess, limit + 1
+        if fits(limit):
+            return limit
+    else:
+        if not fits(1):
+            return None
+        good, bad = 1, guess
     while bad - good > 1:
         mid = (good + bad) // 2
         good, bad = (mid, bad) if fits(mid) else (good, mid)
