@@ -295,3 +295,27 @@ def test_refresh_specs(table: SpecTable, fake_hub: FakeHub) -> None:
     assert '+        "max_position_embeddings": 524288,' in diff
     assert '+    "native": 524288,' in diff or '"native": 524288' in diff
     assert "# qwen3.5-2b:" in diff  # repos the server does not know are listed, not fatal
+
+
+def test_a_token_is_never_printed_or_cached(
+    table: SpecTable, fake_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from qwenfit.cli import main
+
+    secret = "hf_SECRETtokenVALUE1234567890"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    _abliterated(fake_hub, table)
+    runner = CliRunner()
+    ok = runner.invoke(main, ["estimate", ABLITERATED, "--online", "--runtime", "vllm",
+                              "--context", "4k", "--json", "--vram", "24GB", "--ram", "64GB"])
+    bad = runner.invoke(main, ["estimate", "someone/missing-repo", "--online", "--json",
+                               "--vram", "24GB", "--ram", "64GB"])
+    assert ok.exit_code == 0, ok.output
+    assert bad.exit_code in (1, 2)
+    for out in (ok.output, bad.output):
+        assert secret not in out
+    for cached in (tmp_path / "qwenfit-cache").rglob("*"):
+        if cached.is_file():
+            assert secret not in cached.read_text(errors="replace")
