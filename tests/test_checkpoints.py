@@ -362,15 +362,16 @@ def test_quantized_gguf_known_and_new_precision(table: SpecTable, tmp_path: Path
     assert spec.params.text == arch.text_params(spec.architecture)
     assert estimate(spec, runtime="llama.cpp", quant="q4_k_m", context=32768, table=new)
 
-    path = tmp_path / "tiny-Q5_K_S.gguf"
-    write_gguf(path, model, wt=qt.Q5_K, ftype=gguf.LlamaFileType.MOSTLY_Q5_K_S)
+    path = tmp_path / "tiny-Q5_1.gguf"
+    write_gguf(path, model, wt=qt.Q5_1, ftype=gguf.LlamaFileType.MOSTLY_Q5_1)
     new, spec = resolve_model(str(path), table)
-    assert spec.artifacts[0].precision == "q5_k_s"
-    info = new.precisions["q5_k_s"]
+    assert spec.artifacts[0].precision == "q5_1"
+    assert "q5_1" not in table.precisions
+    info = new.precisions["q5_1"]
     assert info.kind == "gguf"
-    assert info.quality_loss == table.precisions["q5_k_m"].quality_loss
-    assert "Q5_K_M" in new.sources[info.quality_source].title
-    assert estimate(spec, runtime="llama.cpp", quant="q5_k_s", context=4096, table=new)
+    borrowed = [p for p in table.precisions.values() if p.quality_loss == info.quality_loss]
+    assert borrowed and borrowed[0].label in new.sources[info.quality_source].title
+    assert estimate(spec, runtime="llama.cpp", quant="q5_1", context=4096, table=new)
 
 
 def test_split_gguf_sums_all_parts(table: SpecTable, tmp_path: Path) -> None:

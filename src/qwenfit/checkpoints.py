@@ -802,6 +802,9 @@ def add_to_table(
             display_name=base,
             hf_repo=repo or ref,
             model_type=model_type,
+            transformers_class="Qwen3_5MoeForConditionalGeneration"
+            if model_type == "qwen3_5_moe"
+            else "Qwen3_5ForConditionalGeneration",
             released="unknown",
             aliases=[ref] if ref.strip().lower() != name.lower() else [],
             architecture=spec_arch,

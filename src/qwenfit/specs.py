@@ -159,6 +159,9 @@ class ModelSpec(_Strict):
     display_name: str
     hf_repo: str
     model_type: Literal["qwen3_5", "qwen3_5_moe"]
+    transformers_class: Literal[
+        "Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration"
+    ] = Field(description="What AutoModelForImageTextToText builds for this config.")
     released: str
     aliases: list[str] = []
     architecture: Architecture
@@ -189,6 +192,11 @@ class ModelSpec(_Strict):
     def _consistent(self) -> ModelSpec:
         if (self.model_type == "qwen3_5_moe") != (self.architecture.moe is not None):
             raise ValueError("model_type qwen3_5_moe requires architecture.moe, and only it")
+        if ("Moe" in self.transformers_class) != (self.model_type == "qwen3_5_moe"):
+            raise ValueError(
+                f"transformers_class {self.transformers_class} does not match "
+                f"model_type {self.model_type}"
+            )
         if self.context.native != self.architecture.max_position_embeddings:
             raise ValueError("context.native must equal architecture.max_position_embeddings")
         seen = set()

@@ -5,6 +5,9 @@ parser and saves its cache (XDG_CACHE_HOME decides where).
 stdin: {"mode": "estimate", "cases": [{"repo", "context", "quant"}]} -> per case whichllm's
 weights / KV / total bytes, computed the way `whichllm plan` does (weights = params x bpw of
 the quant, then engine.vram.estimate_vram).
+stdin: {"mode": "speed", "cases": [{"repo", "gguf_repo", "quant", "gpu"}]} -> per case
+whichllm's decode tok/s (engine.performance.estimate_tok_per_sec) for that GGUF file on a
+simulated GPU named like `whichllm --gpu NAME` (gpu null: its CPU-only estimate).
 """
 
 from __future__ import annotations
@@ -64,10 +67,41 @@ def estimate(cases: list[dict]) -> list[dict]:
     return out
 
 
+def speed(cases: list[dict]) -> list[dict]:
+    """whichllm's tok/s per case, as its recommendation would report it for that file."""
+    from whichllm.engine.performance import estimate_tok_per_sec
+    from whichllm.hardware.gpu_simulator import create_synthetic_gpus
+    from whichllm.models.cache import load_cache
+    from whichllm.models.fetcher import dicts_to_models
+
+    cached = load_cache()
+    if cached is None:
+        raise SystemExit("whichllm cache missing or expired: seed it first")
+    by_id = {m.id: m for m in dicts_to_models(cached)}
+    out = []
+    for case in cases:
+        model = by_id.get(case["gguf_repo"])
+        variant = None
+        if model is not None:
+            variant = next((v for v in model.gguf_variants
+                            if v.quant_type.upper() == case["quant"].upper()), None)
+        if variant is None:
+            out.append({**case, "error": "no such GGUF variant in whichllm's cache"})
+            continue
+        gpu = create_synthetic_gpus([case["gpu"]])[0] if case.get("gpu") else None
+        fit = "full_gpu" if gpu is not None else "cpu_only"
+        out.append({**case, "tokens_per_s": estimate_tok_per_sec(model, variant, gpu, fit),
+                    "gpu_bandwidth_gbps": gpu.memory_bandwidth_gbps if gpu else None,
+                    "file_size_bytes": variant.file_size_bytes})
+    return out
+
+
 def main() -> None:
     """Dispatch on the request's mode."""
     req = json.load(sys.stdin)
-    result = seed(req["records"]) if req["mode"] == "seed" else estimate(req["cases"])
+    modes = {"seed": lambda: seed(req["records"]), "estimate": lambda: estimate(req["cases"]),
+             "speed": lambda: speed(req["cases"])}
+    result = modes[req["mode"]]()
     json.dump(result, sys.stdout)
 
 
