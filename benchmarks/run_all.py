@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     data["picks"] = picks.run(args.smoke)
     data["targets"] = markdown.targets(data["startup"])
     data["meta"] = {
-        "command": "python benchmarks/run_all.py" + (" --smoke" if args.smoke else ""),
+        "command": "python benchmarks/run_all.py" + (" --smoke" if args.smoke else "")
+                   + (" --reuse-peers" if args.reuse_peers else ""),
         "date": dt.date.today().isoformat(),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python "
                    f"{platform.python_version()}, no GPU",

@@ -236,7 +236,9 @@ def probe(
 
     gpus: list[GPU] = []
     versions: dict[str, str | None] = {}
-    if system != "Darwin":
+    # No NVIDIA kernel driver on Linux: nothing for NVML to find, and importing it costs time.
+    no_driver = system == "Linux" and nvml is None and not (root / "proc/driver/nvidia").exists()
+    if system != "Darwin" and not no_driver:
         try:
             lib = nvml if nvml is not None else _nvml_module()
         except ImportError:
