@@ -324,9 +324,7 @@ def max_context_on(cfg: Config, machine: Machine, margin: int) -> int | None:
     `machine` and its RAM, or None when not even one token fits."""
 
     def over(ctx: int) -> list[int]:
-        est = cfg.build(ctx)
-        short = layouts.shortfall_by_pool(est, machine, margin)
-        return short
+        return layouts.shortfall_by_pool(cfg.build(ctx), machine, margin)
 
     return _largest(cfg.spec.context.native, over)
 

@@ -73,7 +73,3 @@ class Machine(BaseModel):
     @property
     def vram_total_bytes(self) -> int:
         return sum(g.memory_total_bytes for g in self.gpus)
-
-    @property
-    def vram_free_bytes(self) -> int:
-        return sum(g.memory_free_bytes for g in self.gpus)

@@ -28,9 +28,9 @@ LLAMACPP_DEFAULT_BATCH = 2048
 LLAMACPP_FIT_MIN_CTX = 4096
 LLAMACPP_FIT_TARGET_FREE = 1 * GiB
 # llama-server context checkpoints for hybrid models (common/common.h: n_ctx_checkpoints = 32,
-# checkpoint_min_step = 8192): each holds one sequence's recurrent state, in host RAM.
+# one every checkpoint_min_step = 8192 tokens): each holds one sequence's recurrent state, in
+# host RAM.
 LLAMACPP_MAX_CHECKPOINTS = 32
-LLAMACPP_CHECKPOINT_STEP = 8192
 
 # vLLM claims this fraction of each card's total memory at start. Its own default is 0.92 in
 # vLLM 0.32 / 0.33 (vllm/config/cache.py; 0.9 in older releases): qwenfit passes 0.9 explicitly
