@@ -92,10 +92,10 @@ def test_check_exit_codes(runner: CliRunner) -> None:
 
 def test_recommend_json_and_nothing_fits(runner: CliRunner) -> None:
     code, out, _ = run(runner, "recommend", "--json", "--runtime", "llama.cpp", *HW)
-    recs = json.loads(out)["recommend"]["recommendations"]
+    recs = json.loads(out)["recommendations"]
     assert code == 0 and recs[0]["model"] == "qwen3.5-27b"
     code, out, _ = run(runner, "recommend", "--json", "--vram", "0", "--ram", "256MiB")
-    assert code == 3 and json.loads(out)["recommend"]["recommendations"] == []
+    assert code == 3 and json.loads(out)["recommendations"] == []
 
 
 def test_launch_prints_a_command(runner: CliRunner) -> None:

@@ -544,7 +544,7 @@ def recommend(
         )
     )
     if as_json:
-        _emit({"schema_version": 1, "recommend": result.model_dump(mode="json")})
+        _emit(result.model_dump(mode="json"))  # machine, recommendations, ... at the top
     else:
         click.echo(render.recommendation(result))
     if not result.recommendations:
