@@ -16,9 +16,13 @@ then ``--runs`` timed runs. Each run clears the memory, decodes the prompt as on
 then generates ``--gen`` tokens one at a time with greedy argmax sampling. Sampling is included
 in the decode time, but it is only an argmax over the logits.
 
+The machine may be shared. Each run therefore records how much CPU other processes took
+(``/proc/stat`` minus our own jiffies). Runs above ``--max-other-busy`` are retried, up to
+``--max-runs``, and the median is taken over the clean runs.
+
 Usage::
 
-    # full run -> tests/fixtures/measured/llamacpp_cpu_speed.json (~15 min on 2 cores)
+    # full run -> tests/fixtures/measured/llamacpp_cpu_speed.json (~5-10 min on 2 cores)
     python measure_cpu_speed.py
     python measure_cpu_speed.py --models qwen3.5-0.8b --quants Q4_K_M --out /tmp/speed.json
     python measure_cpu_speed.py --bandwidth-only

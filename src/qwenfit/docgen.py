@@ -1,13 +1,16 @@
 """Generated documentation: JSON Schemas of every record qwenfit prints or reads (from the
-pydantic models) and the CLI reference (from `--help`).
+pydantic models), the CLI reference (from `--help`), and the output shown in the docs' worked
+examples (```console blocks that start with `$ qwenfit ...`).
 
-`python -m qwenfit.docgen` rewrites `docs/schema/*.json`, `data/model_specs.schema.json` and
-`docs/cli.md`; a test fails when any of them is stale.
+`python -m qwenfit.docgen` rewrites `docs/schema/*.json`, `data/model_specs.schema.json`,
+`docs/cli.md` and those examples; tests fail when any of them is stale.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,26 @@ def cli_reference() -> str:
     return "\n".join(parts)
 
 
+EXAMPLE = re.compile(r"```console\n\$ qwenfit ([^\n]+)\n(.*?)```", re.S)
+# Lines the worked examples leave out to stay short.
+OMITTED = ("note: llama-server also keeps", "note: on the CPU llama.cpp repacks")
+
+
+def example_output(args: str) -> str:
+    """What `qwenfit ARGS` prints, as the docs show it."""
+    from click.testing import CliRunner
+
+    from qwenfit.cli import main
+
+    result = CliRunner().invoke(main, shlex.split(args))
+    return "\n".join(x for x in result.output.splitlines() if not x.startswith(OMITTED)) + "\n"
+
+
+def with_current_examples(text: str) -> str:
+    return EXAMPLE.sub(lambda m: f"```console\n$ qwenfit {m.group(1)}\n"
+                                 f"{example_output(m.group(1))}```", text)
+
+
 def targets(repo: Path) -> dict[Path, str]:
     """Every generated file of the repository and the text it must have."""
     out = {}
@@ -69,6 +92,9 @@ def targets(repo: Path) -> dict[Path, str]:
         out[repo / "docs" / "schema" / f"{name}.schema.json"] = render(schema)
     out[repo / "data" / "model_specs.schema.json"] = render(schemas()["model_specs"])
     out[repo / "docs" / "cli.md"] = cli_reference()
+    for page in sorted((repo / "docs").glob("*.md")):
+        if page.name != "cli.md" and EXAMPLE.search(page.read_text()):
+            out[page] = with_current_examples(page.read_text())
     return out
 
 

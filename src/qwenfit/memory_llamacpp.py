@@ -33,11 +33,12 @@ CUDA_RUNTIME_OVERHEAD = 457 * MiB
 COMPUTE_LOGITS_PER_VOCAB = 4  # the reserved graph produces F32 logits for every ubatch token
 COMPUTE_PER_HIDDEN = 12  # residual stream and norms around the output layer
 COMPUTE_FA_OFF_PER_HIDDEN = 24
-# The vision encoder (mtmd/clip) reserves its compute buffer at warm-up for a 1472 x 1472 image:
-# 2116 merged tokens for qwen3vl_merger (tools/mtmd/clip.cpp, get_dummy_batch); measured
-# ~107 bytes per merged token per unit of vision hidden size
+# The vision encoder (mtmd/clip) reserves its compute buffer at warm-up for a 1472 x 1472 image
+# (2116 merged tokens) and grows it at the first image of the largest size qwen3vl_merger
+# accepts, 4096 merged tokens (tools/mtmd/clip.cpp). Measured: ~107 bytes per merged token per
+# unit of vision hidden size, proportional to the tokens
 # (tests/fixtures/measured/llamacpp_mmproj.json, benchmarks/llamacpp/measure_mmproj.py).
-VISION_WARMUP_TOKENS = 2116
+VISION_MAX_TOKENS = 4096
 VISION_COMPUTE_PER_TOKEN_PER_HIDDEN = 107
 MASK_BYTES = 2  # F16 KQ mask, one value per (cell, token), with flash attention
 SCORE_BYTES = 4  # F32 KQ scores (one row per head) and F32 mask without flash attention
@@ -168,7 +169,7 @@ def compute_bytes(
 
 def vision_compute_bytes(spec: ModelSpec) -> int:
     return (
-        VISION_WARMUP_TOKENS
+        VISION_MAX_TOKENS
         * VISION_COMPUTE_PER_TOKEN_PER_HIDDEN
         * (spec.architecture.vision.hidden_size)
     )
@@ -275,7 +276,7 @@ def parts(r: LlamaCppRequest) -> list[Part]:
         add(
             "vision",
             {vision_dev: vision_compute_bytes(r.spec)},
-            f"vision encoder compute buffer (warm-up image of {VISION_WARMUP_TOKENS} tokens)",
+            f"vision encoder compute buffer (an image of {VISION_MAX_TOKENS} tokens, the largest)",
         )
     used = holders | {out_dev, vision_dev if not r.text_only else None}
     add(
