@@ -81,8 +81,9 @@ def example_output(args: str) -> str:
 
 
 def with_current_examples(text: str) -> str:
-    return EXAMPLE.sub(lambda m: f"```console\n$ qwenfit {m.group(1)}\n"
-                                 f"{example_output(m.group(1))}```", text)
+    return EXAMPLE.sub(
+        lambda m: f"```console\n$ qwenfit {m.group(1)}\n{example_output(m.group(1))}```", text
+    )
 
 
 def targets(repo: Path) -> dict[Path, str]:

@@ -164,8 +164,7 @@ def configure(
         raise UsageError(f"invalid --ubatch {ubatch}: must be between 1 and 65536")
     fa = _resolve_flash_attn(rt, flash_attn, kv)
     gguf = rt in ("llama.cpp", "ollama")
-    fmt = {"llama.cpp": "gguf", "ollama": "ollama"}.get(rt, "safetensors")
-    artifact = spec.artifact(q, fmt)  # type: ignore[arg-type]
+    artifact = spec.artifact(q, runtimes.ARTIFACT_FORMAT[rt])
     assert artifact is not None  # check_quant guarantees it
     start = (
         Layout(kind="cpu")

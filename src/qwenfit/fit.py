@@ -48,18 +48,11 @@ class Fit(BaseModel):
 
 def check_fit(est: Estimate, machine: Machine, margin: int = DEFAULT_MARGIN) -> Fit:
     """Place `est` (already laid out on devices) on `machine` and say whether it fits."""
-    budgets = layouts.gpu_budgets(machine, est.runtime, margin)
-    indices = [g.index for g in machine.gpus]
     devices = [
-        DeviceFit(
-            device=d,
-            need_bytes=need,
-            budget_bytes=budgets[indices[d % len(indices)]] if indices else 0,
-        )
-        for d, need in est.device_bytes.items()
+        DeviceFit(device=d, need_bytes=need, budget_bytes=budget)
+        for d, need, budget in layouts.pools(est, machine, margin)
     ]
-    ram = layouts.ram_budget(machine, margin, est)
-    devices.append(DeviceFit(device=None, need_bytes=est.ram_bytes, budget_bytes=ram))
+    ram = devices[-1].budget_bytes
     gpu_missing = sum(
         max(0, d.need_bytes - d.budget_bytes) for d in devices if d.device is not None
     )
@@ -68,7 +61,7 @@ def check_fit(est: Estimate, machine: Machine, margin: int = DEFAULT_MARGIN) -> 
     if est.gpu_bytes and not machine.gpus:
         reason = "needs a GPU, and this machine has none"
     elif est.runtime == "vllm" and any(
-        budgets.get(indices[d % len(indices)], 0) == 0 for d in est.device_bytes if indices
+        d.device is not None and d.budget_bytes == 0 for d in devices
     ):
         reason = (
             f"vLLM claims {VLLM_GPU_MEMORY_UTILIZATION:.0%} of each GPU's memory at start, "

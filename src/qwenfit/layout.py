@@ -45,19 +45,24 @@ def ram_budget(machine: Machine, margin: int, est: Estimate) -> int:
     return budget
 
 
-def shortfall_by_pool(est: Estimate, machine: Machine, margin: int) -> list[int]:
-    """Need minus budget for each GPU the estimate uses, then for RAM (positive: missing).
+def pools(est: Estimate, machine: Machine, margin: int) -> list[tuple[int | None, int, int]]:
+    """(device, need, budget) for each GPU the estimate uses, then (None, need, budget) for RAM.
 
     Devices past one node's GPUs (pipeline stages on other nodes) are checked against the same
-    GPU of their node: the nodes are identical.
+    GPU of their node: the nodes are identical. Without GPUs, a GPU part has no budget.
     """
     budgets = gpu_budgets(machine, est.runtime, margin)
     indices = [g.index for g in machine.gpus]
-    pools = []
-    for device, need in est.device_bytes.items():
-        home = indices[device % len(indices)] if indices else None
-        pools.append(need - (budgets[home] if home is not None else 0))
-    return [*pools, est.ram_bytes - ram_budget(machine, margin, est)]
+    out: list[tuple[int | None, int, int]] = [
+        (device, need, budgets[indices[device % len(indices)]] if indices else 0)
+        for device, need in est.device_bytes.items()
+    ]
+    return [*out, (None, est.ram_bytes, ram_budget(machine, margin, est))]
+
+
+def shortfall_by_pool(est: Estimate, machine: Machine, margin: int) -> list[int]:
+    """Need minus budget for each pool of `pools` (positive: missing)."""
+    return [need - budget for _, need, budget in pools(est, machine, margin)]
 
 
 def shortfall(est: Estimate, machine: Machine, margin: int) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from qwenfit.errors import UnsupportedError
 from qwenfit.hardware import Machine
-from qwenfit.specs import RUNTIMES, ModelSpec, RuntimeName, SpecTable
+from qwenfit.specs import RUNTIMES, Format, ModelSpec, RuntimeName, SpecTable
 from qwenfit.units import GiB
 
 FlashAttn = Literal["auto", "on", "off"]
@@ -108,24 +108,27 @@ def default_runtime(machine: Machine | None) -> RuntimeName:
     return "ollama"
 
 
+# The artifact each runtime loads (the spec table's `runtimes[...].formats`, one each).
+ARTIFACT_FORMAT: dict[RuntimeName, Format] = {
+    "llama.cpp": "gguf",
+    "ollama": "ollama",
+    "vllm": "safetensors",
+    "transformers": "safetensors",
+}
+
+
 def runtime_for(spec: ModelSpec, preferred: RuntimeName) -> RuntimeName:
     """`preferred`, unless the model has nothing it can load (a GGUF-only or safetensors-only
     checkpoint): then the first runtime that can."""
     formats = {a.format for a in spec.artifacts}
     order: tuple[RuntimeName, ...] = (preferred, "llama.cpp", "vllm", "transformers")
-    loads = {
-        "llama.cpp": "gguf",
-        "ollama": "ollama",
-        "vllm": "safetensors",
-        "transformers": "safetensors",
-    }
-    return next((r for r in order if loads[r] in formats), preferred)
+    return next((r for r in order if ARTIFACT_FORMAT[r] in formats), preferred)
 
 
 def default_quant(spec: ModelSpec, runtime: RuntimeName) -> str | None:
     """The precision a user gets without asking: Ollama's tag default, Q4_K_M GGUF, BF16 weights,
     else the only build a checkpoint has."""
-    fmt = {"llama.cpp": "gguf", "ollama": "ollama"}.get(runtime, "safetensors")
+    fmt = ARTIFACT_FORMAT[runtime]
     usual = {"llama.cpp": "q4_k_m", "vllm": "bf16", "transformers": "bf16"}.get(runtime)
     builds = [a.precision for a in spec.artifacts if a.format == fmt]
     if usual in builds:
