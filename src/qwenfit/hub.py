@@ -455,7 +455,7 @@ def _table_text(table: SpecTable) -> tuple[str, bool]:
     from qwenfit import specs
 
     try:
-        text = specs._default_table_text()
+        text = specs.data_text("model_specs.json")
         if SpecTable.model_validate_json(text) == table:
             return text, True
     except Exception:  # no shipped file: dump the table instead

@@ -7,13 +7,13 @@ import difflib
 import functools
 import json
 import re
-from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenfit.errors import SpecError, UsageError
 from qwenfit.hardware import GPU, Machine, Vendor, apple_gpu_share
+from qwenfit.specs import data_text
 from qwenfit.units import GiB, parse_size
 
 
@@ -37,20 +37,10 @@ class GPUCatalog(BaseModel):
     gpus: list[CatalogGPU]
 
 
-def _data_text(name: str) -> str:
-    packaged = resources.files("qwenfit") / "data" / name
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    checkout = Path(__file__).resolve().parents[2] / "data" / name
-    if checkout.is_file():
-        return checkout.read_text(encoding="utf-8")
-    raise SpecError(f"{name} is missing from this installation; reinstall qwenfit")
-
-
 @functools.cache
 def gpu_catalog() -> GPUCatalog:
     try:
-        return GPUCatalog.model_validate_json(_data_text("gpus.json"))
+        return GPUCatalog.model_validate_json(data_text("gpus.json"))
     except ValidationError as e:
         raise SpecError(f"gpus.json: {e.errors()[0]['msg']}") from None
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from qwenfit import arch
 from qwenfit.estimate_model import Layout, Part, PartName, parts_by_device
 from qwenfit.runtimes import LLAMACPP_CTX_PAD, kv_bytes
-from qwenfit.specs import Artifact, ModelSpec
+from qwenfit.specs import Artifact, ModelSpec, data_text
 from qwenfit.units import MiB
 
 # Ollama's per-GPU floor for the CUDA/ROCm runtime (ollama/ollama discover/gpu.go,
@@ -69,9 +69,7 @@ class Groups:
 
 @functools.cache
 def _measured_groups() -> dict[tuple[str, str], Groups]:
-    from qwenfit.machines import _data_text
-
-    doc = json.loads(_data_text("gguf_layers.json"))
+    doc = json.loads(data_text("gguf_layers.json"))
     return {
         (model, quant): Groups(g["token_embd"], g["output"], tuple(g["layer"]), tuple(g["experts"]))
         for model, quants in doc["models"].items()

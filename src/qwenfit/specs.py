@@ -288,14 +288,15 @@ def _normalize(name: str) -> str:
     return name.strip().lower()
 
 
-def _default_table_text() -> str:
-    packaged = resources.files("qwenfit") / "data" / "model_specs.json"
+def data_text(name: str) -> str:
+    """A shipped data file (data/NAME): packaged in the wheel, or the checkout's copy."""
+    packaged = resources.files("qwenfit") / "data" / name
     if packaged.is_file():  # installed wheel
         return packaged.read_text(encoding="utf-8")
-    checkout = Path(__file__).resolve().parents[2] / "data" / "model_specs.json"
+    checkout = Path(__file__).resolve().parents[2] / "data" / name
     if checkout.is_file():  # editable install or source checkout
         return checkout.read_text(encoding="utf-8")
-    raise SpecError("model_specs.json is missing from this installation; reinstall qwenfit")
+    raise SpecError(f"{name} is missing from this installation; reinstall qwenfit")
 
 
 def _parse_table(text: str, origin: str) -> SpecTable:
@@ -315,7 +316,7 @@ def _parse_table(text: str, origin: str) -> SpecTable:
 
 @functools.cache
 def _packaged_table() -> SpecTable:
-    return _parse_table(_default_table_text(), "model_specs.json")
+    return _parse_table(data_text("model_specs.json"), "model_specs.json")
 
 
 def load_specs(path: str | Path | None = None) -> SpecTable:

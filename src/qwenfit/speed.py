@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from qwenfit.estimate_model import Estimate
 from qwenfit.hardware import Machine
-from qwenfit.machines import _data_text, catalog_gpus
-from qwenfit.specs import SpecTable
+from qwenfit.machines import catalog_gpus
+from qwenfit.specs import SpecTable, data_text
 
 # RAM reads below this share of the total (the token-embedding row, say) do not need a RAM
 # bandwidth to be known.
@@ -56,7 +56,7 @@ def read_bytes(est: Estimate) -> dict[int | None, int]:
 
 @functools.cache
 def _measurements() -> Measurements:
-    return Measurements.model_validate_json(_data_text("speed_measurements.json"))
+    return Measurements.model_validate_json(data_text("speed_measurements.json"))
 
 
 Key = tuple[Literal["gpu", "cpu"], bool]  # (device, is_moe)
