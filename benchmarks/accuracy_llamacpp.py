@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qwenfit.estimator import estimate
-from qwenfit.hardware import Machine
+from qwenfit import estimate
+from qwenfit.hardware.machine import Machine
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests/fixtures/measured/llamacpp_memory.json"
 CPU_ONLY = Machine(source="hypothetical", ram_total_bytes=1 << 50, ram_available_bytes=1 << 50,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from qwenfit.specs import SpecTable
+from qwenfit.specs.table import SpecTable
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURED = REPO / "tests" / "fixtures" / "measured"
@@ -72,7 +72,7 @@ def test_llamacpp_buffers(row: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", sorted(TRANSFORMERS))
 def test_transformers_weights_equal_what_it_allocates_in_bf16(name: str) -> None:
-    from qwenfit.estimator import estimate
+    from qwenfit import estimate
 
     e = estimate(name, runtime="transformers", quant="bf16", context=1024)
     loaded = TRANSFORMERS[name]["load_bytes_bf16"]
@@ -85,7 +85,7 @@ MMPROJ = _load("llamacpp_mmproj.json")["records"]
 @pytest.mark.parametrize("record", MMPROJ, ids=lambda r: r["model"])
 def test_vision_encoder_against_mtmd(table: SpecTable, record: dict[str, Any]) -> None:
     """mmproj weights exactly; the compute buffer for the largest image within 5 %."""
-    from qwenfit.memory_llamacpp import vision_compute_bytes
+    from qwenfit.memory.llamacpp import vision_compute_bytes
 
     spec = table.get(record["model"])
     artifact = spec.artifact("q4_k_m", "gguf")
@@ -104,8 +104,8 @@ TRANSFORMERS_CACHE = [r for r in _load("transformers_cache.json")["records"]
 def test_transformers_cache_and_prefill_peak(r: dict[str, Any]) -> None:
     """KV and GDN state to the byte; the prefill peak within 30 % (it errs low, by up to 27 %,
     only at 512-token prompts, where weights dominate); total within 5 %."""
-    from qwenfit.estimator import estimate
-    from qwenfit.hardware import Machine
+    from qwenfit import estimate
+    from qwenfit.hardware.machine import Machine
 
     cpu = Machine(source="hypothetical", ram_total_bytes=1 << 40, ram_available_bytes=1 << 40,
                   ram_usable_bytes=1 << 40)

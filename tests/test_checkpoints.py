@@ -21,11 +21,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qwenfit import arch
-from qwenfit.checkpoints import resolve_model, safe_name
+from qwenfit import estimate
 from qwenfit.errors import UnknownModelError, UsageError
-from qwenfit.estimator import estimate
-from qwenfit.specs import SpecTable
+from qwenfit.specs import arch
+from qwenfit.specs.checkpoints.resolve import resolve_model
+from qwenfit.specs.checkpoints.summary import safe_name
+from qwenfit.specs.table import SpecTable
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
 import qwen35_tensors as q

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from qwenfit.cli import main
+from qwenfit.cli.commands import main
 
 HW = ["--vram", "24GB", "--ram", "64GB"]
 
@@ -59,15 +59,15 @@ def test_estimate_human_table(runner: CliRunner) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["estimate", "9b", "--context", "lots"], "invalid context 'lots'"),
+        (["estimate", "9b", "--context", "lots"], "'--context': 'lots': use a token count"),
         (["estimate", "9b", "--context", "0"], "at least 1 token"),
         (["estimate", "qwen3.5-9", "--json"], "did you mean 'qwen3.5-9b'"),
         (["estimate", "9b", "--runtime", "llama.cpp", "--quant", "fp8"], "cannot load"),
         (["estimate", "9b", "--kv-cache", "q3"], "no KV cache type 'q3'"),
-        (["estimate", "9b", "--vram", "lots", "--ram", "8GB"], "invalid --vram 'lots'"),
+        (["estimate", "9b", "--vram", "lots", "--ram", "8GB"], "'--vram': 'lots': use a number"),
         (["recommend", "--gpu", "RTX 9999", "--ram", "8GB"], "unknown GPU 'RTX 9999'"),
         (["check", "9b", "--margin", "150%", *HW], "percentage"),
-        (["estimate", "9b", "--parallel", "0"], "0"),
+        (["estimate", "9b", "--parallel", "0"], "'--parallel': 0 is not in the range 1<=x<=4096"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_on_stdout(runner: CliRunner, args: list[str],

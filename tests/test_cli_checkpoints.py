@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from qwenfit.cli import main
-from qwenfit.specs import SpecTable
+from qwenfit.cli.commands import main
+from qwenfit.specs.table import SpecTable
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
 import qwen35_tensors as q

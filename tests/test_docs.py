@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from qwenfit.docgen import EXAMPLE, example_output
+from docgen import EXAMPLE, example_output
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 EXAMPLES = [(page.name, m.group(1), m.group(2))
@@ -20,4 +19,4 @@ def test_there_are_worked_examples() -> None:
 @pytest.mark.parametrize(("page", "args", "expected"), EXAMPLES,
                          ids=[f"{p}:{a[:50]}" for p, a, _ in EXAMPLES])
 def test_console_examples_are_current(page: str, args: str, expected: str) -> None:
-    assert example_output(args) == expected, f"{page}: run 'python -m qwenfit.docgen'"
+    assert example_output(args) == expected, f"{page}: run 'python tools/docgen.py'"

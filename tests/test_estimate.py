@@ -7,10 +7,10 @@ from conftest import make_machine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwenfit import arch
+from qwenfit import estimate, max_context
 from qwenfit.errors import UnsupportedError, UsageError
-from qwenfit.estimator import estimate, max_context
-from qwenfit.specs import SpecTable
+from qwenfit.specs import arch
+from qwenfit.specs.table import SpecTable
 from qwenfit.units import GiB, KiB, MiB
 
 SIZES = ["0.8b", "2b", "4b", "9b", "27b", "35b-a3b", "122b-a10b", "397b-a17b"]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import make_machine
 
-from qwenfit.estimator import estimate
-from qwenfit.launch import launch_command
+from qwenfit import estimate
+from qwenfit.launch.commands import launch_command
 
 HELP = Path(__file__).parent / "fixtures" / "runtime_help"
 LLAMA = (HELP / "llama-server.txt").read_text()

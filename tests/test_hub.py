@@ -20,11 +20,11 @@ from typing import Any
 import gguf
 import pytest
 
-from qwenfit import hub
-from qwenfit.checkpoints import resolve_model
+from qwenfit import estimate
 from qwenfit.errors import UsageError
-from qwenfit.estimator import estimate
-from qwenfit.specs import SpecTable
+from qwenfit.specs.checkpoints import hub
+from qwenfit.specs.checkpoints.resolve import resolve_model
+from qwenfit.specs.table import SpecTable
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
 import qwen35_tensors as q
@@ -302,7 +302,7 @@ def test_a_token_is_never_printed_or_cached(
 ) -> None:
     from click.testing import CliRunner
 
-    from qwenfit.cli import main
+    from qwenfit.cli.commands import main
 
     secret = "hf_SECRETtokenVALUE1234567890"
     monkeypatch.setenv("HF_TOKEN", secret)

@@ -63,7 +63,8 @@ def test_preflight_pulls_when_it_fits_and_exits_3_when_not(tmp_path: Path,
 
 def test_python_installer_pulls_the_recommended_tag(tmp_path: Path, env: dict[str, str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from qwenfit import machines, probing
+    from qwenfit.hardware import catalog as machines
+    from qwenfit.hardware import probing
 
     hypothetical = machines.with_overrides(None, gpu="RTX 4090", ram="64GB")
     monkeypatch.setattr(probing, "probe", lambda: hypothetical)

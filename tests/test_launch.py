@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shlex
 
-from qwenfit.estimator import estimate
-from qwenfit.launch import launch_command
-from qwenfit.specs import SpecTable
+from qwenfit import estimate
+from qwenfit.launch.commands import launch_command
+from qwenfit.specs.table import SpecTable
 
 
 def test_llama_server_gets_total_context_and_slots(table: SpecTable) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from conftest import make_machine
 
-from qwenfit.estimator import estimate
-from qwenfit.fit import check_fit
-from qwenfit.launch import launch_command
-from qwenfit.layout import valid_tensor_parallel
-from qwenfit.memory_llamacpp import groups, layer_devices
-from qwenfit.preflight import check
-from qwenfit.recommender import recommend
-from qwenfit.specs import SpecTable
+from qwenfit import estimate
+from qwenfit.fit.preflight import check
+from qwenfit.fit.verdict import check_fit
+from qwenfit.launch.commands import launch_command
+from qwenfit.memory.layout import valid_tensor_parallel
+from qwenfit.memory.llamacpp import groups, layer_devices
+from qwenfit.recommender.ranking import recommend
+from qwenfit.specs.table import SpecTable
 from qwenfit.units import GiB
 
 
@@ -34,9 +34,10 @@ def test_fewest_experts_in_ram(table: SpecTable) -> None:
     m = make_machine(16, 64)
     e = estimate("35b-a3b", runtime="llama.cpp", quant="q4_k_m", context=32768, machine=m)
     one_fewer = e.layout.model_copy(update={"cpu_moe_layers": e.layout.cpu_moe_layers - 1})  # type: ignore[operator]
-    from qwenfit.estimator import configure
+    from qwenfit.memory.config import configure
+    from qwenfit.memory.options import Options
 
-    cfg = configure("35b-a3b", runtime="llama.cpp", quant="q4_k_m", machine=m)
+    cfg = configure("35b-a3b", Options(runtime="llama.cpp", quant="q4_k_m"), m)
     assert not check_fit(cfg.with_layout(one_fewer).build(32768), m).fits
 
 
@@ -56,7 +57,7 @@ def test_ollama_splits_layers_but_not_experts() -> None:
 
 
 def test_layer_devices_follow_ngl_semantics() -> None:
-    from qwenfit.estimate_model import Layout
+    from qwenfit.memory.record import Layout
 
     owners = layer_devices(Layout(kind="offload", devices=[0], gpu_layers=3), n_layer=4)
     assert owners == [None, None, 0, 0, 0]  # the last 3 of 5 (4 layers + output)

@@ -6,13 +6,13 @@ import psutil
 import pytest
 from conftest import make_machine
 
+from qwenfit import estimate
 from qwenfit.errors import UsageError
-from qwenfit.estimator import estimate
-from qwenfit.machines import catalog_gpus, gpu_catalog, with_overrides
-from qwenfit.probing import probe
-from qwenfit.recommender import recommend
-from qwenfit.specs import SpecTable
-from qwenfit.units import GiB
+from qwenfit.hardware.catalog import catalog_gpus, gpu_catalog, with_overrides
+from qwenfit.hardware.probing import probe
+from qwenfit.recommender.ranking import recommend
+from qwenfit.specs.table import SpecTable
+from qwenfit.units import GB, GiB
 
 
 def test_catalog_covers_nvidia_amd_and_apple_with_sources() -> None:
@@ -33,10 +33,10 @@ def test_catalog_lookup(spec: str, count: int, name: str, gib: int) -> None:
 
 
 def test_apple_chip_shares_the_ram() -> None:
-    m = with_overrides(None, gpu="M3 Max", ram="64GB")
+    m = with_overrides(None, gpu="M3 Max", ram="64GiB")
     (g,) = m.gpus
     assert g.unified_memory and g.memory_total_bytes == 48 * GiB
-    assert with_overrides(None, gpu="M4 Pro", ram="24GB").gpus[0].memory_total_bytes == 16 * GiB
+    assert with_overrides(None, gpu="M4 Pro", ram="24GiB").gpus[0].memory_total_bytes == 16 * GiB
     with pytest.raises(UsageError, match="one per machine"):
         catalog_gpus("2x M3 Max", 64 * GiB)
 
@@ -47,8 +47,8 @@ def test_unknown_gpu_suggests_a_name() -> None:
 
 
 def test_vram_overrides_and_zero_means_no_gpu() -> None:
-    m = with_overrides(None, vram="12GB", ram="32GB")
-    assert m.gpus[0].memory_free_bytes == 12 * GiB and m.ram_usable_bytes == 32 * GiB
+    m = with_overrides(None, vram="12GB", ram="32GiB")
+    assert m.gpus[0].memory_free_bytes == 12 * GB and m.ram_usable_bytes == 32 * GiB
     assert with_overrides(m, vram="0").gpus == []
     two = with_overrides(None, gpu="2x RTX 3090", vram="20GiB", ram="64GB")
     assert [g.memory_total_bytes for g in two.gpus] == [20 * GiB, 20 * GiB]

@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 
-from qwenfit import _nvml
-from qwenfit.probing import amd_gpus, apple_gpu, cgroup_memory_limit, installed_runtimes, probe
+from qwenfit.hardware import nvml
+from qwenfit.hardware.probing import (
+    amd_gpus,
+    apple_gpu,
+    cgroup_memory_limit,
+    installed_runtimes,
+    probe,
+)
 from qwenfit.units import GiB, MiB
 
 
@@ -95,7 +101,7 @@ def card(i: int, total_gib: float = 24, free_gib: float = 24, **extra: Any) -> d
 
 def test_two_gpus_with_free_memory_and_bandwidth() -> None:
     lib = FakeNVML([card(0, free_gib=8), card(1)])
-    gpus, warnings, versions = _nvml.list_gpus(lib, {})
+    gpus, warnings, versions = nvml.list_gpus(lib, {})
     assert [g.memory_free_bytes for g in gpus] == [8 * GiB, 24 * GiB]
     assert gpus[0].memory_used_by_others_bytes == 16 * GiB
     assert gpus[0].bandwidth_bytes_per_s == 384 * 10501 * 10**6 * 2 // 8  # ~1008 GB/s
@@ -118,7 +124,7 @@ def test_two_gpus_with_free_memory_and_bandwidth() -> None:
     ],
 )
 def test_visible_devices_are_honoured(env: dict[str, str], expected: list[str]) -> None:
-    gpus, _, _ = _nvml.list_gpus(FakeNVML([card(0), card(1)]), env)
+    gpus, _, _ = nvml.list_gpus(FakeNVML([card(0), card(1)]), env)
     assert sorted(g.uuid or "" for g in gpus) == expected
 
 
@@ -126,21 +132,21 @@ def test_mig_instances_replace_the_whole_gpu() -> None:
     migs = [{"uuid": "MIG-aaaa", "total": 10 * GiB, "free": 10 * GiB},
             {"uuid": "MIG-bbbb", "total": 20 * GiB, "free": 19 * GiB}]
     lib = FakeNVML([card(0, 80, 80, mig=migs)])
-    gpus, _, _ = _nvml.list_gpus(lib, {})
+    gpus, _, _ = nvml.list_gpus(lib, {})
     assert [(g.mig, g.memory_total_bytes) for g in gpus] == [(True, 10 * GiB), (True, 20 * GiB)]
-    only, _, _ = _nvml.list_gpus(lib, {"CUDA_VISIBLE_DEVICES": "MIG-bbbb"})
+    only, _, _ = nvml.list_gpus(lib, {"CUDA_VISIBLE_DEVICES": "MIG-bbbb"})
     assert [g.uuid for g in only] == ["MIG-bbbb"]
 
 
 def test_a_device_failing_mid_probe_is_a_warning() -> None:
-    gpus, warnings, _ = _nvml.list_gpus(FakeNVML([card(0), card(1, fail=True)]), {})
+    gpus, warnings, _ = nvml.list_gpus(FakeNVML([card(0), card(1, fail=True)]), {})
     assert len(gpus) == 1
     assert warnings == ["NVIDIA GPU 1 could not be read (GPU is lost)"]
 
 
 def test_no_nvidia_library_is_silent_but_a_broken_driver_warns() -> None:
-    assert _nvml.list_gpus(FakeNVML([], NVMLError_LibraryNotFound()), {}) == ([], [], {})
-    gpus, warnings, _ = _nvml.list_gpus(FakeNVML([], NVMLError("Insufficient Permissions")), {})
+    assert nvml.list_gpus(FakeNVML([], NVMLError_LibraryNotFound()), {}) == ([], [], {})
+    gpus, warnings, _ = nvml.list_gpus(FakeNVML([], NVMLError("Insufficient Permissions")), {})
     assert gpus == [] and "Insufficient Permissions" in warnings[0]
 
 
@@ -237,7 +243,7 @@ def test_probe_survives_every_source_failing(tmp_path: Path,
 
 
 def test_ram_bandwidth_is_measured_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
-    from qwenfit import probing
+    from qwenfit.hardware import probing
 
     first = probing.cached_ram_bandwidth()
     assert first is not None and first > 10**8  # any real machine copies > 100 MB/s

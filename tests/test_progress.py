@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 
-from qwenfit.progress import spinner
+from qwenfit.cli.progress import spinner
 
 
 class FakeTTY(io.StringIO):

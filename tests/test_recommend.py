@@ -7,11 +7,11 @@ from conftest import make_machine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwenfit.estimator import estimate
-from qwenfit.fit import check_fit
-from qwenfit.preflight import check
-from qwenfit.recommender import RecommendResult, recommend
-from qwenfit.specs import SpecTable
+from qwenfit import estimate
+from qwenfit.fit.preflight import check
+from qwenfit.fit.verdict import check_fit
+from qwenfit.recommender.ranking import RecommendResult, recommend
+from qwenfit.specs.table import SpecTable
 
 
 def test_a_24gb_card_gets_the_27b_at_4_to_5_bits(table: SpecTable) -> None:

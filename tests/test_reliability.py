@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_probe import FakeNVML, NVMLError, NVMLError_LibraryNotFound, card
 
-from qwenfit.cli import main
+from qwenfit.cli.commands import main
 from qwenfit.errors import SpecError
-from qwenfit.estimate_model import Estimate
-from qwenfit.hardware import Machine
-from qwenfit.preflight import CheckResult
-from qwenfit.probing import probe
-from qwenfit.recommender import RecommendResult
-from qwenfit.specs import load_specs
+from qwenfit.fit.preflight import CheckResult
+from qwenfit.hardware.machine import Machine
+from qwenfit.hardware.probing import probe
+from qwenfit.memory.record import Estimate
+from qwenfit.recommender.ranking import RecommendResult
+from qwenfit.specs.table import load_specs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_fault_matrix_gives_a_partial_result_never_a_traceback(tmp_path: Path,
 
 
 def test_sysctl_failing_on_a_mac_falls_back_to_metal_share() -> None:
-    from qwenfit.probing import apple_gpu
+    from qwenfit.hardware.probing import apple_gpu
 
     gpu = apple_gpu(32 * 2**30, lambda name: None)
     assert gpu.memory_total_bytes == 32 * 2**30 * 2 // 3 and gpu.name == "Apple Silicon GPU"

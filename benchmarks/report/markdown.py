@@ -166,7 +166,7 @@ def _speed(sp: dict[str, Any], img: str | None) -> list[str]:
            "(median per device and dense/MoE), so predicting those points with all of them is "
            "in-sample. **The qwenfit column is leave-one-out**: each point is predicted by "
            "qwenfit's public `estimate()` with that point removed from its data "
-           "(`qwenfit.speed._measurements` swapped). `in-sample` is shown for comparison. "
+           "(`qwenfit.memory.speed.calibrated_on`). `in-sample` is shown for comparison. "
            "Out-of-sample rows are published points not in qwenfit's data (other contexts of the "
            "same blog runs, context 50% filled, so asked at half the context) and one contended "
            "CPU run on this VM (unreliable: its runs spread 2.7-6.8 tok/s). llmfit: `llmfit "

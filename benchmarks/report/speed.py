@@ -2,7 +2,7 @@
 
 qwenfit's efficiency factors are medians over data/speed_measurements.json, so predicting one of
 those points with all of them is in-sample. The fair figure is leave-one-out: for each point,
-`qwenfit.speed._measurements` is swapped for the list without that point and qwenfit's public
+`qwenfit.memory.speed.calibrated_on` swaps in the list without that point and qwenfit's public
 `estimate(...).tokens_per_second` is asked. Both figures are reported. Extra points from
 other published runs (different contexts of the same blog; a contended run on this VM) are
 out-of-sample for qwenfit with its full data.
@@ -68,35 +68,26 @@ def _qwenfit_tps(point: dict[str, Any]) -> float | None:
 
 def qwenfit_rows() -> list[dict[str, Any]]:
     """Every point: qwenfit in-sample and leave-one-out (published points), or full data."""
-    from qwenfit import speed
+    from qwenfit.memory import speed
 
-    full = speed._measurements()
+    full = speed.measurements()
     points = [m.model_dump() | {"kind": "calibration", "note": ""} for m in full.measurements]
     points += [{"kind": "out-of-sample"} | p for p in EXTRA + _extra_cpu()]
     rows = []
-    original = speed._measurements
-    try:
-        for i, p in enumerate(points):
-            speed._EFFICIENCIES.clear()
-            in_sample = _qwenfit_tps(p)
-            loo = None
-            if p["kind"] == "calibration":
-                rest = [m for j, m in enumerate(full.measurements) if j != i]
-                reduced = full.model_copy(update={"measurements": rest})
-                speed._measurements = lambda reduced=reduced: reduced  # type: ignore[assignment]
-                speed._EFFICIENCIES.clear()
+    for i, p in enumerate(points):
+        in_sample = _qwenfit_tps(p)
+        loo = None
+        if p["kind"] == "calibration":
+            rest = [m for j, m in enumerate(full.measurements) if j != i]
+            with speed.calibrated_on(full.model_copy(update={"measurements": rest})):
                 loo = _qwenfit_tps(p)
-                speed._measurements = original
-            rows.append(p | {"qwenfit_in_sample": in_sample, "qwenfit_loo": loo,
-                             "qwenfit": loo if loo is not None else in_sample})
-    finally:
-        speed._measurements = original
-        speed._EFFICIENCIES.clear()
+        rows.append(p | {"qwenfit_in_sample": in_sample, "qwenfit_loo": loo,
+                         "qwenfit": loo if loo is not None else in_sample})
     return rows
 
 
 def _gpu_bandwidth(name: str) -> float:
-    from qwenfit.machines import catalog_gpus
+    from qwenfit.hardware.catalog import catalog_gpus
 
     return float(catalog_gpus(name)[0].bandwidth_bytes_per_s or 0)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import math
 
-from qwenfit import arch
-from qwenfit.specs import Architecture, load_specs
+from qwenfit.specs import arch
+from qwenfit.specs.table import Architecture, load_specs
 
 
 def _linears(a: Architecture, routed_only: bool) -> list[tuple[int, int, int]]:

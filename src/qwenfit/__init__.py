@@ -15,27 +15,28 @@ import importlib
 TYPE_CHECKING = False  # importing typing would double the cost of `import qwenfit`
 
 _EXPORTS = {
-    "probe": "qwenfit.probing",
+    "probe": "qwenfit.hardware",
     "Machine": "qwenfit.hardware",
     "GPU": "qwenfit.hardware",
-    "with_overrides": "qwenfit.machines",
-    "load_machine": "qwenfit.machines",
+    "with_overrides": "qwenfit.hardware",
+    "load_machine": "qwenfit.hardware",
     "load_specs": "qwenfit.specs",
     "SpecTable": "qwenfit.specs",
     "ModelSpec": "qwenfit.specs",
-    "estimate": "qwenfit.estimator",
-    "max_context": "qwenfit.estimator",
-    "Estimate": "qwenfit.estimate_model",
-    "Part": "qwenfit.estimate_model",
-    "check": "qwenfit.preflight",
-    "CheckResult": "qwenfit.preflight",
+    "Options": "qwenfit.memory",
+    "estimate": "qwenfit.memory",
+    "max_context": "qwenfit.memory",
+    "Estimate": "qwenfit.memory",
+    "Part": "qwenfit.memory",
+    "check": "qwenfit.fit",
+    "CheckResult": "qwenfit.fit",
     "Fit": "qwenfit.fit",
     "check_fit": "qwenfit.fit",
+    "launch_command": "qwenfit.launch",
+    "LaunchCommand": "qwenfit.launch",
     "recommend": "qwenfit.recommender",
     "Recommendation": "qwenfit.recommender",
     "RecommendResult": "qwenfit.recommender",
-    "launch_command": "qwenfit.launch",
-    "LaunchCommand": "qwenfit.launch",
     "QwenfitError": "qwenfit.errors",
     "SpecError": "qwenfit.errors",
     "UsageError": "qwenfit.errors",
@@ -54,6 +55,7 @@ __all__ = [
     "Machine",
     "ModelSpec",
     "NoFitError",
+    "Options",
     "Part",
     "ProbeError",
     "QwenfitError",
@@ -87,14 +89,10 @@ if TYPE_CHECKING:
         UnsupportedError,
         UsageError,
     )
-    from qwenfit.estimate_model import Estimate, Part
-    from qwenfit.estimator import estimate, max_context
-    from qwenfit.fit import Fit, check_fit
-    from qwenfit.hardware import GPU, Machine
+    from qwenfit.fit import CheckResult, Fit, check, check_fit
+    from qwenfit.hardware import GPU, Machine, load_machine, probe, with_overrides
     from qwenfit.launch import LaunchCommand, launch_command
-    from qwenfit.machines import load_machine, with_overrides
-    from qwenfit.preflight import CheckResult, check
-    from qwenfit.probing import probe
+    from qwenfit.memory import Estimate, Options, Part, estimate, max_context
     from qwenfit.recommender import Recommendation, RecommendResult, recommend
     from qwenfit.specs import ModelSpec, SpecTable, load_specs
 

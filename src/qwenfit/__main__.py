@@ -1,5 +1,5 @@
 """`python -m qwenfit`."""
 
-from qwenfit.cli import main
+from qwenfit.cli.commands import main
 
 main()

@@ -1,0 +1,166 @@
+"""Plain-text views of the result records, for people. JSON output never goes through here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qwenfit.units import GiB, format_bytes, format_context
+
+if TYPE_CHECKING:
+    from qwenfit.fit.preflight import CheckResult
+    from qwenfit.hardware.machine import Machine
+    from qwenfit.launch.commands import LaunchCommand
+    from qwenfit.memory.record import Estimate
+    from qwenfit.recommender.ranking import RecommendResult
+    from qwenfit.specs.table import SpecTable
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:8.2f}"
+
+
+def machine(m: Machine) -> str:
+    lines = [
+        f"RAM   {format_bytes(m.ram_total_bytes)} total, {format_bytes(m.ram_available_bytes)} "
+        f"available, {format_bytes(m.ram_usable_bytes)} usable"
+    ]
+    if m.cgroup_limit_bytes is not None:
+        lines.append(f"      container limit {format_bytes(m.cgroup_limit_bytes)}")
+    if m.cpu_logical:
+        lines.append(f"CPU   {m.cpu_physical or '?'} cores, {m.cpu_logical} threads")
+    if not m.gpus:
+        lines.append("GPU   none")
+    for g in m.gpus:
+        bw = f", {g.bandwidth_bytes_per_s / 1e9:.0f} GB/s" if g.bandwidth_bytes_per_s else ""
+        lines.append(
+            f"GPU {g.index} {g.name}: {format_bytes(g.memory_free_bytes)} free of "
+            f"{format_bytes(g.memory_total_bytes)}{bw}"
+        )
+    found = ", ".join(f"{k} {v}" if v else k for k, v in sorted(m.runtimes.items()))
+    lines.append(f"runtimes  {found or 'none found'}")
+    lines += [f"warning: {w}" for w in m.warnings]
+    return "\n".join(lines)
+
+
+def models(table: SpecTable) -> str:
+    lines = [
+        f"{'model':<20} {'params':>9} {'active':>8} {'context':>8}  precisions (GGUF text bytes)"
+    ]
+    for m in table.models:
+        ggufs = ", ".join(
+            f"{a.precision} {a.text_bytes / 1e9:.1f}G"
+            for a in m.artifacts
+            if a.format == "gguf" and a.precision in ("q4_k_m", "q8_0", "bf16")
+        )
+        others = sorted({a.precision for a in m.artifacts if a.format != "gguf"})
+        lines.append(
+            f"{m.name:<20} {m.params.total / 1e9:8.2f}B {m.params.text_active / 1e9:7.2f}B "
+            f"{format_context(m.context.native):>8}  {ggufs}; also {', '.join(others)}"
+        )
+    return "\n".join(lines)
+
+
+def layout(e: Estimate) -> str:
+    """One line on how the model is spread over devices."""
+    lay = e.layout
+    n = len(lay.devices)
+    if lay.kind == "cpu":
+        return "layout: CPU only, everything in RAM"
+    if lay.kind == "offload" and lay.cpu_moe_layers:
+        return (
+            f"layout: GPU {lay.devices[0]}, with the routed experts of the first "
+            f"{lay.cpu_moe_layers} layers in RAM"
+        )
+    if lay.kind == "offload":
+        return f"layout: the last {lay.gpu_layers} layers on GPU {lay.devices[0]}, the rest in RAM"
+    if lay.kind == "multi_node":
+        return (
+            f"layout: {lay.nodes} nodes x {n} GPUs: tensor parallel {lay.tensor_parallel} "
+            f"within a node, pipeline parallel {lay.pipeline_parallel} across nodes"
+        )
+    if lay.tensor_parallel and lay.tensor_parallel > 1:
+        return f"layout: tensor parallel over {n} GPUs ({', '.join(map(str, lay.devices))})"
+    if lay.tensor_split:
+        split = ", ".join(
+            f"{c} on GPU {d}" for d, c in zip(lay.devices, lay.tensor_split, strict=True)
+        )
+        return f"layout: layers split over {n} GPUs ({split})"
+    if lay.kind == "multi_gpu":
+        return f"layout: spread over {n} GPUs"
+    return f"layout: all on GPU {lay.devices[0]}" if lay.devices else "layout: one GPU"
+
+
+def _where(devices: list[int | None]) -> str:
+    if devices == [None]:
+        return "ram"
+    if len(devices) == 1:
+        return f"gpu{devices[0]}"
+    return f"{len(devices)} GPUs, each"
+
+
+def estimate(e: Estimate) -> str:
+    head = (
+        f"{e.model} on {e.runtime}, {e.quant}, context {e.context} tokens "
+        f"({e.context_source}) x {e.parallel} sequence(s), KV {e.kv_cache}"
+    )
+    groups: dict[tuple[str, str, str, int], list[int | None]] = {}
+    for p in e.parts:
+        groups.setdefault((p.part, p.placement, p.detail, p.bytes), []).append(p.device)
+    rows = [f"{'part':<13} {'GiB':>8}  {'where':<14} detail"]
+    for (part, _, detail, size), devices in groups.items():
+        rows.append(f"{part:<13} {_gib(size)}  {_where(devices):<14} {detail}")
+    per_gpu = max(e.device_bytes.values(), default=0)
+    gpus = f", {per_gpu / GiB:.2f} GiB on the fullest GPU" if len(e.device_bytes) > 1 else ""
+    rows.append(
+        f"{'total':<13} {_gib(e.total_bytes)}  GPU {e.gpu_bytes / GiB:.2f} GiB{gpus}, "
+        f"RAM {e.ram_bytes / GiB:.2f} GiB"
+    )
+    speed = (
+        [f"speed: about {e.tokens_per_second:.0f} tokens/s decode (one sequence)"]
+        if e.tokens_per_second
+        else []
+    )
+    return "\n".join([head, layout(e), "", *rows, *speed, *(f"note: {n}" for n in e.notes)])
+
+
+def check(r: CheckResult) -> str:
+    verdict = "fits" if r.fits else f"does not fit: {r.fit.reason}"
+    lines = [estimate(r.estimate), "", f"verdict: {verdict}"]
+    if r.nearest:
+        n = r.nearest
+        lines.append(
+            f"nearest that fits: {n.model} {n.quant} at {n.context} tokens "
+            f"({n.total_bytes / GiB:.2f} GiB; changed {n.change})"
+        )
+    return "\n".join(lines)
+
+
+def launch(cmd: LaunchCommand) -> str:
+    lines = []
+    for s in cmd.steps:
+        lines += [f"# {s.purpose}", s.shell]
+    return "\n".join([*lines, *(f"# {n}" for n in cmd.notes)])
+
+
+def recommendation(r: RecommendResult) -> str:
+    if not r.recommendations:
+        closest = [f"Closest: {r.closest.advice}."] if r.closest else []
+        return "\n".join([f"Nothing fits this machine ({r.runtime}).", *closest, *r.notes])
+    best = r.recommendations[0]
+    lines = [
+        f"Run {best.display_name} at {best.quant} with {best.runtime}, "
+        f"context {format_context(best.context)} "
+        f"(up to {format_context(best.max_context or best.context)} fits)."
+    ]
+    lines += [f"  - {x}" for x in best.reasons]
+    lines += ["", launch(best.launch)]
+    if len(r.recommendations) > 1:
+        lines += ["", "Alternatives:"]
+        for x in r.recommendations[1:]:
+            tps = f", ~{x.tokens_per_second:.0f} tok/s" if x.tokens_per_second else ""
+            lines.append(
+                f"  {x.rank}. {x.display_name} {x.quant}: score {x.quality_score:.1f}, "
+                f"{x.estimate.total_bytes / GiB:.1f} GiB{tps}"
+            )
+    lines += ["", *(f"note: {n}" for n in r.notes)]
+    return "\n".join(lines).rstrip()

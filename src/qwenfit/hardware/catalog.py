@@ -1,0 +1,174 @@
+"""Hypothetical machines for planning: `--gpu "2x RTX 4090"`, `--vram 24GB`, `--ram 64GB`,
+`--machine probe.json`, and the GPU catalog (`data/gpus.json`) behind `--gpu`."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qwenfit.datafiles import data_text
+from qwenfit.errors import SpecError, UsageError
+from qwenfit.hardware.machine import GPU, Machine, Vendor, apple_gpu_share
+from qwenfit.units import GiB, parse_bandwidth, parse_size
+
+
+class CatalogGPU(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    vendor: Vendor
+    vram_gib: int | None = Field(description="None for unified memory (Apple): use --ram.")
+    bandwidth_gb_s: int
+    compute_capability: str | None
+    architecture: str
+    unified_memory: bool
+    source: str
+
+
+class GPUCatalog(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    note: str
+    gpus: list[CatalogGPU]
+
+
+@functools.cache
+def gpu_catalog() -> GPUCatalog:
+    try:
+        return GPUCatalog.model_validate_json(data_text("gpus.json"))
+    except ValidationError as e:
+        raise SpecError(f"gpus.json: {e.errors()[0]['msg']}") from None
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower().replace("nvidia", "").replace("geforce", ""))
+
+
+_COUNT_RE = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(.+)$")
+
+
+def catalog_gpus(spec: str, ram_total: int = 0) -> list[GPU]:
+    """'RTX 4090' or '2x H100' -> GPU records with free memory equal to total.
+
+    Apple chips ('M3 Max') share RAM: their GPU gets Metal's share of `ram_total`.
+    """
+    count, name = 1, spec
+    m = _COUNT_RE.match(spec)
+    if m:
+        count, name = int(m.group(1)), m.group(2)
+    if not 1 <= count <= 64:
+        raise UsageError(f"invalid --gpu {spec!r}: count must be between 1 and 64")
+    entry = _lookup(name)
+    if entry.unified_memory and count != 1:
+        raise UsageError(f"invalid --gpu {spec!r}: an Apple chip comes one per machine")
+    vram = apple_gpu_share(ram_total) if entry.vram_gib is None else entry.vram_gib * GiB
+    return [
+        GPU(
+            index=i,
+            name=entry.name,
+            vendor=entry.vendor,
+            memory_total_bytes=vram,
+            memory_free_bytes=vram,
+            compute_capability=entry.compute_capability,
+            architecture=entry.architecture,
+            unified_memory=entry.unified_memory,
+            bandwidth_bytes_per_s=entry.bandwidth_gb_s * 10**9,
+        )
+        for i in range(count)
+    ]
+
+
+def _lookup(name: str) -> CatalogGPU:
+    entries = {_key(g.name): g for g in gpu_catalog().gpus}
+    entry = entries.get(_key(name)) or entries.get(_key("apple " + name))
+    if entry is None:
+        names = [g.name for g in gpu_catalog().gpus]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.4)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(
+            f"unknown GPU {name!r}{hint}; known: {', '.join(names)}; or give --vram SIZE"
+        )
+    return entry
+
+
+def load_machine(path: str | Path) -> Machine:
+    """A machine saved with `qwenfit probe --json` (the `machine` object, or the whole document)."""
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"cannot read --machine file {str(p)!r} ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--machine file {str(p)!r} is not JSON (line {e.lineno})") from None
+    if isinstance(raw, dict) and "machine" in raw:
+        raw = raw["machine"]
+    try:
+        machine = Machine.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
+        raise UsageError(f"--machine file {str(p)!r}: {loc}: {first['msg']}") from None
+    return machine.model_copy(update={"source": "file"})
+
+
+def with_overrides(
+    base: Machine | None,
+    *,
+    gpu: str | None = None,
+    vram: str | int | None = None,
+    ram: str | int | None = None,
+    ram_bandwidth: str | int | None = None,
+) -> Machine:
+    """`base` (or an empty machine) with GPUs and RAM replaced by what the user stated.
+
+    `--vram` alone means one GPU of that size; with `--gpu` it sets each listed GPU's memory.
+    `--vram 0` means no GPU. `ram_bandwidth` ('80GB/s') sets the RAM's bandwidth, which speed
+    estimates need for CPU and offloaded runs.
+    """
+    m = base or Machine(
+        source="hypothetical", ram_total_bytes=0, ram_available_bytes=0, ram_usable_bytes=0
+    )
+    update: dict[str, object] = {}
+    ram_total = m.ram_total_bytes
+    if ram is not None:
+        ram_total = parse_size(ram, what="--ram")
+        update.update(
+            ram_total_bytes=ram_total,
+            ram_available_bytes=ram_total,
+            ram_usable_bytes=ram_total,
+            cgroup_limit_bytes=None,
+        )
+    gpus = list(m.gpus)
+    if gpu is not None:
+        gpus = catalog_gpus(gpu, ram_total)
+    if vram is not None:
+        size = parse_size(vram, what="--vram", allow_zero=True)
+        if size == 0:
+            gpus = []
+        elif gpu is not None:
+            gpus = [
+                g.model_copy(update={"memory_total_bytes": size, "memory_free_bytes": size})
+                for g in gpus
+            ]
+        else:
+            gpus = [
+                GPU(
+                    index=0,
+                    name=f"GPU with {size / GiB:g} GiB",
+                    vendor="other",
+                    memory_total_bytes=size,
+                    memory_free_bytes=size,
+                )
+            ]
+    if gpu is not None or vram is not None:
+        update["gpus"] = gpus
+    if ram_bandwidth is not None:
+        update["ram_bandwidth_bytes_per_s"] = parse_bandwidth(ram_bandwidth, what="--ram-bandwidth")
+    if update:
+        update["source"] = "hypothetical" if m.source == "probe" else m.source
+    return m.model_copy(update=update)

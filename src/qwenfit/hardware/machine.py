@@ -1,0 +1,77 @@
+"""Machine and GPU records, and hypothetical machines for planning.
+
+`probe()` (in `probe.py`) fills these from the real machine; `hypothetical()` builds one from
+what the user typed (`--gpu`, `--vram`, `--ram`). Both return the same frozen pydantic model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qwenfit.units import GiB
+
+Vendor = Literal["nvidia", "amd", "apple", "other"]
+
+
+class GPU(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int = Field(ge=0)
+    name: str
+    vendor: Vendor
+    uuid: str | None = None
+    memory_total_bytes: int = Field(ge=0)
+    memory_free_bytes: int = Field(ge=0, description="What a new process can allocate now.")
+    memory_used_bytes: int | None = Field(None, ge=0)
+    memory_used_by_others_bytes: int | None = Field(
+        None, ge=0, description="Held by other processes (NVML process list)."
+    )
+    compute_capability: str | None = None
+    architecture: str | None = None
+    bandwidth_bytes_per_s: int | None = Field(None, ge=0)
+    unified_memory: bool = Field(False, description="Shares RAM with the CPU (Apple Silicon).")
+    mig: bool = Field(False, description="A MIG instance rather than a whole GPU.")
+
+
+def apple_gpu_share(ram_total: int) -> int:
+    """What Metal lets the GPU wire of unified memory when `iogpu.wired_limit_mb` is unset.
+
+    Metal's recommendedMaxWorkingSetSize, as llama.cpp logs it: about 2/3 of RAM on machines up
+    to 36 GiB and 3/4 above.
+    """
+    return ram_total * 3 // 4 if ram_total > 36 * GiB else ram_total * 2 // 3
+
+
+class Machine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["probe", "hypothetical", "file"]
+    cpu_logical: int | None = Field(None, ge=1)
+    cpu_physical: int | None = Field(None, ge=1)
+    ram_total_bytes: int = Field(ge=0)
+    ram_available_bytes: int = Field(ge=0)
+    swap_total_bytes: int | None = Field(None, ge=0)
+    cgroup_limit_bytes: int | None = Field(None, ge=0, description="Container memory limit.")
+    ram_usable_bytes: int = Field(
+        ge=0,
+        description="What a recommendation may use: available RAM, capped by the cgroup limit.",
+    )
+    ram_bandwidth_bytes_per_s: int | None = Field(None, ge=0)
+    gpus: list[GPU] = []
+    nvidia_driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    runtimes: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Runtime name -> version found (null: present, version unknown).",
+    )
+    warnings: list[str] = []
+
+    @property
+    def has_gpu(self) -> bool:
+        return bool(self.gpus)
+
+    @property
+    def vram_total_bytes(self) -> int:
+        return sum(g.memory_total_bytes for g in self.gpus)

@@ -1,0 +1,280 @@
+"""`probe()`: the machine as it is now: GPUs, RAM and its container limit, installed runtimes.
+
+Each source is read on its own and a failing source becomes a warning in the result, never an
+exception. RAM bandwidth (for CPU and offload speed estimates) is measured once per machine and
+cached. The seams (`root`, `environ`, `nvml`, `system`) let tests point the probe at
+temporary sysfs / cgroup trees and fake NVML modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from qwenfit.cache import cache_dir, write_atomic
+from qwenfit.hardware.machine import GPU, Machine, apple_gpu_share
+from qwenfit.units import MAX_BYTES, MiB
+
+UNLIMITED = MAX_BYTES  # cgroup v1 reports "no limit" as a huge page-aligned number
+AMD_PCI_VENDOR = "0x1002"
+PYTHON_RUNTIMES = {
+    "vllm": "vllm",
+    "transformers": "transformers",
+    "torch": "torch",
+    "mlx_lm": "mlx-lm",
+    "llama_cpp_python": "llama-cpp-python",
+}
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _limit_value(text: str | None) -> int | None:
+    if text is None or text == "max":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if 0 < value < UNLIMITED else None
+
+
+def cgroup_memory_limit(root: Path) -> tuple[int | None, list[str]]:
+    """The tightest memory limit on this process's cgroup and its ancestors (v2, else v1)."""
+    warnings: list[str] = []
+    membership = _read(root / "proc/self/cgroup")
+    if membership is None:
+        return None, []
+    limits: list[int] = []
+    for line in membership.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, rel = parts
+        if controllers == "":  # cgroup v2 unified hierarchy
+            base, name = root / "sys/fs/cgroup", "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = root / "sys/fs/cgroup/memory", "memory.limit_in_bytes"
+        else:
+            continue
+        here = base / rel.lstrip("/")
+        while True:
+            raw = _read(here / name)
+            if raw is not None and raw != "max" and _limit_value(raw) is None and not raw.isdigit():
+                warnings.append(f"unreadable cgroup limit {raw[:40]!r} in {here / name}")
+            value = _limit_value(raw)
+            if value is not None:
+                limits.append(value)
+            if here == base or base not in here.parents:
+                break
+            here = here.parent
+    return (min(limits) if limits else None), warnings
+
+
+def amd_gpus(root: Path, start: int) -> list[GPU]:
+    """AMD GPUs from amdgpu's sysfs files; no ROCm library needed."""
+    found: list[GPU] = []
+    for card in sorted((root / "sys/class/drm").glob("card[0-9]*")):
+        dev = card / "device"
+        if _read(dev / "vendor") != AMD_PCI_VENDOR:
+            continue
+        total = _limit_value(_read(dev / "mem_info_vram_total"))
+        if total is None:
+            continue
+        used = _limit_value(_read(dev / "mem_info_vram_used")) or 0
+        name = _read(dev / "product_name") or f"AMD GPU ({card.name})"
+        found.append(
+            GPU(
+                index=start + len(found),
+                name=name,
+                vendor="amd",
+                memory_total_bytes=total,
+                memory_free_bytes=max(0, total - used),
+                memory_used_bytes=used,
+            )
+        )
+    return found
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        out = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=2)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def apple_gpu(ram_total: int, sysctl: Any = _sysctl) -> GPU:
+    """Apple Silicon: the GPU shares RAM; `iogpu.wired_limit_mb` (> 0) or Metal's default share."""
+    wired = sysctl("iogpu.wired_limit_mb")
+    if wired and wired.isdigit() and int(wired) > 0:
+        usable = int(wired) * MiB
+    else:
+        usable = apple_gpu_share(ram_total)
+    name = sysctl("machdep.cpu.brand_string") or "Apple Silicon GPU"
+    return GPU(
+        index=0,
+        name=name,
+        vendor="apple",
+        memory_total_bytes=usable,
+        memory_free_bytes=usable,
+        unified_memory=True,
+    )
+
+
+def installed_runtimes(which: Any = shutil.which) -> dict[str, str | None]:
+    """Runtimes found without starting them: binaries on PATH, Python packages by metadata."""
+    found: dict[str, str | None] = {}
+    if which("ollama"):
+        found["ollama"] = None
+    if which("llama-server"):
+        found["llama.cpp"] = None
+    for key, dist in PYTHON_RUNTIMES.items():
+        try:
+            found[key] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+BANDWIDTH_BUFFER = 32 * MiB  # larger than a desktop L3 cache, small enough to be quick
+
+
+def measure_ram_bandwidth(size: int = BANDWIDTH_BUFFER, repeats: int = 3) -> int:
+    """Single-thread memcpy throughput (bytes read + written per second, best of `repeats`).
+
+    The same measure is taken on the machines whose CPU decode speeds calibrate qwenfit's CPU
+    efficiency (data/speed_measurements.json), so the two cancel out.
+    """
+    src = bytearray(b"\x5a") * size
+    dst = bytearray(size)
+    dst[:] = src  # fault the destination pages in before timing
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst[:] = src
+        best = min(best, time.perf_counter() - start)
+    return int(2 * size / best)
+
+
+def cached_ram_bandwidth() -> int | None:
+    """This machine's bandwidth, measured once (~50 ms) and kept in qwenfit's cache."""
+    key = f"{platform.node()}|{platform.machine()}|{os.cpu_count()}|{_cpu_model()}"
+    path = cache_dir() / "ram_bandwidth.json"
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return int(saved["bytes_per_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    value = measure_ram_bandwidth()
+    with contextlib.suppress(OSError):  # a read-only home must not stop the probe
+        write_atomic(path, json.dumps({"key": key, "bytes_per_s": value}))
+    return value
+
+
+def _cpu_model() -> str:
+    text = _read(Path("/proc/cpuinfo")) or ""
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _nvml_module() -> Any:
+    import pynvml
+
+    return pynvml
+
+
+def probe(
+    *,
+    root: str | Path = "/",
+    environ: Mapping[str, str] | None = None,
+    nvml: Any = None,
+    system: str | None = None,
+    bandwidth: Callable[[], int | None] = cached_ram_bandwidth,
+) -> Machine:
+    """Read this machine. Never raises for a failing source: see `Machine.warnings`."""
+    import psutil
+
+    from qwenfit.hardware.nvml import list_gpus
+
+    root = Path(root)
+    environ = os.environ if environ is None else environ
+    system = system or platform.system()
+    warnings: list[str] = []
+
+    try:
+        vm = psutil.virtual_memory()
+        ram_total, ram_avail = int(vm.total), int(vm.available)
+    except Exception as e:
+        warnings.append(f"RAM could not be read ({e}); assuming none")
+        ram_total = ram_avail = 0
+    try:
+        swap: int | None = int(psutil.swap_memory().total)
+    except Exception:
+        swap = None
+    limit, cg_warn = cgroup_memory_limit(root) if system == "Linux" else (None, [])
+    warnings += cg_warn
+    usable = min(ram_avail, limit) if limit is not None else ram_avail
+    if limit is not None and limit < ram_avail:
+        warnings.append(f"container memory limit {limit // MiB} MiB caps usable RAM")
+
+    gpus: list[GPU] = []
+    versions: dict[str, str | None] = {}
+    # No NVIDIA kernel driver on Linux: nothing for NVML to find, and importing it costs time.
+    no_driver = system == "Linux" and nvml is None and not (root / "proc/driver/nvidia").exists()
+    if system != "Darwin" and not no_driver:
+        try:
+            lib = nvml if nvml is not None else _nvml_module()
+        except ImportError:
+            lib = None
+            warnings.append("nvidia-ml-py is not installed; NVIDIA GPUs not probed")
+        if lib is not None:
+            gpus, nv_warn, versions = list_gpus(lib, environ)
+            warnings += nv_warn
+    if system == "Linux":
+        gpus += amd_gpus(root, len(gpus))
+    elif system == "Darwin" and platform.machine() == "arm64":
+        gpus.append(apple_gpu(ram_total))
+
+    try:
+        ram_bandwidth = bandwidth()
+    except Exception as e:
+        ram_bandwidth = None
+        warnings.append(f"RAM bandwidth could not be measured ({e})")
+    try:
+        logical = psutil.cpu_count(logical=True)
+        physical = psutil.cpu_count(logical=False)
+    except Exception:
+        logical = physical = None
+    return Machine(
+        source="probe",
+        cpu_logical=logical,
+        cpu_physical=physical,
+        ram_total_bytes=ram_total,
+        ram_available_bytes=ram_avail,
+        swap_total_bytes=swap,
+        cgroup_limit_bytes=limit,
+        ram_usable_bytes=usable,
+        ram_bandwidth_bytes_per_s=ram_bandwidth,
+        gpus=gpus,
+        nvidia_driver_version=versions.get("driver"),
+        cuda_driver_version=versions.get("cuda"),
+        runtimes=installed_runtimes(),
+        warnings=warnings,
+    )

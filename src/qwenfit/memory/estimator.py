@@ -1,0 +1,114 @@
+"""`estimate()`: what a runtime will allocate for one Qwen3.5 configuration, part by part.
+
+Pure arithmetic over the spec table and, for defaults and placement, a Machine record; it does
+no I/O and never probes. On a machine, the model is laid out the way the runtime itself would
+(`layout`: one GPU, several, experts or layers in RAM), and the decode speed that layout gives
+is added (`speed`).
+"""
+
+from __future__ import annotations
+
+from qwenfit.errors import UnsupportedError, UsageError
+from qwenfit.hardware.machine import Machine
+from qwenfit.memory import runtimes, speed
+from qwenfit.memory.config import configure, plan
+from qwenfit.memory.context import default_context
+from qwenfit.memory.options import FlashAttn, Options
+from qwenfit.memory.record import Estimate
+from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
+
+
+def estimate(
+    model: str | ModelSpec,
+    *,
+    runtime: str | None = None,
+    quant: str | None = None,
+    context: int | None = None,
+    kv_cache: str | None = None,
+    parallel: int = 1,
+    ubatch: int | None = None,
+    flash_attn: FlashAttn = "auto",
+    text_only: bool = False,
+    machine: Machine | None = None,
+    allow_offload: bool = True,
+    nodes: int = 1,
+    margin: int = runtimes.LLAMACPP_FIT_TARGET_FREE,
+    table: SpecTable | None = None,
+) -> Estimate:
+    """Memory that `runtime` will allocate for `model` at `quant`, `context` tokens per sequence.
+
+    Args:
+        model: a name or alias from the spec table ('9b', 'Qwen/Qwen3.5-9B'), or a ModelSpec.
+        runtime: 'llama.cpp', 'ollama', 'vllm' or 'transformers'; default: what `recommend`
+            would use on `machine`.
+        quant: a precision the runtime can load for this model; default: the runtime's usual one.
+        context: tokens per sequence; default: the runtime's own default on this machine.
+        kv_cache: KV cache type; default: the runtime's default (16-bit).
+        parallel: sequences served at once (llama.cpp slots, vLLM max-num-seqs, batch size).
+        ubatch: llama.cpp micro-batch in tokens (default 512).
+        flash_attn: llama.cpp flash attention.
+        text_only: leave the vision tower out.
+        machine: lays the model out on its devices and sets machine-dependent defaults; None
+            means one GPU of unknown size.
+        allow_offload: let llama.cpp / Ollama put experts or layers in RAM when the GPUs are too
+            small (what llama-server --fit and Ollama's scheduler do).
+        nodes: machines like `machine` for vLLM (tensor parallel within, pipeline across).
+        margin: memory kept free on each device when choosing the layout.
+        table: the spec table (default: the shipped one).
+
+    Raises:
+        UsageError (and its subclasses): a bad value; the message says what is allowed.
+    """
+    options = Options.of(
+        runtime=runtime,
+        quant=quant,
+        context=context,
+        kv_cache=kv_cache,
+        parallel=parallel,
+        ubatch=ubatch,
+        flash_attn=flash_attn,
+        text_only=text_only,
+        allow_offload=allow_offload,
+        nodes=nodes,
+        margin=margin,
+    )
+    return estimate_with(model, options, machine, table)
+
+
+def estimate_with(
+    model: str | ModelSpec,
+    options: Options,
+    machine: Machine | None = None,
+    table: SpecTable | None = None,
+) -> Estimate:
+    """`estimate` for an `Options` record already built (the stages above pass one down)."""
+    if machine is not None and not isinstance(machine, Machine):
+        raise UsageError(f"invalid machine {machine!r}: must be a Machine (see probe())")
+    table = table or load_specs()
+    if options.nodes > 1 and options.runtime not in ("vllm", None):
+        raise UnsupportedError(f"--nodes {options.nodes} needs --runtime vllm (with Ray)")
+    cfg = configure(model, options, machine, table)
+    spec = cfg.spec
+    if options.context is None:
+        ctx, source = default_context(cfg, machine, options.margin)
+    else:
+        ctx, source = options.context, "user"
+    limit = spec.context.extended or spec.context.native
+    if not 1 <= ctx <= limit:
+        raise UsageError(
+            f"invalid context {ctx} for {spec.name}: must be between 1 and {limit} tokens"
+        )
+    cfg = plan(
+        cfg, ctx, machine, options.margin, allow_offload=options.allow_offload, nodes=options.nodes
+    )
+    est = cfg.build(ctx, source)
+    if machine is not None:
+        est = est.model_copy(
+            update={"tokens_per_second": speed.estimate_speed(est, machine, table)}
+        )
+    if ctx > spec.context.native:
+        est.notes.append(
+            f"{ctx} tokens is beyond the native {spec.context.native}: needs YaRN rope scaling "
+            "as the model card describes"
+        )
+    return est

@@ -1,0 +1,160 @@
+"""The estimate record: memory per part, where each part is placed, and the resolved inputs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from qwenfit.specs.table import RuntimeName
+
+PartName = Literal["weights", "vision", "kv_cache", "linear_state", "compute", "overhead"]
+Placement = Literal["gpu", "ram"]
+ContextSource = Literal["user", "runtime default", "fitted to memory"]
+
+
+class Part(BaseModel):
+    """One allocation: what it is, how big, where the runtime puts it, and how we know."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    part: PartName
+    bytes: int = Field(ge=0)
+    placement: Placement
+    device: int | None = Field(None, description="GPU index for placement gpu, else null.")
+    read_per_token_bytes: int = Field(
+        0, ge=0, description="Bytes of this part read to generate one token of one sequence."
+    )
+    detail: str
+
+    @model_validator(mode="after")
+    def _device_matches_placement(self) -> Part:
+        if (self.placement == "gpu") != (self.device is not None):
+            raise ValueError("a GPU part names its device, a RAM part none")
+        return self
+
+
+def parts_by_device(
+    part: PartName, amounts: dict[int | None, int], detail: str, read: float = 0.0
+) -> list[Part]:
+    """One Part per device with a non-zero amount (None: host RAM, listed first).
+
+    `read`: the share of each amount read to generate one token of one sequence.
+    """
+    return [
+        Part(
+            part=part,
+            bytes=b,
+            placement="ram" if d is None else "gpu",
+            device=d,
+            read_per_token_bytes=int(b * read),
+            detail=detail,
+        )
+        for d, b in sorted(amounts.items(), key=lambda x: -1 if x[0] is None else x[0])
+        if b
+    ]
+
+
+LayoutKind = Literal["gpu", "cpu", "offload", "multi_gpu", "multi_node"]
+
+
+class Layout(BaseModel):
+    """How the runtime spreads the model over devices, and the flags that make it do so."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: LayoutKind
+    devices: list[int] = Field(default_factory=list, description="GPU indices used, per node.")
+    nodes: int = Field(1, ge=1)
+    gpu_layers: int | None = Field(
+        None, description="llama.cpp -ngl: the last N of n_layer + 1 (output) layers on GPUs."
+    )
+    cpu_moe_layers: int | None = Field(
+        None, description="llama.cpp --n-cpu-moe: routed experts of the first N layers in RAM."
+    )
+    tensor_split: list[int] | None = Field(
+        None, description="llama.cpp --tensor-split: layers per GPU, in device order."
+    )
+    tensor_parallel: int | None = Field(None, description="vLLM --tensor-parallel-size.")
+    pipeline_parallel: int | None = Field(None, description="vLLM --pipeline-parallel-size.")
+
+
+class Estimate(BaseModel):
+    """What `runtime` will allocate for `model` at `quant` and `context` tokens per sequence."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    runtime: RuntimeName
+    quant: str
+    context: int = Field(gt=0, description="Tokens per sequence.")
+    context_source: ContextSource
+    kv_cache: str
+    parallel: int = Field(gt=0, description="Sequences served at once (slots, max-num-seqs).")
+    ubatch: int | None = Field(None, description="llama.cpp micro-batch (tokens).")
+    flash_attn: bool | None = Field(None, description="llama.cpp flash attention as resolved.")
+    text_only: bool
+    weights_bytes: int = Field(ge=0)
+    vision_bytes: int = Field(ge=0)
+    kv_cache_bytes: int = Field(ge=0)
+    linear_state_bytes: int = Field(ge=0)
+    compute_bytes: int = Field(ge=0)
+    overhead_bytes: int = Field(ge=0)
+    total_bytes: int = Field(ge=0)
+    gpu_bytes: int = Field(ge=0, description="Sum of the parts placed on GPUs.")
+    ram_bytes: int = Field(ge=0, description="Sum of the parts placed in host RAM.")
+    parts: list[Part]
+    layout: Layout
+    device_bytes: dict[int, int] = Field(
+        default_factory=dict, description="Bytes on each GPU (by index), one node's worth."
+    )
+    tokens_per_second: float | None = Field(
+        None,
+        description="Estimated decode speed of one sequence, when the memory bandwidth of the "
+        "device holding the weights is known.",
+    )
+    notes: list[str] = []
+
+    @model_validator(mode="after")
+    def _sums(self) -> Estimate:
+        by_part = {
+            "weights": self.weights_bytes,
+            "vision": self.vision_bytes,
+            "kv_cache": self.kv_cache_bytes,
+            "linear_state": self.linear_state_bytes,
+            "compute": self.compute_bytes,
+            "overhead": self.overhead_bytes,
+        }
+        for name, value in by_part.items():
+            if value != sum(p.bytes for p in self.parts if p.part == name):
+                raise ValueError(f"{name}_bytes does not equal the sum of its parts")
+        if self.total_bytes != sum(by_part.values()):
+            raise ValueError("total_bytes must be the sum of the parts")
+        if self.gpu_bytes + self.ram_bytes != self.total_bytes:
+            raise ValueError("gpu_bytes + ram_bytes must equal total_bytes")
+        return self
+
+    @classmethod
+    def from_parts(cls, parts: list[Part], **inputs: object) -> Estimate:
+        """Build the record, deriving every sum from the parts so they cannot disagree."""
+        sums = {
+            f"{name}_bytes": sum(p.bytes for p in parts if p.part == name)
+            for name in ("weights", "vision", "kv_cache", "linear_state", "compute", "overhead")
+        }
+        total = sum(sums.values())
+        gpu = sum(p.bytes for p in parts if p.placement == "gpu")
+        devices: dict[int, int] = {}
+        for p in parts:
+            if p.device is not None:
+                devices[p.device] = devices.get(p.device, 0) + p.bytes
+        return cls.model_validate(
+            {
+                **inputs,
+                **sums,
+                "total_bytes": total,
+                "gpu_bytes": gpu,
+                "ram_bytes": total - gpu,
+                "parts": parts,
+                "device_bytes": dict(sorted(devices.items())),
+            }
+        )

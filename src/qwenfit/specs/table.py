@@ -1,0 +1,250 @@
+"""The spec table: pydantic models for `data/model_specs.json`, loading, and model-name lookup.
+
+The table is reviewed data. Validation is strict (`extra="forbid"`, cross-field checks) so a
+hand-edit that breaks it fails with one line naming the file and the field, never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from qwenfit.datafiles import data_text
+from qwenfit.errors import SpecError, UnknownModelError
+from qwenfit.specs.architecture import Architecture, Strict
+
+Format = Literal["safetensors", "gguf", "ollama"]
+RuntimeName = Literal["llama.cpp", "ollama", "vllm", "transformers"]
+RUNTIMES: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm", "transformers")
+
+
+class Source(Strict):
+    """Where numbers come from: a config file, model card, runtime source file or our own script."""
+
+    title: str
+    url: str | None = None
+    path: str | None = Field(None, description="A file in this repository (scripts, fixtures).")
+    note: str | None = None
+
+
+class ParamCounts(Strict):
+    """Exact parameter counts (checked against transformers' classes on the meta device)."""
+
+    text: int = Field(gt=0, description="Language model incl. embedding and lm_head (tied once).")
+    text_active: int = Field(gt=0, description="Read per token: routed experts only top-k.")
+    embedding: int = Field(gt=0)
+    vision: int = Field(gt=0)
+    mtp: int = Field(ge=0)
+    total: int = Field(gt=0, description="text + vision + mtp: everything in the checkpoint.")
+    source: str
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> ParamCounts:
+        if self.text_active > self.text:
+            raise ValueError("text_active exceeds text")
+        if self.total != self.text + self.vision + self.mtp:
+            raise ValueError("total must equal text + vision + mtp")
+        return self
+
+
+class Context(Strict):
+    native: int = Field(gt=0, description="max_position_embeddings")
+    extended: int | None = Field(None, gt=0, description="With YaRN rope scaling, per model card.")
+    source: str
+
+
+class Artifact(Strict):
+    """One downloadable form of a model at one precision, with the bytes each runtime loads."""
+
+    precision: str
+    format: Format
+    repo: str | None = Field(None, description="Hugging Face repo id (safetensors, gguf).")
+    tag: str | None = Field(None, description="Ollama tag (format ollama).")
+    text_bytes: int = Field(gt=0, description="Decoder weights as loaded, MTP excluded.")
+    vision_bytes: int = Field(gt=0, description="Vision tower (the mmproj file for GGUF).")
+    mtp_bytes: int | None = Field(None, ge=0, description="MTP block, when the artifact has it.")
+    download_bytes: int | None = Field(None, gt=0)
+    exact: bool = Field(description="True: exact bytes; false: approximate (see source).")
+    source: str
+
+
+class QualityScores(Strict):
+    """Benchmark scores from the model card, used to rank sizes."""
+
+    scores: dict[str, float]
+    source: str
+
+
+class ModelSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")
+    display_name: str
+    hf_repo: str
+    model_type: Literal["qwen3_5", "qwen3_5_moe"]
+    transformers_class: Literal[
+        "Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration"
+    ] = Field(description="What AutoModelForImageTextToText builds for this config.")
+    released: str
+    aliases: list[str] = Field(default_factory=list)
+    architecture: Architecture
+    params: ParamCounts
+    context: Context
+    artifacts: list[Artifact]
+    quality: QualityScores | None = None
+
+    @property
+    def is_moe(self) -> bool:
+        return self.architecture.moe is not None
+
+    @property
+    def size_label(self) -> str:
+        """'9b', '35b-a3b': the part of the name after 'qwen3.5-'."""
+        return self.name.removeprefix("qwen3.5-")
+
+    def artifact(self, precision: str, fmt: Format) -> Artifact | None:
+        for a in self.artifacts:
+            if a.precision == precision and a.format == fmt:
+                return a
+        return None
+
+    def precisions(self, fmt: Format) -> list[str]:
+        return [a.precision for a in self.artifacts if a.format == fmt]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if (self.model_type == "qwen3_5_moe") != (self.architecture.moe is not None):
+            raise ValueError("model_type qwen3_5_moe requires architecture.moe, and only it")
+        if ("Moe" in self.transformers_class) != (self.model_type == "qwen3_5_moe"):
+            raise ValueError(
+                f"transformers_class {self.transformers_class} does not match "
+                f"model_type {self.model_type}"
+            )
+        if self.context.native != self.architecture.max_position_embeddings:
+            raise ValueError("context.native must equal architecture.max_position_embeddings")
+        seen = set()
+        for a in self.artifacts:
+            key = (a.precision, a.format)
+            if key in seen:
+                raise ValueError(f"artifact {a.precision}/{a.format} listed twice")
+            seen.add(key)
+            if a.format == "ollama" and not a.tag:
+                raise ValueError(f"ollama artifact {a.precision} needs a tag")
+            if a.format != "ollama" and not a.repo:
+                raise ValueError(f"{a.format} artifact {a.precision} needs a repo")
+        return self
+
+
+class PrecisionInfo(Strict):
+    label: str
+    kind: Literal["float", "fp8", "int4", "gguf"]
+    quality_loss: float = Field(
+        ge=0, description="Relative quality loss vs BF16 used in ranking (0 = none)."
+    )
+    quality_source: str
+
+
+class RuntimeInfo(Strict):
+    formats: list[Format]
+    kv_cache_types: list[str]
+    min_version: str
+    source: str
+
+
+class SpecTable(Strict):
+    schema_version: Literal[1]
+    family: str
+    sources: dict[str, Source]
+    precisions: dict[str, PrecisionInfo]
+    runtimes: dict[RuntimeName, RuntimeInfo]
+    sampling: dict[str, dict[str, float]]
+    sampling_source: str
+    models: list[ModelSpec]
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> SpecTable:
+        names: set[str] = set()
+        for m in self.models:
+            for n in (m.name, *m.aliases):
+                key = _normalize(n)
+                if key in names:
+                    raise ValueError(f"model name or alias {n!r} is not unique")
+                names.add(key)
+            refs = [m.architecture.source, m.params.source, m.context.source]
+            refs += [a.source for a in m.artifacts]
+            if m.quality:
+                refs.append(m.quality.source)
+            for a in m.artifacts:
+                if a.precision not in self.precisions:
+                    raise ValueError(f"{m.name}: artifact precision {a.precision!r} is undefined")
+            for r in refs:
+                if r not in self.sources:
+                    raise ValueError(f"{m.name}: source {r!r} is not in sources")
+        for p in self.precisions.values():
+            if p.quality_source not in self.sources:
+                raise ValueError(f"source {p.quality_source!r} is not in sources")
+        for info in self.runtimes.values():
+            if info.source not in self.sources:
+                raise ValueError(f"source {info.source!r} is not in sources")
+        if self.sampling_source not in self.sources:
+            raise ValueError(f"source {self.sampling_source!r} is not in sources")
+        return self
+
+    def get(self, name: str) -> ModelSpec:
+        """Find a model by name or alias: '9b', 'Qwen3.5-9B', 'Qwen/Qwen3.5-9B', 'qwen3.5:9b'."""
+        key = _normalize(name)
+        for m in self.models:
+            if key in {_normalize(n) for n in (m.name, *m.aliases, *_implicit_aliases(m))}:
+                return m
+        choices = [m.name for m in self.models]
+        close = difflib.get_close_matches(name.lower(), choices, n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UnknownModelError(f"unknown model {name!r}{hint}; known: {', '.join(choices)}")
+
+
+def _implicit_aliases(m: ModelSpec) -> tuple[str, ...]:
+    size = m.size_label
+    return (m.display_name, m.hf_repo, size, f"qwen3.5:{size}", f"qwen3.5:{size.split('-')[0]}")
+
+
+def _normalize(name: str) -> str:
+    return name.strip().lower()
+
+
+def _parse_table(text: str, origin: str) -> SpecTable:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"{origin}: not valid JSON (line {e.lineno}, column {e.colno})") from None
+    try:
+        return SpecTable.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        msg = first["msg"].removeprefix("Value error, ")
+        raise SpecError(f"{origin}: {loc}: {msg}{more}") from None
+
+
+@functools.cache
+def _packaged_table() -> SpecTable:
+    return _parse_table(data_text("model_specs.json"), "model_specs.json")
+
+
+def load_specs(path: str | Path | None = None) -> SpecTable:
+    """Load the shipped spec table, or a reviewed copy at `path`.
+
+    Raises:
+        SpecError: the file is missing, not JSON, or fails validation (message names the field).
+    """
+    if path is None:
+        return _packaged_table()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"{p}: cannot read spec table ({e.strerror})") from None
+    return _parse_table(text, str(p))
