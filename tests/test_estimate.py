@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from conftest import make_machine
 from hypothesis import given, settings
@@ -153,3 +155,38 @@ def test_max_context_is_the_largest_that_fits(size: str, budget_gib: float) -> N
     assert estimate(size, runtime="llama.cpp", context=ctx).gpu_bytes <= budget
     if ctx < 262144:
         assert estimate(size, runtime="llama.cpp", context=ctx + 256).gpu_bytes > budget
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_fast_construction_equals_the_validated_record(table: SpecTable, size: str,
+                                                       runtime: str) -> None:
+    """Estimates are built without re-validation (the hot path); validating the same values
+    must give the same record, on one GPU and offloaded, so the shortcut hides no error."""
+    from qwenfit import Estimate
+
+    machines = [None, make_machine(8, 32)]
+    for machine in machines:
+        try:
+            e = estimate(size, runtime=runtime, context=8192, machine=machine, table=table)
+        except UsageError:  # a runtime without a build of this size
+            continue
+        again = Estimate.model_validate(e.model_dump())
+        assert again == e
+        assert [type(p) for p in again.parts] == [type(p) for p in e.parts]
+
+
+def test_layer_runs_cover_every_layer_once() -> None:
+    """The O(1) per-run sums rely on runs that tile layers 0..n_layer exactly."""
+    from qwenfit.memory.llamacpp import layer_segments
+    from qwenfit.memory.record import Layout
+
+    cases = [Layout(kind="gpu", devices=[0]), Layout(kind="cpu"),
+             Layout(kind="offload", devices=[0], gpu_layers=20),
+             Layout(kind="multi_gpu", devices=[0, 1, 2], tensor_split=[10, 30, 25])]
+    for layout in cases:
+        runs = layer_segments(layout, 64)
+        assert runs[0][1] == 0 and runs[-1][2] == 65
+        assert all(a[2] == b[1] for a, b in itertools.pairwise(runs))
+    assert layer_segments(Layout(kind="offload", devices=[0], gpu_layers=20), 64) == [
+        (None, 0, 45), (0, 45, 65)]

@@ -6,7 +6,7 @@ solver and the recommender can call it often. No speed model here: memory only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from qwenfit.errors import UnsupportedError
 from qwenfit.hardware.machine import Machine
@@ -44,6 +44,11 @@ class Config:
     text_only: bool
     artifact: Artifact
     layout: Layout
+    # Estimates already built, shared by every layout variant of this configuration (solvers
+    # and planners ask for the same layout and context more than once). Estimates are frozen.
+    built: dict[tuple[tuple[object, ...], int, str], Estimate] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def parts(self, context: int) -> list[Part]:
         if self.runtime in ("llama.cpp", "ollama"):
@@ -75,6 +80,13 @@ class Config:
         return hf.transformers_parts(req)
 
     def build(self, context: int, source: ContextSource = "user") -> Estimate:
+        key = (self.layout.key(), context, source)
+        cached = self.built.get(key)
+        if cached is None:
+            cached = self.built[key] = self._build(context, source)
+        return cached
+
+    def _build(self, context: int, source: ContextSource) -> Estimate:
         return Estimate.from_parts(
             self.parts(context),
             model=self.spec.name,

@@ -14,6 +14,7 @@ from qwenfit.memory import runtimes
 from qwenfit.memory.config import Config, configure, plan
 from qwenfit.memory.options import FlashAttn, Options
 from qwenfit.memory.record import ContextSource, Estimate
+from qwenfit.memory.runtimes import LLAMACPP_CTX_PAD
 from qwenfit.specs.table import ModelSpec, SpecTable
 
 
@@ -74,8 +75,13 @@ def _largest(limit: int, over: Callable[[int], list[int]]) -> int | None:
     if fits(guess):
         if guess == limit or not fits(guess + 1):
             return guess
-        good, bad = guess, limit + 1
-        if fits(limit):
+        # The guess is close: gallop up from it (one KV padding step, then doubling) so the
+        # bisection that follows spans a small bracket rather than the whole range.
+        good, step = guess + 1, LLAMACPP_CTX_PAD
+        while good + step <= limit and fits(good + step):
+            good, step = good + step, step * 2
+        bad = min(good + step, limit + 1)
+        if bad == limit + 1 and fits(limit):
             return limit
     else:
         if not fits(1):

@@ -102,13 +102,13 @@ def estimate_with(
         cfg, ctx, machine, options.margin, allow_offload=options.allow_offload, nodes=options.nodes
     )
     est = cfg.build(ctx, source)
+    update: dict[str, object] = {}
     if machine is not None:
-        est = est.model_copy(
-            update={"tokens_per_second": speed.estimate_speed(est, machine, table)}
-        )
+        update["tokens_per_second"] = speed.estimate_speed(est, machine, table)
     if ctx > spec.context.native:
-        est.notes.append(
+        update["notes"] = [
+            *est.notes,
             f"{ctx} tokens is beyond the native {spec.context.native}: needs YaRN rope scaling "
-            "as the model card describes"
-        )
-    return est
+            "as the model card describes",
+        ]
+    return est.model_copy(update=update) if update else est

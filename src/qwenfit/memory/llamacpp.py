@@ -15,11 +15,12 @@ Follows llama.cpp as vendored in llama-cpp-python 0.3.36:
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from dataclasses import dataclass
 
 from qwenfit.datafiles import data_text
-from qwenfit.memory.record import Layout, Part, PartName, parts_by_device
+from qwenfit.memory.record import Layout, Part, PartName, parts_by_device, trusted
 from qwenfit.memory.runtimes import LLAMACPP_CTX_PAD, kv_bytes
 from qwenfit.specs import arch
 from qwenfit.specs.table import Artifact, ModelSpec
@@ -67,6 +68,15 @@ class Groups:
     layer: tuple[int, ...]  # per layer, everything but the routed experts
     experts: tuple[int, ...]  # per layer, routed experts (--n-cpu-moe keeps them in RAM)
 
+    @functools.cached_property
+    def layer_prefix(self) -> tuple[int, ...]:
+        """Running sums of `layer`, so any range of layers costs O(1)."""
+        return (0, *itertools.accumulate(self.layer))
+
+    @functools.cached_property
+    def experts_prefix(self) -> tuple[int, ...]:
+        return (0, *itertools.accumulate(self.experts))
+
 
 @functools.cache
 def _measured_groups() -> dict[tuple[str, str], Groups]:
@@ -101,22 +111,32 @@ def groups(spec: ModelSpec, artifact: Artifact) -> Groups:
     return Groups(token_embd, output, tuple(layer), tuple(experts))
 
 
-def layer_devices(layout: Layout, n_layer: int) -> list[int | None]:
-    """Device of layers 0..n_layer (the last is the output layer); None is the CPU.
+def layer_segments(layout: Layout, n_layer: int) -> list[tuple[int | None, int, int]]:
+    """(device, first, end) runs of layers 0..n_layer (the last is the output layer); device
+    None is the CPU.
 
     `-ngl N` puts the last N of the n_layer + 1 layers on GPUs; with several GPUs llama.cpp
     splits those layers in order (`--tensor-split` gives layers per GPU here).
     """
-    on_gpu = n_layer + 1 if layout.gpu_layers is None else layout.gpu_layers
+    total = n_layer + 1
+    on_gpu = total if layout.gpu_layers is None else layout.gpu_layers
     if not layout.devices:
         on_gpu = 0
-    first = n_layer + 1 - on_gpu
-    split = layout.tensor_split or [on_gpu]
-    owners: list[int | None] = [None] * first
-    for device, count in zip(layout.devices, split, strict=False):
-        owners += [device] * count
-    owners += [layout.devices[-1] if layout.devices else None] * (n_layer + 1 - len(owners))
-    return owners[: n_layer + 1]
+    start = total - on_gpu
+    runs: list[tuple[int | None, int, int]] = [(None, 0, start)] if start else []
+    for device, count in zip(layout.devices, layout.tensor_split or [on_gpu], strict=False):
+        end = min(total, start + count)
+        if end > start:
+            runs.append((device, start, end))
+        start = end
+    if start < total:  # layers the split did not name go to the last GPU
+        runs.append((layout.devices[-1] if layout.devices else None, start, total))
+    return runs
+
+
+def layer_devices(layout: Layout, n_layer: int) -> list[int | None]:
+    """Device of each of the layers 0..n_layer, one entry per layer."""
+    return [d for d, lo, hi in layer_segments(layout, n_layer) for _ in range(lo, hi)]
 
 
 def kv_cells(context: int, parallel: int) -> int:
@@ -180,24 +200,27 @@ def parts(r: LlamaCppRequest) -> list[Part]:
     cells = kv_cells(r.context, r.parallel)
     seqs = max(1, r.parallel)
     g = groups(r.spec, r.artifact)
-    owners = layer_devices(r.layout, n_layer)
-    cpu_moe = r.layout.cpu_moe_layers or 0
+    segments = layer_segments(r.layout, n_layer)
+    cpu_moe = min(r.layout.cpu_moe_layers or 0, n_layer)
     kv_layer = kv_cache_bytes(r.spec, cells, r.kv_cache) // a.n_full_attention_layers
     state_layer = recurrent_state_bytes(r.spec, r.parallel) // a.n_linear_attention_layers
+    interval = a.full_attention_interval
     layers: dict[int | None, int] = {}
-    experts: dict[int | None, int] = {}
+    experts: dict[int | None, int] = {None: g.experts_prefix[cpu_moe]}
     kv: dict[int | None, int] = {}
     state: dict[int | None, int] = {}
-    for i in range(n_layer):
-        d = owners[i]
-        layers[d] = layers.get(d, 0) + g.layer[i]
-        home = None if i < cpu_moe else d
-        experts[home] = experts.get(home, 0) + g.experts[i]
-        if a.is_full_attention(i):
-            kv[d] = kv.get(d, 0) + kv_layer
-        else:
-            state[d] = state.get(d, 0) + state_layer
-    out_dev = owners[n_layer]
+    for d, lo, hi in segments:
+        hi = min(hi, n_layer)  # the output layer is sized apart
+        if hi <= lo:
+            continue
+        layers[d] = layers.get(d, 0) + g.layer_prefix[hi] - g.layer_prefix[lo]
+        moe_lo = max(lo, cpu_moe)
+        if hi > moe_lo:
+            experts[d] = experts.get(d, 0) + g.experts_prefix[hi] - g.experts_prefix[moe_lo]
+        full = hi // interval - lo // interval  # layers i in [lo, hi) with (i + 1) % k == 0
+        kv[d] = kv.get(d, 0) + full * kv_layer
+        state[d] = state.get(d, 0) + (hi - lo - full) * state_layer
+    out_dev = segments[-1][0]
     tied = a.tie_word_embeddings
     # Tied embeddings: on a GPU the output layer is a second copy of token_embd; on the CPU it
     # is the same tensor, then read in full for every token's logits.
@@ -211,13 +234,18 @@ def parts(r: LlamaCppRequest) -> list[Part]:
         out.extend(parts_by_device(part, amounts, detail, read))
 
     q = r.artifact.precision
+    embd = f"token embeddings at {q} (llama.cpp keeps them on the CPU)"
     out.append(
-        Part(
-            part="weights",
-            bytes=g.token_embd,
-            placement="ram",
-            read_per_token_bytes=embd_read,
-            detail=f"token embeddings at {q} (llama.cpp keeps them on the CPU)",
+        trusted(
+            Part,
+            {
+                "part": "weights",
+                "bytes": g.token_embd,
+                "placement": "ram",
+                "device": None,
+                "read_per_token_bytes": embd_read,
+                "detail": embd,
+            },
         )
     )
     add(
@@ -259,7 +287,7 @@ def parts(r: LlamaCppRequest) -> list[Part]:
         {None: output_bytes(r.spec, r.parallel)},
         "output buffer: F32 logits, one row per sequence (host memory)",
     )
-    holders = set(owners[:n_layer])
+    holders = {d for d, lo, hi in segments if lo < n_layer}
     add(
         "compute",
         {

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qwenfit.specs.table import RuntimeName
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def trusted(cls: type[M], values: dict[str, Any]) -> M:
+    """An instance of `cls` from values computed by qwenfit itself, every field given.
+
+    pydantic's `model_construct` re-derives defaults and aliases on each call; the estimator
+    builds thousands of parts per recommendation, so this sets the instance state pydantic
+    defines (`__dict__`, fields set, no extras, no private attributes) directly. Tests
+    validate the same values again and require an equal record.
+    """
+    m = cls.__new__(cls)
+    object.__setattr__(m, "__dict__", values)
+    object.__setattr__(m, "__pydantic_fields_set__", set(values))
+    object.__setattr__(m, "__pydantic_extra__", None)
+    object.__setattr__(m, "__pydantic_private__", None)
+    return m
+
 
 PartName = Literal["weights", "vision", "kv_cache", "linear_state", "compute", "overhead"]
 Placement = Literal["gpu", "ram"]
@@ -39,16 +58,20 @@ def parts_by_device(
 ) -> list[Part]:
     """One Part per device with a non-zero amount (None: host RAM, listed first).
 
-    `read`: the share of each amount read to generate one token of one sequence.
+    `read`: the share of each amount read to generate one token of one sequence. Built without
+    re-validation: the values are computed here (tests/test_estimate.py re-validates a grid).
     """
     return [
-        Part(
-            part=part,
-            bytes=b,
-            placement="ram" if d is None else "gpu",
-            device=d,
-            read_per_token_bytes=int(b * read),
-            detail=detail,
+        trusted(
+            Part,
+            {
+                "part": part,
+                "bytes": b,
+                "placement": "ram" if d is None else "gpu",
+                "device": d,
+                "read_per_token_bytes": int(b * read),
+                "detail": detail,
+            },
         )
         for d, b in sorted(amounts.items(), key=lambda x: -1 if x[0] is None else x[0])
         if b
@@ -77,6 +100,19 @@ class Layout(BaseModel):
     )
     tensor_parallel: int | None = Field(None, description="vLLM --tensor-parallel-size.")
     pipeline_parallel: int | None = Field(None, description="vLLM --pipeline-parallel-size.")
+
+    def key(self) -> tuple[object, ...]:
+        """A cheap hashable identity (the estimator memoizes builds per layout)."""
+        return (
+            self.kind,
+            tuple(self.devices),
+            self.nodes,
+            self.gpu_layers,
+            self.cpu_moe_layers,
+            tuple(self.tensor_split or ()),
+            self.tensor_parallel,
+            self.pipeline_parallel,
+        )
 
 
 class Estimate(BaseModel):
@@ -136,7 +172,12 @@ class Estimate(BaseModel):
 
     @classmethod
     def from_parts(cls, parts: list[Part], **inputs: object) -> Estimate:
-        """Build the record, deriving every sum from the parts so they cannot disagree."""
+        """Build the record, deriving every sum from the parts so they cannot disagree.
+
+        The estimator calls this hundreds of times per recommendation, so the record is built
+        without re-validation; tests/test_estimate.py proves that validating the same values
+        gives the same record for every model and runtime.
+        """
         sums = {
             f"{name}_bytes": sum(p.bytes for p in parts if p.part == name)
             for name in ("weights", "vision", "kv_cache", "linear_state", "compute", "overhead")
@@ -147,14 +188,16 @@ class Estimate(BaseModel):
         for p in parts:
             if p.device is not None:
                 devices[p.device] = devices.get(p.device, 0) + p.bytes
-        return cls.model_validate(
-            {
-                **inputs,
-                **sums,
-                "total_bytes": total,
-                "gpu_bytes": gpu,
-                "ram_bytes": total - gpu,
-                "parts": parts,
-                "device_bytes": dict(sorted(devices.items())),
-            }
-        )
+        values: dict[str, Any] = {
+            **inputs,
+            **sums,
+            "total_bytes": total,
+            "gpu_bytes": gpu,
+            "ram_bytes": total - gpu,
+            "parts": parts,
+            "device_bytes": dict(sorted(devices.items())),
+        }
+        for name, info in cls.model_fields.items():
+            if name not in values:
+                values[name] = info.get_default(call_default_factory=True)
+        return trusted(cls, values)

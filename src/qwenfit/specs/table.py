@@ -195,6 +195,9 @@ class SpecTable(Strict):
 
     def get(self, name: str) -> ModelSpec:
         """Find a model by name or alias: '9b', 'Qwen3.5-9B', 'Qwen/Qwen3.5-9B', 'qwen3.5:9b'."""
+        for m in self.models:  # the stages above pass canonical names: no normalising needed
+            if m.name == name:
+                return m
         key = _normalize(name)
         for m in self.models:
             if key in {_normalize(n) for n in (m.name, *m.aliases, *_implicit_aliases(m))}:
