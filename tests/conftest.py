@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from qwenfit.hardware.machine import GPU, Machine
-from qwenfit.specs.table import SpecTable, load_specs
+from qwenfit.memory.record import Estimate
+from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
 from qwenfit.units import GiB
 
 # tools/ holds the docs generator, which works on the checkout and is not part of the wheel.
@@ -65,3 +66,18 @@ def make_machine(vram_gib: float | None = None, ram_gib: float = 64, *, gpus: in
     return Machine(source="hypothetical", ram_total_bytes=ram, ram_available_bytes=ram,
                    ram_usable_bytes=ram, gpus=cards, runtimes=runtimes or {},
                    ram_bandwidth_bytes_per_s=ram_gb_s * 10**9 if ram_gb_s else None)
+
+
+def assert_weights_are_the_files(est: Estimate, spec: ModelSpec) -> None:
+    """A checkpoint read from its files is sized from those files: the estimate's weights are
+    the artifact's text bytes as stored, plus, in llama.cpp with tied embeddings and the output
+    layer on a GPU, the GPU copy of the token embeddings it makes; every part adds up."""
+    artifact = next(a for a in spec.artifacts if a.precision == est.quant)
+    embd = next((p.bytes for p in est.parts if p.detail.startswith("token embeddings")), 0)
+    gguf_copy = (
+        est.runtime in ("llama.cpp", "ollama")
+        and spec.architecture.tie_word_embeddings
+        and any("GPU copy of the tied embeddings" in p.detail for p in est.parts)
+    )
+    assert est.weights_bytes == artifact.text_bytes + (embd if gguf_copy else 0)
+    assert est.total_bytes == sum(p.bytes for p in est.parts) > est.weights_bytes

@@ -14,9 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_run_all_smoke(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     env = dict(os.environ, HF_HUB_OFFLINE="1", NO_COLOR="1")

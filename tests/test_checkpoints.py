@@ -18,6 +18,7 @@ from typing import Any
 
 import gguf
 import pytest
+from conftest import assert_weights_are_the_files
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -201,7 +202,8 @@ def test_sharded_moe_with_index(table: SpecTable, tmp_path: Path) -> None:
     )
     ref = official.artifact("bf16", "safetensors")
     assert ref is not None and spec.artifacts[0].text_bytes == ref.text_bytes
-    assert estimate(spec, runtime="vllm", quant="bf16", context=32768, table=new).total_bytes
+    est = estimate(spec, runtime="vllm", quant="bf16", context=32768, table=new)
+    assert_weights_are_the_files(est, spec)
 
 
 def test_missing_shard_is_a_usage_error(table: SpecTable, tmp_path: Path) -> None:
@@ -265,7 +267,8 @@ def test_fp8_checkpoint(table: SpecTable, tmp_path: Path) -> None:
     assert spec.artifacts[0].precision == "fp8"
     spec_arch = spec.architecture
     assert spec.params.text == arch.text_params(spec_arch)  # scales are bytes, not parameters
-    assert estimate(spec, runtime="vllm", quant="fp8", context=4096, table=new)
+    est = estimate(spec, runtime="vllm", quant="fp8", context=4096, table=new)
+    assert_weights_are_the_files(est, spec)
 
 
 def test_gptq_checkpoint_and_unknown_method(table: SpecTable, tmp_path: Path) -> None:
@@ -286,7 +289,8 @@ def test_gptq_checkpoint_and_unknown_method(table: SpecTable, tmp_path: Path) ->
     new, spec = resolve_model(str(d), table)
     assert spec.artifacts[0].precision == "gptq-int4"
     assert spec.params.text == arch.text_params(spec.architecture)
-    assert estimate(spec, runtime="vllm", quant="gptq-int4", context=4096, table=new)
+    est = estimate(spec, runtime="vllm", quant="gptq-int4", context=4096, table=new)
+    assert_weights_are_the_files(est, spec)
     config["quantization_config"]["bits"] = 3
     (d / "config.json").write_text(json.dumps(config))
     with pytest.raises(UsageError, match="3-bit"):
@@ -349,7 +353,8 @@ def test_gguf_without_mmproj_uses_the_formula(table: SpecTable, tmp_path: Path) 
     assert spec.artifacts[0].vision_bytes == 2 * official.params.vision
     assert spec.artifacts[0].exact is False and spec.artifacts[0].mtp_bytes is None
     assert spec.architecture.mtp_num_hidden_layers == 0
-    assert estimate(spec, runtime="llama.cpp", quant="bf16", context=32768, table=new)
+    est = estimate(spec, runtime="llama.cpp", quant="bf16", context=32768, table=new)
+    assert_weights_are_the_files(est, spec)
 
 
 def test_quantized_gguf_known_and_new_precision(table: SpecTable, tmp_path: Path) -> None:
@@ -361,7 +366,8 @@ def test_quantized_gguf_known_and_new_precision(table: SpecTable, tmp_path: Path
     assert spec.artifacts[0].precision == "q4_k_m"
     assert spec.artifacts[0].text_bytes == sum(t.nbytes for t in tensors)
     assert spec.params.text == arch.text_params(spec.architecture)
-    assert estimate(spec, runtime="llama.cpp", quant="q4_k_m", context=32768, table=new)
+    est = estimate(spec, runtime="llama.cpp", quant="q4_k_m", context=32768, table=new)
+    assert_weights_are_the_files(est, spec)
 
     path = tmp_path / "tiny-Q5_1.gguf"
     write_gguf(path, model, wt=qt.Q5_1, ftype=gguf.LlamaFileType.MOSTLY_Q5_1)
@@ -372,7 +378,8 @@ def test_quantized_gguf_known_and_new_precision(table: SpecTable, tmp_path: Path
     assert info.kind == "gguf"
     borrowed = [p for p in table.precisions.values() if p.quality_loss == info.quality_loss]
     assert borrowed and borrowed[0].label in new.sources[info.quality_source].title
-    assert estimate(spec, runtime="llama.cpp", quant="q5_1", context=4096, table=new)
+    est = estimate(spec, runtime="llama.cpp", quant="q5_1", context=4096, table=new)
+    assert_weights_are_the_files(est, spec)
 
 
 def test_split_gguf_sums_all_parts(table: SpecTable, tmp_path: Path) -> None:

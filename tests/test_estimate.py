@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from qwenfit import estimate, max_context
 from qwenfit.errors import UnsupportedError, UsageError
-from qwenfit.specs import arch
 from qwenfit.specs.table import SpecTable
 from qwenfit.units import GiB, KiB, MiB
 
@@ -71,13 +70,6 @@ def test_text_only_drops_the_vision_tower(table: SpecTable) -> None:
     for rt in RUNTIMES:
         e = estimate("9b", runtime=rt, context=4096, text_only=True, table=table)
         assert e.vision_bytes == 0
-
-
-def test_transformers_state_uses_full_kernel_and_float32_recurrence(table: SpecTable) -> None:
-    a = table.get("0.8b").architecture
-    e = estimate("0.8b", runtime="transformers", context=2048, parallel=2, table=table)
-    per_seq = 2 * arch.conv_state_elements_full_kernel(a) + 4 * arch.recurrent_state_elements(a)
-    assert e.linear_state_bytes == 2 * per_seq
 
 
 def test_cpu_only_machine_places_everything_in_ram(table: SpecTable) -> None:

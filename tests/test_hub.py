@@ -19,6 +19,7 @@ from typing import Any
 
 import gguf
 import pytest
+from conftest import assert_weights_are_the_files
 
 from qwenfit import estimate
 from qwenfit.errors import UsageError
@@ -131,7 +132,9 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHu
     monkeypatch.setattr(socket.socket, "connect", loopback_only)
     fake = FakeHub()
     server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for the loop to notice, 0.5 s per test by default.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
     thread.start()
     for var in (
         "HTTP_PROXY",
@@ -211,7 +214,8 @@ def test_safetensors_repo_online_then_cached(
     assert new.sources[art.source].url and "127.0.0.1" in new.sources[art.source].url
     cached = list((tmp_path / "qwenfit-cache" / "hub").rglob("*.json"))
     assert len(cached) == 1 and json.loads(cached[0].read_text())["sha"] == "1" * 40
-    assert estimate(spec, runtime="vllm", quant="bf16", context=32768, table=new)
+    est = estimate(spec, runtime="vllm", quant="bf16", context=32768, table=new)
+    assert_weights_are_the_files(est, spec)
 
     # Offline now: the cache answers, no request is made.
     fake_hub.requests.clear()
@@ -234,7 +238,8 @@ def test_gguf_repo_quant_selection(
     art = spec.artifacts[0]
     assert (art.precision, art.format, art.repo) == ("q4_k_m", "gguf", GGUF_REPO)
     assert art.exact is False  # no mmproj in the repo: vision by formula
-    assert estimate(spec, runtime="llama.cpp", quant="q4_k_m", context=32768, table=new)
+    est = estimate(spec, runtime="llama.cpp", quant="q4_k_m", context=32768, table=new)
+    assert_weights_are_the_files(est, spec)
     ranged = [r for r in fake_hub.requests if "Q4_K_M" in r]
     assert len(ranged) >= 2  # 512 bytes, then 2 KiB ... until the header fits
 

@@ -46,6 +46,7 @@ def test_examples_are_shown_verbatim_in_the_docs() -> None:
         assert example.read_text() in doc, example.name
 
 
+@pytest.mark.slow
 def test_preflight_pulls_when_it_fits_and_exits_3_when_not(tmp_path: Path,
                                                            env: dict[str, str]) -> None:
     run = subprocess.run(["bash", str(EXAMPLES / "preflight.sh"), "9b"], cwd=tmp_path, env=env,
@@ -61,6 +62,7 @@ def test_preflight_pulls_when_it_fits_and_exits_3_when_not(tmp_path: Path,
     assert run.returncode == 1 and "exit 2" in run.stderr
 
 
+@pytest.mark.slow
 def test_python_installer_pulls_the_recommended_tag(tmp_path: Path, env: dict[str, str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from qwenfit.hardware import catalog as machines
@@ -74,6 +76,7 @@ def test_python_installer_pulls_the_recommended_tag(tmp_path: Path, env: dict[st
     assert _calls(tmp_path, "ollama") == [["pull", "qwen3.5:27b"]]
 
 
+@pytest.mark.slow
 def test_entrypoint_execs_vllm_or_refuses(tmp_path: Path, env: dict[str, str]) -> None:
     ok = {**env, "QWENFIT_VRAM": "80GB", "QWEN_MODEL": "9b"}
     run = subprocess.run(["bash", str(EXAMPLES / "entrypoint.sh")], cwd=tmp_path, env=ok,
@@ -87,6 +90,7 @@ def test_entrypoint_execs_vllm_or_refuses(tmp_path: Path, env: dict[str, str]) -
     assert run.returncode == 1 and "does not fit this pod" in run.stderr
 
 
+@pytest.mark.slow
 def test_github_actions_step(tmp_path: Path, env: dict[str, str]) -> None:
     text = (EXAMPLES / "github-actions.yml").read_text()
     script = re.search(r"run: \|\n((?:          .*\n)+)", text)
@@ -99,6 +103,7 @@ def test_github_actions_step(tmp_path: Path, env: dict[str, str]) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "key", "schema"),
     [
@@ -120,6 +125,7 @@ def test_schemas_validate_real_outputs(env: dict[str, str], args: list[str], key
         (REPO / "docs" / "schema" / f"{schema}.schema.json").read_text()))
 
 
+@pytest.mark.slow
 def test_models_output_validates_against_the_model_schema(env: dict[str, str]) -> None:
     run = subprocess.run([str(BIN / "qwenfit"), "models", "--json"], env=env,
                          capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ from qwenfit.fit.preflight import check
 from qwenfit.fit.verdict import check_fit
 from qwenfit.launch.commands import launch_command
 from qwenfit.memory.layout import valid_tensor_parallel
-from qwenfit.memory.llamacpp import groups, layer_devices
+from qwenfit.memory.llamacpp import groups, layer_segments
 from qwenfit.recommender.ranking import recommend
 from qwenfit.specs.table import SpecTable
 from qwenfit.units import GiB
@@ -56,13 +56,13 @@ def test_ollama_splits_layers_but_not_experts() -> None:
     assert e.layout.kind == "offload" and not e.layout.cpu_moe_layers
 
 
-def test_layer_devices_follow_ngl_semantics() -> None:
+def test_layer_runs_follow_ngl_semantics() -> None:
     from qwenfit.memory.record import Layout
 
-    owners = layer_devices(Layout(kind="offload", devices=[0], gpu_layers=3), n_layer=4)
-    assert owners == [None, None, 0, 0, 0]  # the last 3 of 5 (4 layers + output)
-    split = layer_devices(Layout(kind="multi_gpu", devices=[0, 1], tensor_split=[2, 3]), 4)
-    assert split == [0, 0, 1, 1, 1]
+    owners = layer_segments(Layout(kind="offload", devices=[0], gpu_layers=3), n_layer=4)
+    assert owners == [(None, 0, 2), (0, 2, 5)]  # the last 3 of 5 (4 layers + output)
+    split = layer_segments(Layout(kind="multi_gpu", devices=[0, 1], tensor_split=[2, 3]), 4)
+    assert split == [(0, 0, 2), (1, 2, 5)]
 
 
 def test_two_gpus_split_layers_by_memory() -> None:

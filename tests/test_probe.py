@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from qwenfit.errors import ProbeError
 from qwenfit.hardware import nvml
+from qwenfit.hardware.catalog import with_overrides
 from qwenfit.hardware.probing import (
     amd_gpus,
     apple_gpu,
@@ -240,6 +242,10 @@ def test_probe_survives_every_source_failing(tmp_path: Path,
     assert m.ram_usable_bytes == 0 and m.gpus == []
     assert any("RAM could not be read" in w for w in m.warnings)
     assert any("driver mismatch" in w for w in m.warnings)
+    # Planning on that machine is refused with the reason; stating the RAM plans without it.
+    with pytest.raises(ProbeError, match=r"could not read this machine's RAM \(RAM could not"):
+        with_overrides(m, gpu="RTX 4090")
+    assert with_overrides(m, ram="32GB").ram_total_bytes == 32 * 10**9
 
 
 def test_ram_bandwidth_is_measured_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:

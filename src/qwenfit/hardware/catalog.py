@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenfit.datafiles import data_text
-from qwenfit.errors import SpecError, UsageError
+from qwenfit.errors import ProbeError, SpecError, UsageError
 from qwenfit.hardware.machine import GPU, Machine, Vendor, apple_gpu_share
 from qwenfit.units import GiB, parse_bandwidth, parse_size
 
@@ -169,6 +169,13 @@ def with_overrides(
         update["gpus"] = gpus
     if ram_bandwidth is not None:
         update["ram_bandwidth_bytes_per_s"] = parse_bandwidth(ram_bandwidth, what="--ram-bandwidth")
+    if m.source == "probe" and ram is None and m.ram_total_bytes == 0:
+        # The probe could not read RAM at all: no plan can be right, so say so, not "no fit".
+        reasons = "; ".join(w for w in m.warnings if w.startswith("RAM")) or "no figure"
+        raise ProbeError(
+            f"the probe could not read this machine's RAM ({reasons}); pass --ram (and --vram or "
+            "--gpu) to plan without probing"
+        )
     if update:
         update["source"] = "hypothetical" if m.source == "probe" else m.source
     return m.model_copy(update=update)

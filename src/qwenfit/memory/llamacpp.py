@@ -134,11 +134,6 @@ def layer_segments(layout: Layout, n_layer: int) -> list[tuple[int | None, int, 
     return runs
 
 
-def layer_devices(layout: Layout, n_layer: int) -> list[int | None]:
-    """Device of each of the layers 0..n_layer, one entry per layer."""
-    return [d for d, lo, hi in layer_segments(layout, n_layer) for _ in range(lo, hi)]
-
-
 def kv_cells(context: int, parallel: int) -> int:
     """llama-server's `-c` is the total over all slots; llama.cpp pads it to 256 cells."""
     total = context * parallel

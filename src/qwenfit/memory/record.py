@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -28,6 +28,7 @@ def trusted(cls: type[M], values: dict[str, Any]) -> M:
 
 
 PartName = Literal["weights", "vision", "kv_cache", "linear_state", "compute", "overhead"]
+PART_NAMES: tuple[PartName, ...] = get_args(PartName)  # each has a `<name>_bytes` sum
 Placement = Literal["gpu", "ram"]
 ContextSource = Literal["user", "runtime default", "fitted to memory"]
 
@@ -153,14 +154,7 @@ class Estimate(BaseModel):
 
     @model_validator(mode="after")
     def _sums(self) -> Estimate:
-        by_part = {
-            "weights": self.weights_bytes,
-            "vision": self.vision_bytes,
-            "kv_cache": self.kv_cache_bytes,
-            "linear_state": self.linear_state_bytes,
-            "compute": self.compute_bytes,
-            "overhead": self.overhead_bytes,
-        }
+        by_part = {name: getattr(self, f"{name}_bytes") for name in PART_NAMES}
         for name, value in by_part.items():
             if value != sum(p.bytes for p in self.parts if p.part == name):
                 raise ValueError(f"{name}_bytes does not equal the sum of its parts")
@@ -180,7 +174,7 @@ class Estimate(BaseModel):
         """
         sums = {
             f"{name}_bytes": sum(p.bytes for p in parts if p.part == name)
-            for name in ("weights", "vision", "kv_cache", "linear_state", "compute", "overhead")
+            for name in PART_NAMES
         }
         total = sum(sums.values())
         gpu = sum(p.bytes for p in parts if p.placement == "gpu")

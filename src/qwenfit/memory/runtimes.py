@@ -10,17 +10,14 @@ from qwenfit.hardware.machine import Machine
 from qwenfit.specs.table import RUNTIMES, Format, ModelSpec, RuntimeName, SpecTable
 from qwenfit.units import GiB
 
-KV_CACHE_TYPES = ("f16", "bf16", "q8_0", "q4_0", "fp8")
-
 # ggml block layouts (ggml/src/ggml-common.h): q8_0 = 32 int8 + one f16 scale = 34 bytes per 32
 # values; q4_0 = 16 bytes of nibbles + one f16 scale = 18 bytes per 32 values.
 KV_BYTES_PER_32 = {"f16": 64, "bf16": 64, "q8_0": 34, "q4_0": 18, "fp8": 32}
 
 # llama.cpp (src/llama-context.cpp): n_ctx is padded to a multiple of 256 cells.
 LLAMACPP_CTX_PAD = 256
-# llama.cpp common/common.h defaults.
+# llama.cpp common/common.h default micro-batch.
 LLAMACPP_DEFAULT_UBATCH = 512
-LLAMACPP_DEFAULT_BATCH = 2048
 # llama-server --fit (common/common.h): never below this context, leave this much free per device.
 LLAMACPP_FIT_MIN_CTX = 4096
 LLAMACPP_FIT_TARGET_FREE = 1 * GiB
