@@ -7,6 +7,7 @@ commands alike. Peak RSS is the child's own ru_maxrss from os.wait4.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -63,7 +64,44 @@ def qwenfit_commands(py: Path) -> list[dict[str, Any]]:
         {"tool": "qwenfit", "label": ESTIMATE_LABEL, "argv": [*qf, *ESTIMATE_ARGS]},
         {"tool": "qwenfit", "label": "qwenfit recommend --json",
          "argv": [*qf, "recommend", "--json"]},
+        {"tool": "qwenfit", "label": CHECK_LABEL, "argv": [*qf, *CHECK_LABEL.split()[1:]]},
     ]
+
+
+CHECK_LABEL = "qwenfit check 9b --vram 24GB --json"
+# Single-machine plans timed in-process: (label, with_overrides kwargs, recommend kwargs).
+PLANS = [
+    ("llama.cpp, RTX 4090 + 64 GB", {"gpu": "RTX 4090", "ram": "64GB"}, {"runtime": "llama.cpp"}),
+    ("ollama, RTX 4090 + 64 GB", {"gpu": "RTX 4090", "ram": "64GB"}, {"runtime": "ollama"}),
+    ("default runtime, RTX 3060 + 32 GB", {"gpu": "RTX 3060", "ram": "32GB"}, {}),
+    ("vllm, H100 + 256 GB", {"gpu": "H100", "ram": "256GB"}, {"runtime": "vllm"}),
+    ("llama.cpp, CPU only, 32 GB", {"vram": "0", "ram": "32GB", "ram_bandwidth": "60GB/s"},
+     {"runtime": "llama.cpp"}),
+    ("llama.cpp, M4 Max + 128 GB", {"gpu": "M4 Max", "ram": "128GB"}, {"runtime": "llama.cpp"}),
+]
+_INPROCESS = """
+import json, statistics, sys, time
+from qwenfit import load_specs, recommend, with_overrides
+load_specs()
+out = []
+for label, hw, kw in json.loads(sys.argv[1]):
+    m = with_overrides(None, **hw)
+    recommend(m, **kw)  # warm: first-use caches (calibration, per-layer bytes)
+    ts = []
+    for _ in range(int(sys.argv[2])):
+        t = time.perf_counter(); recommend(m, **kw); ts.append(time.perf_counter() - t)
+    out.append({"plan": label, "median_ms": 1000 * statistics.median(ts),
+                "min_ms": 1000 * min(ts)})
+print(json.dumps(out))
+"""
+
+
+def in_process(py: Path, runs: int) -> list[dict[str, Any]]:
+    """`recommend()` wall time inside one warm process, per plan (median of `runs`)."""
+    proc = subprocess.run([str(py), "-c", _INPROCESS, json.dumps(PLANS), str(runs)],
+                          capture_output=True, text=True, check=True)
+    rows: list[dict[str, Any]] = json.loads(proc.stdout)
+    return rows
 
 
 def peer_commands(tmp: Path) -> list[dict[str, Any]]:
@@ -162,4 +200,6 @@ def run(smoke: bool, runs: int) -> dict[str, Any]:
         importtime(py, ["-m", "qwenfit", "recommend", "--json"], 1 if smoke else 5),
         importtime(py, ["-c", "import qwenfit"], 1 if smoke else 5),
     ]
-    return {"python": str(py), "runs": runs, "rows": rows, "importtime": attribution}
+    return {"python": str(py), "runs": runs, "rows": rows, "importtime": attribution,
+            "in_process": in_process(py, 2 if smoke else 15),
+            "load_average": os.getloadavg()}
