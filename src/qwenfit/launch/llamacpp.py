@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import common
-from qwenfit.launch.commands import LaunchCommand, Step
+from qwenfit.launch.record import LaunchCommand, Step
 from qwenfit.memory.record import Estimate
 from qwenfit.specs.table import ModelSpec, SpecTable
 

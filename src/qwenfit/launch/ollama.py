@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import common
-from qwenfit.launch.commands import LaunchCommand, LaunchFile, Step
+from qwenfit.launch.record import LaunchCommand, LaunchFile, Step
 from qwenfit.memory import runtimes
 from qwenfit.memory.record import Estimate
 from qwenfit.specs.table import ModelSpec, SpecTable
@@ -136,8 +136,9 @@ def command(
                     purpose="download the GGUF from the Hugging Face Hub",
                 )
             )
+        what = "the Hub GGUF" if ref.startswith("hf.co/") else "the local GGUF"
         notes.append(
-            f"no Ollama library tag at {est.quant}: this runs the Hub GGUF, which needs Ollama "
+            f"no Ollama library tag for this build: this runs {what}, which needs Ollama "
             f">= {VERSIONS['llama_server']} (llama-server engine) to load qwen35 GGUFs"
         )
         if not est.text_only:

@@ -9,7 +9,7 @@ import json
 
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import common
-from qwenfit.launch.commands import LaunchCommand, Step
+from qwenfit.launch.record import LaunchCommand, Step
 from qwenfit.memory.layout import valid_tensor_parallel
 from qwenfit.memory.record import Estimate
 from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION

@@ -147,6 +147,8 @@ def default_quant(spec: ModelSpec, runtime: RuntimeName) -> str | None:
     fmt = ARTIFACT_FORMAT[runtime]
     usual = {"llama.cpp": "q4_k_m", "vllm": "bf16", "transformers": "bf16"}.get(runtime)
     builds = [a.precision for a in spec.artifacts if a.format == fmt]
+    if runtime == "ollama" and all(a.format == "gguf" for a in spec.artifacts):
+        builds = ollama_hub_precisions(spec)  # a GGUF checkpoint: Ollama runs the file itself
     if usual in builds:
         return usual
     return builds[0] if builds else None
