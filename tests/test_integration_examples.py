@@ -120,7 +120,7 @@ def test_schemas_validate_real_outputs(env: dict[str, str], args: list[str], key
                          text=True)
     assert run.returncode in (0, 3), run.stderr
     doc = json.loads(run.stdout)
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == (2 if args[0] == "launch" else 1)  # launch 2: fits, fit
     jsonschema.validate(doc[key] if key else doc, json.loads(
         (REPO / "docs" / "schema" / f"{schema}.schema.json").read_text()))
 

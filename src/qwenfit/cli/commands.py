@@ -265,8 +265,17 @@ def recommend(
 @main.command()
 @click.argument("model", required=False)
 @settings_options()
+@click.option(
+    "--task",
+    type=click.Choice(["chat", "agent", "code", "vision"]),
+    default="chat",
+    show_default=True,
+    help="Sampling preset and settings: agent adds tool calls, code the coding preset.",
+)
 @hardware_options
 @checkpoint_options
+@margin_option
+@offload_option
 @nodes_option
 @json_option
 @click.pass_context
@@ -274,36 +283,76 @@ def launch(
     ctx: click.Context,
     model: str | None,
     settings: dict[str, Any],
+    task: str,
     hardware: MachineArgs,
     online: bool,
     mmproj: str | None,
+    margin: Margin,
+    allow_offload: bool,
     nodes: int,
     as_json: bool,
 ) -> ExitCode:
-    """The command that starts MODEL (default: the top recommendation). Runs nothing."""
+    """The command that starts MODEL (default: the top recommendation). Runs nothing.
+
+    MODEL is checked against this machine as `check` does: exit 3, with the command and the
+    verdict, when it does not fit.
+    """
     from qwenfit.cli import render
-    from qwenfit.errors import NoFitError
+    from qwenfit.errors import NoFitError, UsageError
+    from qwenfit.fit.preflight import check as run_check
     from qwenfit.launch.commands import launch_command
-    from qwenfit.memory.estimator import estimate as run_estimate
     from qwenfit.recommender.ranking import recommend as run_recommend
 
     machine = hardware.machine()
     table = _table(ctx)
+    chosen = cast("Task", task)
     if model is None:
+        for name in ("quant", "ubatch"):
+            if settings[name] is not None:
+                value = settings[name]
+                if name == "quant" and str(value).strip().lower() not in table.precisions:
+                    raise UsageError(
+                        f"unknown precision {value!r}; allowed: {', '.join(table.precisions)}"
+                    )
+                raise UsageError(f"--{name} {value} applies to a named MODEL; give one")
         picks = {k: v for k, v in settings.items() if k not in ("quant", "ubatch")}
-        result = run_recommend(machine, **picks, limit=1, nodes=nodes, table=table)
+        result = run_recommend(
+            machine,
+            **picks,
+            task=chosen,
+            allow_offload=allow_offload,
+            limit=1,
+            nodes=nodes,
+            table=table,
+        )
         if not result.recommendations:
             raise NoFitError("nothing fits this machine; see 'qwenfit recommend'")
-        cmd = result.recommendations[0].launch
+        best = result.recommendations[0]
+        cmd = launch_command(best.estimate, table=table, task=chosen, machine=machine)
+        fits, fit_doc, reason = True, None, ""
     else:
         table, spec = _resolve(table, model, online, mmproj)
-        est = run_estimate(spec, **settings, machine=machine, nodes=nodes, table=table)
-        cmd = launch_command(est, table=table)
+        checked = run_check(
+            spec,
+            machine,
+            **settings,
+            allow_offload=allow_offload,
+            nodes=nodes,
+            margin=margin.resolve(machine),
+            table=table,
+        )
+        cmd = launch_command(
+            checked.estimate, table=table, task=chosen, machine=machine, mmproj=mmproj
+        )
+        fits, reason = checked.fits, checked.fit.reason
+        fit_doc = checked.fit.model_dump(mode="json")
     if as_json:
-        emit({"schema_version": 1, "launch": cmd.model_dump(mode="json")})
+        doc = {"schema_version": 2, "fits": fits, "fit": fit_doc}
+        emit({**doc, "launch": cmd.model_dump(mode="json")})
     else:
-        click.echo(render.launch(cmd))
-    return ExitCode.OK
+        text = render.launch(cmd)
+        click.echo(text if fits else f"# DOES NOT FIT this machine: {reason}\n{text}")
+    return ExitCode.OK if fits else ExitCode.DOES_NOT_FIT
 
 
 @main.group(cls=QwenfitGroup)

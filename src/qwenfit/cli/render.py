@@ -137,6 +137,9 @@ def check(r: CheckResult) -> str:
 
 def launch(cmd: LaunchCommand) -> str:
     lines = []
+    for f in cmd.files:
+        lines += [f"# write {f.path} ({f.purpose}):", f"cat > {f.path} <<'EOF'"]
+        lines += [f.text.rstrip("\n"), "EOF"]
     for s in cmd.steps:
         lines += [f"# {s.purpose}", s.shell]
     return "\n".join([*lines, *(f"# {n}" for n in cmd.notes)])

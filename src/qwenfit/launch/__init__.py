@@ -1,6 +1,8 @@
-"""Stage 5, launch: the steps (argv lists, environment, files) that start the runtime exactly as
-an estimate sized it. It sits below the recommender because every recommendation carries its
-command; `qwenfit launch` without a model composes the two in the CLI."""
+"""Stage 5, launch: the files and steps (argv lists, environment) that start the runtime exactly
+as an estimate sized it, one module per runtime (ollama, llamacpp, vllm, transformers) plus
+`common` (task sampling presets, YaRN, device pinning). It sits below the recommender because
+every recommendation carries its command; `qwenfit launch` without a model composes the two in
+the CLI."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from qwenfit.lazy import attach
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from qwenfit.launch.commands import LaunchCommand, launch_command
+    from qwenfit.launch.commands import LaunchCommand, LaunchFile, launch_command
 
-__all__ = ["LaunchCommand", "launch_command"]
+__all__ = ["LaunchCommand", "LaunchFile", "launch_command"]
 __getattr__, __dir__ = attach(
-    __name__, {"LaunchCommand": ".commands", "launch_command": ".commands"}
+    __name__,
+    {"LaunchCommand": ".commands", "LaunchFile": ".commands", "launch_command": ".commands"},
 )

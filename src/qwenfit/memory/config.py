@@ -163,7 +163,7 @@ def configure(
     kv = runtimes.check_kv_cache(table, rt, o.kv_cache)
     fa = _resolve_flash_attn(rt, o.flash_attn, kv)
     gguf = rt in ("llama.cpp", "ollama")
-    artifact = spec.artifact(q, runtimes.ARTIFACT_FORMAT[rt])
+    artifact = runtimes.artifact_for(spec, rt, q)
     assert artifact is not None  # check_quant guarantees it
     start = (
         Layout(kind="cpu")

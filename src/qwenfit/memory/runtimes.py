@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from qwenfit.errors import UnsupportedError
 from qwenfit.hardware.machine import Machine
-from qwenfit.specs.table import RUNTIMES, Format, ModelSpec, RuntimeName, SpecTable
+from qwenfit.specs.table import RUNTIMES, Artifact, Format, ModelSpec, RuntimeName, SpecTable
 from qwenfit.units import GiB
 
 # ggml block layouts (ggml/src/ggml-common.h): q8_0 = 32 int8 + one f16 scale = 34 bytes per 32
@@ -52,9 +52,12 @@ def check_quant(table: SpecTable, spec: ModelSpec, runtime: RuntimeName, quant: 
             f"unknown precision {quant!r}; allowed: {', '.join(table.precisions)}"
         )
     allowed = loadable_precisions(table, spec, runtime)
-    if q not in allowed:
+    hub = ollama_hub_precisions(spec) if runtime == "ollama" else []
+    if q not in allowed and q not in hub:
+        extra = f"; from the Hub as hf.co/<repo>:<QUANT>: {', '.join(hub)}" if hub else ""
         raise UnsupportedError(
-            f"{runtime} cannot load {spec.name} at {q}; available: {', '.join(allowed) or 'none'}"
+            f"{runtime} cannot load {spec.name} at {q}; available: "
+            f"{', '.join(allowed) or 'none'}{extra}"
         )
     return q
 
@@ -62,6 +65,22 @@ def check_quant(table: SpecTable, spec: ModelSpec, runtime: RuntimeName, quant: 
 def loadable_precisions(table: SpecTable, spec: ModelSpec, runtime: RuntimeName) -> list[str]:
     formats = table.runtimes[runtime].formats
     return [a.precision for a in spec.artifacts if a.format in formats]
+
+
+def ollama_hub_precisions(spec: ModelSpec) -> list[str]:
+    """GGUF builds with no Ollama library tag: Ollama pulls them as `hf.co/<repo>:<QUANT>`
+    (Hugging Face hub docs, docs/hub/ollama.md); Ollama >= 0.30 loads upstream qwen35 GGUFs
+    through llama-server (ollama/ollama commit 9db4bdbad, #16031)."""
+    tagged = {a.precision for a in spec.artifacts if a.format == "ollama"}
+    return [a.precision for a in spec.artifacts if a.format == "gguf" and a.precision not in tagged]
+
+
+def artifact_for(spec: ModelSpec, runtime: RuntimeName, quant: str) -> Artifact | None:
+    """The artifact `runtime` loads at `quant`: for Ollama a library tag, else the Hub GGUF."""
+    found = spec.artifact(quant, ARTIFACT_FORMAT[runtime])
+    if found is None and runtime == "ollama":
+        return spec.artifact(quant, "gguf")
+    return found
 
 
 def check_kv_cache(table: SpecTable, runtime: RuntimeName, kv: str | None) -> str:
@@ -125,6 +144,8 @@ def default_quant(spec: ModelSpec, runtime: RuntimeName) -> str | None:
     fmt = ARTIFACT_FORMAT[runtime]
     usual = {"llama.cpp": "q4_k_m", "vllm": "bf16", "transformers": "bf16"}.get(runtime)
     builds = [a.precision for a in spec.artifacts if a.format == fmt]
+    if runtime == "ollama" and all(a.format == "gguf" for a in spec.artifacts):
+        builds = ollama_hub_precisions(spec)  # a GGUF checkpoint: Ollama runs the file itself
     if usual in builds:
         return usual
     return builds[0] if builds else None

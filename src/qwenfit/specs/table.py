@@ -65,6 +65,10 @@ class Artifact(Strict):
     format: Format
     repo: str | None = Field(None, description="Hugging Face repo id (safetensors, gguf).")
     tag: str | None = Field(None, description="Ollama tag (format ollama).")
+    tag_aliases: list[str] = Field(
+        default_factory=list,
+        description="Other Ollama library spellings of the same build (format ollama).",
+    )
     text_bytes: int = Field(gt=0, description="Decoder weights as loaded, MTP excluded.")
     vision_bytes: int = Field(gt=0, description="Vision tower (the mmproj file for GGUF).")
     mtp_bytes: int | None = Field(None, ge=0, description="MTP block, when the artifact has it.")

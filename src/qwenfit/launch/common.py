@@ -1,0 +1,108 @@
+"""What the runtime modules share: the task's sampling preset, YaRN above the native context,
+where an artifact lives (Hub or local file), and which GPUs a command pins."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Literal
+
+from qwenfit.hardware.machine import GPU, Machine
+from qwenfit.memory.record import Estimate
+from qwenfit.specs.table import Artifact, ModelSpec, SpecTable
+
+# Same values and meaning as the recommender's --task (qwenfit.recommender.ranking.Task, which
+# sits above this stage; tests/test_launch.py keeps the two equal).
+Task = Literal["chat", "agent", "code", "vision"]
+TASKS: tuple[Task, ...] = ("chat", "agent", "code", "vision")
+
+# The card's output budget: "an output length of 32,768 tokens for most queries" (Qwen3.5 model
+# cards, Best Practices).
+CARD_MAX_OUTPUT = 32768
+
+# The card's YaRN block ("Processing Ultra-Long Texts", Qwen3.5 model cards; the same block in
+# vllm-project/recipes Qwen/Qwen3.5.md): rope_parameters of text_config, `factor` to be chosen
+# for the target length ("if the typical context length ... is 524,288 tokens, it would be better
+# to set factor as 2.0").
+CARD_ROPE_PARAMETERS: dict[str, object] = {
+    "mrope_interleaved": True,
+    "mrope_section": [11, 11, 10],
+    "rope_type": "yarn",
+    "rope_theta": 10000000,
+    "partial_rotary_factor": 0.25,
+}
+
+
+def sampling_preset(table: SpecTable, spec: ModelSpec, task: Task) -> tuple[str, dict[str, float]]:
+    """The card preset for `task`: code uses "thinking mode for precise coding tasks"; 0.8B and
+    2B default to non-thinking (their cards), larger sizes think."""
+    if task == "code":
+        key = "thinking_precise_coding"
+    elif spec.size_label in ("0.8b", "2b"):
+        key = "non_thinking_general"
+    else:
+        key = "thinking_general"
+    return key, table.sampling[key]
+
+
+def num(x: float) -> str:
+    return f"{x:g}"
+
+
+def plain(x: float) -> int | float:
+    """20.0 -> 20 (top_k is an integer in every runtime's JSON), 0.95 stays."""
+    return int(x) if float(x).is_integer() else x
+
+
+def yarn_factor(est: Estimate, spec: ModelSpec) -> int | None:
+    """The card's rule: factor = target / native, rounded up (1,010,000 -> 4, 524,288 -> 2);
+    None at or below the native context."""
+    native = spec.context.native
+    if est.context <= native:
+        return None
+    return math.ceil(est.context / native)
+
+
+def yarn_note(factor: int, spec: ModelSpec) -> str:
+    return (
+        f"YaRN rope scaling factor {factor} over the native {spec.context.native:,} tokens, from "
+        "the model card ('Processing Ultra-Long Texts'); static YaRN may cost quality on short "
+        "texts, so use it only when you need the long context"
+    )
+
+
+def local_path(table: SpecTable, artifact: Artifact) -> str | None:
+    """The file or folder of a checkpoint read from disk (specs.checkpoints.rows names its
+    source `checkpoint-<digest>` with the resolved path and no URL)."""
+    src = table.sources.get(artifact.source)
+    if artifact.source.startswith("checkpoint-") and src is not None and src.path and not src.url:
+        return src.path
+    return None
+
+
+def pinned_gpus(est: Estimate, machine: Machine | None) -> list[GPU] | None:
+    """The machine's GPU records for the devices `est` uses, in layout order (None: unknown)."""
+    if machine is None or not machine.gpus:
+        return None
+    by_index = {g.index: g for g in machine.gpus}
+    found = [by_index[d] for d in est.layout.devices if d in by_index]
+    return found if len(found) == len(est.layout.devices) else None
+
+
+def cuda_visible(est: Estimate, machine: Machine | None) -> dict[str, str]:
+    """CUDA_VISIBLE_DEVICES naming the used NVIDIA GPUs by UUID, in layout order, when the
+    machine uses only some of its GPUs. UUIDs (GPU-... / MIG-...) are accepted by CUDA in this
+    variable and do not depend on CUDA_DEVICE_ORDER or on a CUDA_VISIBLE_DEVICES already set
+    (CUDA C Programming Guide, 'CUDA Environment Variables')."""
+    gpus = pinned_gpus(est, machine)
+    if machine is None or gpus is None or len(gpus) == len(machine.gpus):
+        return {}
+    if all(g.vendor == "nvidia" and g.uuid for g in gpus):
+        return {"CUDA_VISIBLE_DEVICES": ",".join(g.uuid or "" for g in gpus)}
+    return {}
+
+
+def safe_model_name(text: str) -> str:
+    """A name `ollama create` accepts: lowercase letters, digits, '.', '_' and '-'."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
+    return name or "qwen"
