@@ -8,7 +8,28 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qwenfit.specs.table import RuntimeName
 
-PartName = Literal["weights", "vision", "kv_cache", "linear_state", "compute", "overhead"]
+PartName = Literal[
+    "weights",
+    "vision",
+    "kv_cache",
+    "linear_state",
+    "compute",
+    "overhead",
+    "mtp",
+    "checkpoints",
+    "prompt_cache",
+]
+PART_NAMES: tuple[PartName, ...] = (
+    "weights",
+    "vision",
+    "kv_cache",
+    "linear_state",
+    "compute",
+    "overhead",
+    "mtp",
+    "checkpoints",
+    "prompt_cache",
+)
 Placement = Literal["gpu", "ram"]
 ContextSource = Literal["user", "runtime default", "fitted to memory"]
 
@@ -100,6 +121,15 @@ class Estimate(BaseModel):
     linear_state_bytes: int = Field(ge=0)
     compute_bytes: int = Field(ge=0)
     overhead_bytes: int = Field(ge=0)
+    mtp_bytes: int = Field(
+        0, ge=0, description="MTP speculative decoding: MTP layer weights, draft KV and buffers."
+    )
+    checkpoints_bytes: int = Field(
+        0, ge=0, description="llama-server context checkpoints of the recurrent state (RAM)."
+    )
+    prompt_cache_bytes: int = Field(
+        0, ge=0, description="llama-server prompt cache limit, --cache-ram (RAM)."
+    )
     total_bytes: int = Field(ge=0)
     gpu_bytes: int = Field(ge=0, description="Sum of the parts placed on GPUs.")
     ram_bytes: int = Field(ge=0, description="Sum of the parts placed in host RAM.")
@@ -113,18 +143,25 @@ class Estimate(BaseModel):
         description="Estimated decode speed of one sequence, when the memory bandwidth of the "
         "device holding the weights is known.",
     )
+    mtp: bool = Field(False, description="MTP speculative decoding on.")
+    spec_draft_n_max: int | None = Field(
+        None, description="Tokens drafted per step with MTP (llama-server --spec-draft-n-max, "
+        "vLLM num_speculative_tokens)."
+    )
+    ctx_checkpoints: int | None = Field(
+        None,
+        description="llama-server --ctx-checkpoints to pass; null: the runtime default is used.",
+    )
+    cache_ram_bytes: int | None = Field(
+        None,
+        description="llama-server --cache-ram (in MiB on its command line) to pass; null: the "
+        "runtime default is used.",
+    )
     notes: list[str] = []
 
     @model_validator(mode="after")
     def _sums(self) -> Estimate:
-        by_part = {
-            "weights": self.weights_bytes,
-            "vision": self.vision_bytes,
-            "kv_cache": self.kv_cache_bytes,
-            "linear_state": self.linear_state_bytes,
-            "compute": self.compute_bytes,
-            "overhead": self.overhead_bytes,
-        }
+        by_part = {name: getattr(self, f"{name}_bytes") for name in PART_NAMES}
         for name, value in by_part.items():
             if value != sum(p.bytes for p in self.parts if p.part == name):
                 raise ValueError(f"{name}_bytes does not equal the sum of its parts")
@@ -139,7 +176,7 @@ class Estimate(BaseModel):
         """Build the record, deriving every sum from the parts so they cannot disagree."""
         sums = {
             f"{name}_bytes": sum(p.bytes for p in parts if p.part == name)
-            for name in ("weights", "vision", "kv_cache", "linear_state", "compute", "overhead")
+            for name in PART_NAMES
         }
         total = sum(sums.values())
         gpu = sum(p.bytes for p in parts if p.placement == "gpu")
