@@ -133,8 +133,6 @@ class ModelSpec(Strict):
                 f"transformers_class {self.transformers_class} does not match "
                 f"model_type {self.model_type}"
             )
-        if not self.name.startswith(f"{self.family}-"):
-            raise ValueError(f"name {self.name!r} must start with its family {self.family!r}")
         if self.context.native != self.architecture.max_position_embeddings:
             raise ValueError("context.native must equal architecture.max_position_embeddings")
         seen = set()
