@@ -44,7 +44,8 @@ def test_estimate_json_has_integer_parts_that_sum(runner: CliRunner) -> None:
     assert code == 0, err
     e = json.loads(out)["estimate"]
     parts = ["weights_bytes", "vision_bytes", "kv_cache_bytes", "linear_state_bytes",
-             "compute_bytes", "overhead_bytes"]
+             "compute_bytes", "overhead_bytes", "mtp_bytes", "checkpoints_bytes",
+             "prompt_cache_bytes"]
     assert all(isinstance(e[p], int) for p in [*parts, "total_bytes"])
     assert e["total_bytes"] == sum(e[p] for p in parts)
     assert (e["model"], e["runtime"], e["quant"], e["context"]) == \

@@ -117,6 +117,8 @@ def test_cpu_only_pick_is_fast_enough_to_read() -> None:
     assert best.placement == "cpu" and best.tokens_per_second is not None
     assert best.tokens_per_second >= 5
     everything = recommend(m, runtime="llama.cpp", min_speed=0, limit=50)
-    assert max(x.estimate.total_bytes for x in everything.recommendations) > \
-        best.estimate.total_bytes  # bigger models fit, and were left out for speed
+    # bigger models fit, and were left out for speed (totals compare equal once llama-server's
+    # checkpoints and prompt cache are bounded to the RAM left, so compare the weights)
+    assert max(x.estimate.weights_bytes for x in everything.recommendations) > \
+        best.estimate.weights_bytes
     assert any("reading speed" in n for n in r.notes)

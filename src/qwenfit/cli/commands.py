@@ -20,6 +20,7 @@ from qwenfit.cli.options import (
     SpeedType,
     checkpoint_options,
     emit,
+    family_option,
     hardware_options,
     json_option,
     margin_option,
@@ -90,13 +91,15 @@ def probe(hardware: MachineArgs, as_json: bool) -> None:
 
 
 @main.command()
+@family_option
 @json_option
 @click.pass_context
-def models(ctx: click.Context, as_json: bool) -> None:
-    """List the Qwen3.5 models of the spec table with their sizes and precisions."""
+def models(ctx: click.Context, family: str, as_json: bool) -> None:
+    """List the models of the spec table (one release line, or all) with sizes and sources."""
     from qwenfit.cli import render
 
     table = _table(ctx)
+    table = table.model_copy(update={"models": table.family_models(family)})
     if as_json:
         emit({"schema_version": 1, "models": [m.model_dump(mode="json") for m in table.models]})
     else:
@@ -214,6 +217,7 @@ def check(
     multiple=True,
     help="Only consider these models: names, local checkpoints or Hub ids (repeatable).",
 )
+@family_option
 @hardware_options
 @checkpoint_options
 @offload_option
@@ -223,6 +227,7 @@ def check(
 def recommend(
     ctx: click.Context,
     settings: dict[str, Any],
+    family: str,
     task: str,
     min_speed: float | None,
     limit: int,
@@ -248,6 +253,7 @@ def recommend(
         machine,
         **settings,
         models=only or None,
+        family=family,
         task=cast("Task", task),
         min_speed=min_speed,
         allow_offload=allow_offload,

@@ -263,7 +263,7 @@ KV_HELP = "KV cache type: f16, bf16, q8_0, q4_0, fp8."
 def settings_options(*, quant: bool = True, ubatch: bool = True) -> Callable[[F], F]:
     """The configuration options shared by estimate, check, launch and recommend, handed to
     the command as one `settings` dict of keyword arguments for the library."""
-    names = ["runtime", "context", "kv_cache", "parallel", "flash_attn", "text_only"]
+    names = ["runtime", "context", "kv_cache", "parallel", "flash_attn", "text_only", "mtp"]
     names += ["quant"] * quant + ["ubatch"] * ubatch
 
     def decorate(f: F) -> F:
@@ -308,10 +308,26 @@ def settings_options(*, quant: bool = True, ubatch: bool = True) -> Callable[[F]
                 help="llama.cpp flash attention.",
             ),
             click.option("--text-only", is_flag=True, help="Leave the vision tower out."),
+            click.option(
+                "--mtp",
+                is_flag=True,
+                help="MTP speculative decoding (llama.cpp --spec-type draft-mtp, vLLM method "
+                "mtp): charges its memory and its published speed gain.",
+            ),
         ]
         return _stack(cast(F, wrapper), options)
 
     return decorate
+
+
+def family_option(f: F) -> F:
+    return click.option(
+        "--family",
+        type=click.Choice(["qwen3.5", "qwen3.6", "qwen3.8", "all"]),
+        default="qwen3.5",
+        show_default=True,
+        help="Release line on the Qwen3.5 architecture to consider.",
+    )(f)
 
 
 def checkpoint_options(f: F) -> F:

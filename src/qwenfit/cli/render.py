@@ -57,6 +57,11 @@ def models(table: SpecTable) -> str:
             f"{m.name:<20} {m.params.total / 1e9:8.2f}B {m.params.text_active / 1e9:7.2f}B "
             f"{format_context(m.context.native):>8}  {ggufs}; also {', '.join(others)}"
         )
+        if m.family != "qwen3.5":
+            src = table.sources[m.architecture.source]
+            lines.append(
+                f"{'':<20} {m.family}, released {m.released}; source: {src.url or src.path}"
+            )
     return "\n".join(lines)
 
 

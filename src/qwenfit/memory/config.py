@@ -13,9 +13,9 @@ from qwenfit.hardware.machine import Machine
 from qwenfit.memory import hf, llamacpp, runtimes
 from qwenfit.memory import layout as layouts
 from qwenfit.memory.options import FlashAttn, Options
-from qwenfit.memory.record import ContextSource, Estimate, Layout, Part
+from qwenfit.memory.record import ContextSource, Estimate, Layout, Part, parts_by_device
+from qwenfit.specs import arch
 from qwenfit.specs.table import Artifact, ModelSpec, RuntimeName, SpecTable, load_specs
-from qwenfit.units import GiB
 
 
 def _resolve_flash_attn(runtime: RuntimeName, flash_attn: FlashAttn, kv_cache: str) -> bool | None:
@@ -44,9 +44,15 @@ class Config:
     text_only: bool
     artifact: Artifact
     layout: Layout
+    mtp: bool = False
+    # llama-server's host-RAM parts; None: not charged (Ollama, other runtimes, layout search)
+    ctx_checkpoints: int | None = None
+    cache_ram: int | None = None
+    # True when the estimate passes non-default values (launch must emit the flags)
+    bounded: bool = False
     # Estimates already built, shared by every layout variant of this configuration (solvers
     # and planners ask for the same layout and context more than once). Estimates are frozen.
-    built: dict[tuple[tuple[object, ...], int, str], Estimate] = field(
+    built: dict[tuple[object, ...], Estimate] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -64,6 +70,9 @@ class Config:
                     self.flash_attn,
                     self.text_only,
                     self.layout,
+                    self.mtp,
+                    self.ctx_checkpoints,
+                    self.cache_ram,
                 )
             )
         req = hf.HFRequest(
@@ -76,11 +85,40 @@ class Config:
             self.layout,
         )
         if self.runtime == "vllm":
-            return hf.vllm_parts(req)
+            return hf.vllm_parts(req) + (self._vllm_mtp_parts(context) if self.mtp else [])
         return hf.transformers_parts(req)
 
+    def _vllm_mtp_parts(self, context: int) -> list[Part]:
+        """vLLM's MTP drafter (method "mtp"): the checkpoint's mtp.* layer, loaded only with
+        --speculative-config, plus that attention layer's KV in the same pool
+        (vllm/config/speculative.py: the draft reuses the target checkpoint)."""
+        spec, a = self.spec, self.spec.architecture
+        devices = self.layout.devices or [0]
+        exact = self.artifact.mtp_bytes is not None
+        weights = self.artifact.mtp_bytes or int(
+            spec.params.mtp * self.artifact.text_bytes / spec.params.text
+        )
+        per_layer = arch.kv_elements_per_token(a) // a.n_full_attention_layers
+        kv = runtimes.kv_bytes(
+            per_layer * a.mtp_num_hidden_layers * context * self.parallel, self.kv_cache
+        )
+        n = len(devices)
+        return parts_by_device(
+            "mtp",
+            {d: weights // n for d in devices},
+            f"MTP layer (mtp.*) at {self.quant}"
+            + ("" if exact else " (size scaled from its parameters)"),
+        ) + parts_by_device(
+            "mtp",
+            {d: kv // n for d in devices},
+            f"KV of the MTP layer for {context} tokens x {self.parallel} sequence(s)",
+        )
+
     def build(self, context: int, source: ContextSource = "user") -> Estimate:
-        key = (self.layout.key(), context, source)
+        # Everything that `replace()` may vary between variants sharing this memo.
+        key = (
+            self.layout.key(), context, source, self.ctx_checkpoints, self.cache_ram, self.bounded
+        )
         cached = self.built.get(key)
         if cached is None:
             cached = self.built[key] = self._build(context, source)
@@ -100,6 +138,18 @@ class Config:
             flash_attn=self.flash_attn,
             text_only=self.text_only,
             layout=self.layout,
+            mtp=self.mtp,
+            spec_draft_n_max=(
+                (
+                    runtimes.LLAMACPP_SPEC_DRAFT_N_MAX
+                    if self.runtime == "llama.cpp"
+                    else runtimes.VLLM_NUM_SPECULATIVE_TOKENS
+                )
+                if self.mtp
+                else None
+            ),
+            ctx_checkpoints=self.ctx_checkpoints if self.bounded else None,
+            cache_ram_bytes=self.cache_ram if self.bounded else None,
             notes=self.notes(),
         )
 
@@ -112,13 +162,29 @@ class Config:
                 "(--gpu-memory-utilization) and fills what the parts below leave with KV blocks; "
                 "the figures are what this context needs"
             )
-        if self.runtime == "llama.cpp":
-            per_seq = llamacpp.recurrent_state_bytes(self.spec, 1)
-            most = runtimes.LLAMACPP_MAX_CHECKPOINTS * per_seq * self.parallel
+        if self.runtime == "llama.cpp" and self.bounded:
+            if not self.cache_ram:
+                notes.append(
+                    "host RAM is tight: prompt cache off (--cache-ram 0), so a prompt served "
+                    "earlier is processed again in full when its slot was reused"
+                )
+            if self.ctx_checkpoints is not None and (
+                self.ctx_checkpoints < runtimes.LLAMACPP_MAX_CHECKPOINTS
+            ):
+                notes.append(
+                    f"host RAM is tight: --ctx-checkpoints {self.ctx_checkpoints} (default "
+                    f"{runtimes.LLAMACPP_MAX_CHECKPOINTS}); an edited or branched long "
+                    "conversation re-processes the prompt from the nearest older checkpoint"
+                    + (" (none: from the start)" if not self.ctx_checkpoints else "")
+                )
+        if self.mtp and self.runtime == "llama.cpp" and self.artifact.mtp_repo:
             notes.append(
-                "llama-server also keeps context checkpoints of the recurrent state in host RAM "
-                f"as long prompts are processed: up to {runtimes.LLAMACPP_MAX_CHECKPOINTS} per "
-                f"slot, {most / GiB:.2f} GiB at most (not charged here)"
+                f"--spec-type draft-mtp needs a GGUF with the MTP tensors: {self.artifact.mtp_repo}"
+            )
+        elif self.mtp and self.runtime == "llama.cpp" and self.artifact.mtp_bytes is None:
+            notes.append(
+                "--spec-type draft-mtp needs a GGUF that kept the MTP tensors (blk.N.nextn.*); "
+                "many published GGUFs dropped them"
             )
         if self.runtime in ("llama.cpp", "ollama") and kind in ("cpu", "offload"):
             notes.append(
@@ -160,6 +226,7 @@ def configure(
         if quant is None:
             raise UnsupportedError(f"{rt} has no build of {spec.name}; try another --runtime")
     q = runtimes.check_quant(table, spec, rt, quant)
+    runtimes.check_mtp(rt, o.mtp)
     kv = runtimes.check_kv_cache(table, rt, o.kv_cache)
     fa = _resolve_flash_attn(rt, o.flash_attn, kv)
     gguf = rt in ("llama.cpp", "ollama")
@@ -181,7 +248,36 @@ def configure(
         o.text_only,
         artifact,
         start,
+        o.mtp,
     )
+
+
+def with_host_ram(cfg: Config, machine: Machine | None, margin: int, context: int) -> Config:
+    """llama-server's host-RAM parts at their defaults, bounded when the machine's RAM is tight.
+
+    The prompt cache goes first (--cache-ram 0), then the checkpoints (--ctx-checkpoints N, the
+    most that fit, down to 0). Other runtimes keep none.
+    """
+    if cfg.runtime != "llama.cpp":
+        return cfg
+    full = replace(
+        cfg,
+        ctx_checkpoints=runtimes.LLAMACPP_MAX_CHECKPOINTS,
+        cache_ram=runtimes.LLAMACPP_CACHE_RAM,
+    )
+    if machine is None:
+        return full
+    budget = max(0, machine.ram_usable_bytes - margin)
+    base = cfg.build(context).ram_bytes
+    if full.build(context).ram_bytes <= budget:
+        return full
+    left = budget - base
+    no_cache = replace(full, cache_ram=0, bounded=True)
+    per = (
+        llamacpp.checkpoint_bytes(cfg.spec, context // 2, cfg.mtp) * max(1, cfg.parallel)
+    )
+    n = max(0, min(runtimes.LLAMACPP_MAX_CHECKPOINTS, left // per if per else 0))
+    return replace(no_cache, ctx_checkpoints=int(n))
 
 
 def plan(

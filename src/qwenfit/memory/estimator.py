@@ -11,7 +11,7 @@ from __future__ import annotations
 from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import runtimes, speed
-from qwenfit.memory.config import configure, plan
+from qwenfit.memory.config import configure, plan, with_host_ram
 from qwenfit.memory.context import default_context
 from qwenfit.memory.options import FlashAttn, Options
 from qwenfit.memory.record import Estimate
@@ -29,6 +29,7 @@ def estimate(
     ubatch: int | None = None,
     flash_attn: FlashAttn = "auto",
     text_only: bool = False,
+    mtp: bool = False,
     machine: Machine | None = None,
     allow_offload: bool = True,
     nodes: int = 1,
@@ -48,6 +49,9 @@ def estimate(
         ubatch: llama.cpp micro-batch in tokens (default 512).
         flash_attn: llama.cpp flash attention.
         text_only: leave the vision tower out.
+        mtp: MTP speculative decoding (llama-server --spec-type draft-mtp, vLLM
+            --speculative-config method mtp): charges the MTP layer, its KV and buffers, and
+            applies the published decode-speed factor.
         machine: lays the model out on its devices and sets machine-dependent defaults; None
             means one GPU of unknown size.
         allow_offload: let llama.cpp / Ollama put experts or layers in RAM when the GPUs are too
@@ -68,6 +72,7 @@ def estimate(
         ubatch=ubatch,
         flash_attn=flash_attn,
         text_only=text_only,
+        mtp=mtp,
         allow_offload=allow_offload,
         nodes=nodes,
         margin=margin,
@@ -101,14 +106,25 @@ def estimate_with(
     cfg = plan(
         cfg, ctx, machine, options.margin, allow_offload=options.allow_offload, nodes=options.nodes
     )
-    est = cfg.build(ctx, source)
+    cfg = with_host_ram(cfg, machine, options.margin, ctx)
+    est = cfg.build(ctx, source)  # shared with the solvers' memo: never mutated below
     update: dict[str, object] = {}
+    notes = list(est.notes)
     if machine is not None:
-        update["tokens_per_second"] = speed.estimate_speed(est, machine, table)
+        tps = speed.estimate_speed(est, machine, table)
+        if tps is not None and est.mtp:
+            factor = runtimes.MTP_SPEED_FACTOR[(est.runtime, spec.is_moe)]
+            tps *= factor
+            notes.append(
+                f"MTP: decode speed x {factor:g} (published runs; acceptance 0.5-0.9 falls "
+                "with context, see docs/estimation.md)"
+            )
+        update["tokens_per_second"] = tps
     if ctx > spec.context.native:
-        update["notes"] = [
-            *est.notes,
+        notes.append(
             f"{ctx} tokens is beyond the native {spec.context.native}: needs YaRN rope scaling "
-            "as the model card describes",
-        ]
+            "as the model card describes"
+        )
+    if notes != est.notes:
+        update["notes"] = notes
     return est.model_copy(update=update) if update else est

@@ -21,7 +21,11 @@ from dataclasses import dataclass
 
 from qwenfit.datafiles import data_text
 from qwenfit.memory.record import Layout, Part, PartName, parts_by_device, trusted
-from qwenfit.memory.runtimes import LLAMACPP_CTX_PAD, kv_bytes
+from qwenfit.memory.runtimes import (
+    LLAMACPP_CTX_PAD,
+    LLAMACPP_SPEC_DRAFT_N_MAX,
+    kv_bytes,
+)
 from qwenfit.specs import arch
 from qwenfit.specs.table import Artifact, ModelSpec
 from qwenfit.units import MiB
@@ -57,6 +61,14 @@ class LlamaCppRequest:
     flash_attn: bool
     text_only: bool
     layout: Layout
+    mtp: bool = False
+    # llama-server's host-RAM parts (None: not charged, e.g. Ollama's runner or while planning)
+    ctx_checkpoints: int | None = None
+    cache_ram: int | None = None
+
+
+# The draft context's KV type (llama-server --spec-draft-type-k/-v, common/common.h: f16).
+MTP_DRAFT_KV = "f16"
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,35 @@ def recurrent_state_bytes(spec: ModelSpec, sequences: int) -> int:
     return 4 * per_seq * max(1, sequences)
 
 
+def mtp_weight_bytes(spec: ModelSpec, artifact: Artifact) -> tuple[int, bool]:
+    """Bytes of the MTP block (blk.{n_layer}) at the artifact's quant, and whether exact.
+
+    Exact when the table has the dry-run size (tests/fixtures/measured/llamacpp_mtp_sizes.json);
+    otherwise the MTP parameters at the file's average bytes per parameter.
+    """
+    if artifact.mtp_bytes is not None:
+        return artifact.mtp_bytes, True
+    return int(spec.params.mtp * artifact.text_bytes / spec.params.text), False
+
+
+def mtp_kv_bytes_per_token(spec: ModelSpec) -> int:
+    """The draft context's KV: one attention layer (the MTP layer), f16 K and V."""
+    a = spec.architecture
+    per_layer = arch.kv_elements_per_token(a) // a.n_full_attention_layers
+    return kv_bytes(per_layer * a.mtp_num_hidden_layers, MTP_DRAFT_KV)
+
+
+def checkpoint_bytes(spec: ModelSpec, tokens: int, mtp: bool) -> int:
+    """One llama-server context checkpoint of one slot at `tokens` tokens.
+
+    The target's recurrent row (state_write with LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY skips the
+    attention KV); with MTP the draft context's plain KV cache ignores that flag and adds its
+    KV for all of the slot's tokens (src/llama-kv-cache.cpp state_write).
+    """
+    rs = recurrent_state_bytes(spec, 1)
+    return rs + (mtp_kv_bytes_per_token(spec) * tokens if mtp else 0)
+
+
 def output_bytes(spec: ModelSpec, parallel: int) -> int:
     """F32 logits for one output row per sequence (`llama_context::output_reserve`)."""
     return 4 * spec.architecture.vocab_size * max(1, parallel)
@@ -198,7 +239,9 @@ def parts(r: LlamaCppRequest) -> list[Part]:
     segments = layer_segments(r.layout, n_layer)
     cpu_moe = min(r.layout.cpu_moe_layers or 0, n_layer)
     kv_layer = kv_cache_bytes(r.spec, cells, r.kv_cache) // a.n_full_attention_layers
-    state_layer = recurrent_state_bytes(r.spec, r.parallel) // a.n_linear_attention_layers
+    # with MTP the target keeps 1 + n_max rows per sequence for rollback (n_rs_seq)
+    rows = 1 + (LLAMACPP_SPEC_DRAFT_N_MAX if r.mtp else 0)
+    state_layer = rows * recurrent_state_bytes(r.spec, r.parallel) // a.n_linear_attention_layers
     interval = a.full_attention_interval
     layers: dict[int | None, int] = {}
     experts: dict[int | None, int] = {None: g.experts_prefix[cpu_moe]}
@@ -274,7 +317,8 @@ def parts(r: LlamaCppRequest) -> list[Part]:
         "linear_state",
         state,
         f"{a.n_linear_attention_layers} Gated DeltaNet layers, F32 conv "
-        f"+ recurrent state x {seqs} sequence(s)",
+        f"+ recurrent state x {seqs} sequence(s)"
+        + (f" x {rows} rows (MTP rollback, n_rs_seq {rows - 1})" if r.mtp else ""),
         2 / seqs,
     )
     add(
@@ -299,6 +343,42 @@ def parts(r: LlamaCppRequest) -> list[Part]:
             "vision",
             {vision_dev: vision_compute_bytes(r.spec)},
             f"vision encoder compute buffer (an image of {VISION_MAX_TOKENS} tokens, the largest)",
+        )
+    if r.mtp:
+        mtp_w, exact = mtp_weight_bytes(r.spec, r.artifact)
+        add(
+            "mtp",
+            {out_dev: mtp_w},
+            f"MTP layer (blk.{n_layer}.nextn) at {q}, loaded for --spec-type draft-mtp"
+            + ("" if exact else " (size scaled from its parameters)"),
+        )
+        add(
+            "mtp",
+            {out_dev: mtp_kv_bytes_per_token(r.spec) * cells},
+            f"draft context KV: the MTP layer x {cells} cells, {MTP_DRAFT_KV}",
+        )
+        add(
+            "mtp",
+            {out_dev: compute_bytes(r.spec, cells, r.ubatch, r.flash_attn, True)},
+            "draft context compute buffer (same ubatch)",
+        )
+        add("mtp", {None: output_bytes(r.spec, r.parallel)}, "draft context output buffer")
+    if r.ctx_checkpoints:
+        # each checkpoint holds the slot's tokens up to where it was taken: on average half
+        ckpt = checkpoint_bytes(r.spec, r.context // 2, r.mtp)
+        add(
+            "checkpoints",
+            {None: ckpt * r.ctx_checkpoints * seqs},
+            f"{r.ctx_checkpoints} context checkpoints x {seqs} slot(s), "
+            f"{ckpt / MiB:.1f} MiB each (recurrent state"
+            + (" + draft KV at half the context" if r.mtp else "")
+            + ", host RAM)",
+        )
+    if r.cache_ram:
+        add(
+            "prompt_cache",
+            {None: r.cache_ram},
+            f"prompt cache limit (--cache-ram {r.cache_ram // MiB} MiB, host RAM)",
         )
     used = holders | {out_dev, vision_dev if not r.text_only else None}
     add(

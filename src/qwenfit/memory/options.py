@@ -38,6 +38,7 @@ class Options(BaseModel):
     ubatch: int | None = Field(None, ge=1, le=65536, description="llama.cpp micro-batch.")
     flash_attn: FlashAttn = "auto"
     text_only: bool = False
+    mtp: bool = Field(False, description="MTP speculative decoding (llama.cpp, vLLM).")
     allow_offload: bool = True
     nodes: int = Field(1, ge=1, le=MAX_NODES, description="Machines for vLLM with Ray.")
     margin: int = Field(DEFAULT_MARGIN, ge=0, le=MAX_MARGIN, description="Bytes kept free.")

@@ -27,7 +27,17 @@ def trusted(cls: type[M], values: dict[str, Any]) -> M:
     return m
 
 
-PartName = Literal["weights", "vision", "kv_cache", "linear_state", "compute", "overhead"]
+PartName = Literal[
+    "weights",
+    "vision",
+    "kv_cache",
+    "linear_state",
+    "compute",
+    "overhead",
+    "mtp",
+    "checkpoints",
+    "prompt_cache",
+]
 PART_NAMES: tuple[PartName, ...] = get_args(PartName)  # each has a `<name>_bytes` sum
 Placement = Literal["gpu", "ram"]
 ContextSource = Literal["user", "runtime default", "fitted to memory"]
@@ -137,6 +147,15 @@ class Estimate(BaseModel):
     linear_state_bytes: int = Field(ge=0)
     compute_bytes: int = Field(ge=0)
     overhead_bytes: int = Field(ge=0)
+    mtp_bytes: int = Field(
+        0, ge=0, description="MTP speculative decoding: MTP layer weights, draft KV and buffers."
+    )
+    checkpoints_bytes: int = Field(
+        0, ge=0, description="llama-server context checkpoints of the recurrent state (RAM)."
+    )
+    prompt_cache_bytes: int = Field(
+        0, ge=0, description="llama-server prompt cache limit, --cache-ram (RAM)."
+    )
     total_bytes: int = Field(ge=0)
     gpu_bytes: int = Field(ge=0, description="Sum of the parts placed on GPUs.")
     ram_bytes: int = Field(ge=0, description="Sum of the parts placed in host RAM.")
@@ -149,6 +168,20 @@ class Estimate(BaseModel):
         None,
         description="Estimated decode speed of one sequence, when the memory bandwidth of the "
         "device holding the weights is known.",
+    )
+    mtp: bool = Field(False, description="MTP speculative decoding on.")
+    spec_draft_n_max: int | None = Field(
+        None, description="Tokens drafted per step with MTP (llama-server --spec-draft-n-max, "
+        "vLLM num_speculative_tokens)."
+    )
+    ctx_checkpoints: int | None = Field(
+        None,
+        description="llama-server --ctx-checkpoints to pass; null: the runtime default is used.",
+    )
+    cache_ram_bytes: int | None = Field(
+        None,
+        description="llama-server --cache-ram (in MiB on its command line) to pass; null: the "
+        "runtime default is used.",
     )
     notes: list[str] = []
 

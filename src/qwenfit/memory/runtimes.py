@@ -8,7 +8,7 @@ from __future__ import annotations
 from qwenfit.errors import UnsupportedError
 from qwenfit.hardware.machine import Machine
 from qwenfit.specs.table import RUNTIMES, Artifact, Format, ModelSpec, RuntimeName, SpecTable
-from qwenfit.units import GiB
+from qwenfit.units import GiB, MiB
 
 # ggml block layouts (ggml/src/ggml-common.h): q8_0 = 32 int8 + one f16 scale = 34 bytes per 32
 # values; q4_0 = 16 bytes of nibbles + one f16 scale = 18 bytes per 32 values.
@@ -21,10 +21,38 @@ LLAMACPP_DEFAULT_UBATCH = 512
 # llama-server --fit (common/common.h): never below this context, leave this much free per device.
 LLAMACPP_FIT_MIN_CTX = 4096
 LLAMACPP_FIT_TARGET_FREE = 1 * GiB
-# llama-server context checkpoints for hybrid models (common/common.h: n_ctx_checkpoints = 32,
-# one every checkpoint_min_step = 8192 tokens): each holds one sequence's recurrent state, in
-# host RAM.
+# llama-server context checkpoints for hybrid models (common/common.h: n_ctx_checkpoints = 32
+# per slot, checkpoint_min_step = 8192): each is a std::vector copy in host RAM of one slot's
+# recurrent state (tools/server/server-context.cpp create_checkpoint), and with MTP also of the
+# draft context's KV for the slot's tokens. The list grows to the cap; checkpoints closer than
+# checkpoint_min_step to an earlier one are evicted only once it is full.
 LLAMACPP_MAX_CHECKPOINTS = 32
+LLAMACPP_CHECKPOINT_MIN_STEP = 8192
+# llama-server --cache-ram (common/common.h: cache_ram_mib = 8192): the prompt cache of finished
+# slots' states (KV + recurrent state + their checkpoints), evicted oldest-first at the limit.
+LLAMACPP_CACHE_RAM = 8192 * MiB
+# llama-server --spec-draft-n-max (common/common.h: draft.n_max = 3); with --spec-type draft-mtp
+# the target context keeps 1 + n_max recurrent-state rows per sequence for rollback
+# (common/common.cpp: cparams.n_rs_seq = need_n_rs_seq(); src/llama-memory-recurrent.cpp).
+LLAMACPP_SPEC_DRAFT_N_MAX = 3
+# vLLM recipes' MTP depth for every Qwen3.6/3.8 model: {"method":"mtp","num_speculative_tokens":3}
+# (github.com/vllm-project/recipes models/Qwen/Qwen3.8-27B.yaml).
+VLLM_NUM_SPECULATIVE_TOKENS = 3
+MTP_RUNTIMES: tuple[RuntimeName, ...] = ("llama.cpp", "vllm")
+
+# Decode-speed factor of MTP for one sequence, from published runs (docs/estimation.md, "MTP"):
+# dense 27B on llama-server, n-max 2: 1.43x-1.83x across 3090/4090/A6000/R9700/7900 XTX,
+# acceptance 0.5-0.95 (github.com/sudoingX/qwen38-mtp README and sweeps/rtx-4090.md);
+# MoE 35B-A3B: 0.95x at depth 0 (ggml-org/llama.cpp PR #22673, comment by shinishiho) to
+# 1.1-1.2x (ikawrakow/ik_llama.cpp PR #1815), i.e. no reliable gain; vLLM MoE 2.4T MTP-1: +3.4 %
+# at concurrency 1 (vllm-project/recipes Qwen3.8-2.4T-A95B.yaml); vLLM dense 27B: the llama.cpp
+# dense factor is used (the recipe reports acceptance 0.77-0.92, not speed).
+MTP_SPEED_FACTOR: dict[tuple[RuntimeName, bool], float] = {
+    ("llama.cpp", False): 1.6,
+    ("llama.cpp", True): 1.0,
+    ("vllm", False): 1.6,
+    ("vllm", True): 1.03,
+}
 
 # vLLM claims this fraction of each card's total memory at start. Its own default is 0.92 in
 # vLLM 0.32 / 0.33 (vllm/config/cache.py; 0.9 in older releases): qwenfit passes 0.9 explicitly
@@ -33,6 +61,14 @@ VLLM_GPU_MEMORY_UTILIZATION = 0.9
 
 # transformers has no context setting of its own; estimates without --context use this.
 TRANSFORMERS_DEFAULT_CONTEXT = 32768
+
+
+def check_mtp(runtime: RuntimeName, mtp: bool) -> None:
+    if mtp and runtime not in MTP_RUNTIMES:
+        raise UnsupportedError(
+            f"--mtp needs a runtime with MTP speculative decoding ({', '.join(MTP_RUNTIMES)}); "
+            f"got {runtime}"
+        )
 
 
 def check_runtime(name: str) -> RuntimeName:

@@ -24,7 +24,7 @@ from qwenfit.memory.context import max_context_of
 from qwenfit.memory.estimator import estimate_with
 from qwenfit.memory.options import DEFAULT_MARGIN, FlashAttn, Options
 from qwenfit.memory.record import Estimate, LayoutKind
-from qwenfit.specs.table import ModelSpec, RuntimeName, SpecTable, load_specs
+from qwenfit.specs.table import DEFAULT_FAMILY, ModelSpec, RuntimeName, SpecTable, load_specs
 from qwenfit.units import GiB
 
 Task = Literal["chat", "agent", "code", "vision"]
@@ -159,6 +159,8 @@ def recommend(
     context: int | None = None,
     task: Task = "chat",
     text_only: bool = False,
+    mtp: bool = False,
+    family: str = DEFAULT_FAMILY,
     kv_cache: str | None = None,
     parallel: int = 1,
     flash_attn: FlashAttn = "auto",
@@ -172,7 +174,9 @@ def recommend(
 ) -> RecommendResult:
     """Rank every model x precision the runtime can load on `machine`; best first.
 
-    `models` restricts the candidates to these names or aliases. Configurations that fit the
+    `models` restricts the candidates to these names or aliases; otherwise the models of
+    `family` are ranked (qwen3.5 by default, qwen3.6, qwen3.8 or all). `mtp` sizes every pick
+    with MTP speculative decoding (llama.cpp, vLLM). Configurations that fit the
     GPU(s) whole come first. Offloading experts or layers to RAM
     (llama.cpp, Ollama) is considered when `allow_offload` is set, or when nothing else fits:
     it runs, but reads part of the weights at RAM speed. Returns an empty `recommendations`
@@ -186,8 +190,12 @@ def recommend(
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be at least 1")
     rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
-    chosen = {table.get(m).name for m in models} if models else None
+    in_family = table.family_models(family)
+    chosen = (
+        {table.get(m).name for m in models} if models else {m.name for m in in_family}
+    )
     options = Options.of(
+        mtp=mtp,
         kv_cache=kv_cache,
         parallel=parallel,
         flash_attn=flash_attn,
@@ -239,6 +247,14 @@ def recommend(
     recs = [_recommendation(i + 1, c, search) for i, c in enumerate(candidates[:limit])]
     if candidates and candidates[0].est.tokens_per_second is None:
         notes.append("memory bandwidth of this device unknown: decode speed not estimated")
+    if recs:
+        top = table.get(recs[0].model)
+        newer = [m for m in table.newer_same_shape(top) if m.family != top.family]
+        if newer:
+            notes.append(
+                f"{newer[0].display_name} (released {newer[0].released}) has the same "
+                f"architecture and memory as {top.display_name}: --family {newer[0].family}"
+            )
     closest = None if recs else _closest(misses, machine, rt)
     return RecommendResult(
         machine=machine,

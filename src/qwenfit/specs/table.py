@@ -21,6 +21,10 @@ from qwenfit.specs.architecture import Architecture, Strict
 Format = Literal["safetensors", "gguf", "ollama"]
 RuntimeName = Literal["llama.cpp", "ollama", "vllm", "transformers"]
 RUNTIMES: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm", "transformers")
+# Release lines on the Qwen3.5 architecture (same model_type, layer pattern and memory model).
+Family = Literal["qwen3.5", "qwen3.6", "qwen3.8"]
+FAMILIES: tuple[Family, ...] = ("qwen3.5", "qwen3.6", "qwen3.8")
+DEFAULT_FAMILY: Family = "qwen3.5"
 
 
 class Source(Strict):
@@ -72,6 +76,11 @@ class Artifact(Strict):
     text_bytes: int = Field(gt=0, description="Decoder weights as loaded, MTP excluded.")
     vision_bytes: int = Field(gt=0, description="Vision tower (the mmproj file for GGUF).")
     mtp_bytes: int | None = Field(None, ge=0, description="MTP block, when the artifact has it.")
+    mtp_repo: str | None = Field(
+        None,
+        description="GGUF repo whose files carry the MTP block (blk.N.nextn.*), when it is not "
+        "`repo`; llama-server --spec-type draft-mtp needs those tensors in the loaded file.",
+    )
     download_bytes: int | None = Field(None, gt=0)
     exact: bool = Field(description="True: exact bytes; false: approximate (see source).")
     source: str
@@ -86,6 +95,7 @@ class QualityScores(Strict):
 
 class ModelSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")
+    family: Family = Field(DEFAULT_FAMILY, description="Release line: qwen3.5, qwen3.6, qwen3.8.")
     display_name: str
     hf_repo: str
     model_type: Literal["qwen3_5", "qwen3_5_moe"]
@@ -106,8 +116,8 @@ class ModelSpec(Strict):
 
     @property
     def size_label(self) -> str:
-        """'9b', '35b-a3b': the part of the name after 'qwen3.5-'."""
-        return self.name.removeprefix("qwen3.5-")
+        """'9b', '35b-a3b': the part of the name after the family ('qwen3.5-', 'qwen3.6-')."""
+        return self.name.removeprefix(f"{self.family}-")
 
     def artifact(self, precision: str, fmt: Format) -> Artifact | None:
         for a in self.artifacts:
@@ -197,14 +207,44 @@ class SpecTable(Strict):
             raise ValueError(f"source {self.sampling_source!r} is not in sources")
         return self
 
+    def family_models(self, family: str = DEFAULT_FAMILY) -> list[ModelSpec]:
+        """The models of one release line, or of all with `family="all"`."""
+        if family == "all":
+            return list(self.models)
+        if family not in FAMILIES:
+            raise UnknownModelError(
+                f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}, all"
+            )
+        return [m for m in self.models if m.family == family]
+
+    def newer_same_shape(self, spec: ModelSpec) -> list[ModelSpec]:
+        """Later releases with exactly the same architecture (so the same memory), newest first."""
+        shape = spec.architecture.model_dump(exclude={"source"})
+        same = [
+            m
+            for m in self.models
+            if m.released > spec.released
+            and m.architecture.model_dump(exclude={"source"}) == shape
+        ]
+        return sorted(same, key=lambda m: m.released, reverse=True)
+
     def get(self, name: str) -> ModelSpec:
-        """Find a model by name or alias: '9b', 'Qwen3.5-9B', 'Qwen/Qwen3.5-9B', 'qwen3.5:9b'."""
+        """Find a model by name or alias: '9b', 'Qwen3.5-9B', 'Qwen/Qwen3.5-9B', 'qwen3.6:27b'.
+
+        A bare size ('27b') means the Qwen3.5 model, as the product promises; newer release
+        lines are named with their family ('qwen3.6-27b').
+        """
         for m in self.models:  # the stages above pass canonical names: no normalising needed
             if m.name == name:
                 return m
         key = _normalize(name)
         for m in self.models:
-            if key in {_normalize(n) for n in (m.name, *m.aliases, *_implicit_aliases(m))}:
+            if key in {_normalize(n) for n in (m.name, *m.aliases, *_family_aliases(m))}:
+                return m
+        for m in self.models:
+            if m.family == DEFAULT_FAMILY and key in {
+                _normalize(n) for n in _bare_aliases(m)
+            }:
                 return m
         choices = [m.name for m in self.models]
         close = difflib.get_close_matches(name.lower(), choices, n=1, cutoff=0.5)
@@ -212,9 +252,21 @@ class SpecTable(Strict):
         raise UnknownModelError(f"unknown model {name!r}{hint}; known: {', '.join(choices)}")
 
 
-def _implicit_aliases(m: ModelSpec) -> tuple[str, ...]:
+def _family_aliases(m: ModelSpec) -> tuple[str, ...]:
     size = m.size_label
-    return (m.display_name, m.hf_repo, size, f"qwen3.5:{size}", f"qwen3.5:{size.split('-')[0]}")
+    return (
+        m.display_name,
+        m.hf_repo,
+        f"{m.family}:{size}",
+        f"{m.family}:{size.split('-')[0]}",
+        f"{m.family}-{size.split('-')[0]}",
+    )
+
+
+def _bare_aliases(m: ModelSpec) -> tuple[str, ...]:
+    """Sizes without a family: '9b', '35b-a3b' (only the default family answers them)."""
+    size = m.size_label
+    return (size,)
 
 
 def _normalize(name: str) -> str:
