@@ -10,14 +10,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_flags import A100, CPU, FOUR, H100, ONE, PANEL, SMALL, TWO, panel_command
+from test_flags import A100, CPU, FOUR, H100, ONE, PANEL, SMALL, TIGHT_RAM, TWO, panel_command
 
 from qwenfit.launch.ollama import VERSIONS
 
 DOC = Path(__file__).parent.parent / "docs" / "launch.md"
 MACHINES = {id(ONE): "1x 24 GiB", id(TWO): "2x 24 GiB (CC 8.6)", id(H100): "8x 80 GiB (CC 9.0)",
             id(A100): "4x 80 GiB (CC 8.0)", id(CPU): "CPU, 64 GiB", id(FOUR): "4x 24 GiB (CC 8.6)",
-            id(SMALL): "1x 8 GiB"}
+            id(SMALL): "1x 8 GiB", id(TIGHT_RAM): "1x 24 GiB, 16 GiB RAM"}
 
 HEAD = """# Launch commands
 

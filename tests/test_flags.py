@@ -203,6 +203,7 @@ FOUR = _with_gpu_details(make_machine(24, 128, gpus=4), "8.6")
 H100 = _with_gpu_details(make_machine(80, 1024, gpus=8, bandwidth_gb_s=3350), "9.0")
 A100 = _with_gpu_details(make_machine(80, 512, gpus=4), "8.0")
 CPU = make_machine(None, 64)
+TIGHT_RAM = make_machine(24, 16)
 
 PANEL: list[dict[str, Any]] = [
     # llama.cpp
@@ -219,6 +220,8 @@ PANEL: list[dict[str, Any]] = [
     dict(runtime="llama.cpp", model="my-9b", context=16384, machine=ONE, local=True),
     dict(runtime="llama.cpp", model="my-9b", context=16384, machine=ONE, local=True,
          mmproj="/models/mmproj-F16.gguf"),
+    dict(runtime="llama.cpp", model="qwen3.6-27b", quant="q4_k_m", context=32768, mtp=True,
+         machine=TIGHT_RAM),  # MTP drafting, host RAM bounded
     # Ollama
     dict(runtime="ollama", model="9b", context=16384, machine=ONE),
     dict(runtime="ollama", model="27b", quant="q8_0", context=32768, machine=TWO),
@@ -239,6 +242,7 @@ PANEL: list[dict[str, Any]] = [
     dict(runtime="vllm", model="27b", context=1010000, machine=H100, task="code"),
     dict(runtime="vllm", model="35b-a3b", quant="fp8", context=32768, machine=A100),
     dict(runtime="vllm", model="27b", quant="gptq-int4", context=32768, machine=FOUR),
+    dict(runtime="vllm", model="qwen3.8-27b", quant="fp8", context=65536, mtp=True, machine=H100),
     # transformers
     dict(runtime="transformers", model="9b", context=4096, machine=ONE),
     dict(runtime="transformers", model="9b", context=4096, text_only=True, task="code"),
@@ -271,7 +275,7 @@ def test_the_panel_covers_every_case() -> None:
     runtimes = {c["runtime"] for c in PANEL}
     assert runtimes == {"llama.cpp", "ollama", "vllm", "transformers"}
     assert len(PANEL) >= 20
-    for feature in ("local", "text_only", "nodes", "mmproj"):
+    for feature in ("local", "text_only", "nodes", "mmproj", "mtp"):
         assert any(feature in c for c in PANEL), feature
     assert {c.get("task", "chat") for c in PANEL} == {"chat", "agent", "code"}
     assert any(c["context"] > 262144 for c in PANEL)

@@ -10,6 +10,7 @@ from qwenfit.launch import common
 from qwenfit.launch.record import LaunchCommand, Step
 from qwenfit.memory.record import Estimate
 from qwenfit.specs.table import ModelSpec, SpecTable
+from qwenfit.units import MiB
 
 
 def command(
@@ -35,7 +36,9 @@ def command(
                     "estimate counts a vision tower: pass --mmproj FILE (or --text-only) to qwenfit"
                 )
     else:
-        source = ["-hf", f"{artifact.repo}:{est.quant.upper()}"]
+        # MTP drafting needs a GGUF that kept the MTP tensors; some are published apart.
+        repo = artifact.mtp_repo if est.mtp and artifact.mtp_repo else artifact.repo
+        source = ["-hf", f"{repo}:{est.quant.upper()}"]
         if est.text_only:
             source.append("--no-mmproj")  # -hf downloads the projector unless told not to
     env = common.cuda_visible(est, machine)
@@ -70,6 +73,13 @@ def command(
         common.num(s["repetition_penalty"]),
         "--jinja",
     ]
+    if est.mtp and est.spec_draft_n_max is not None:
+        argv += ["--spec-type", "draft-mtp", "--spec-draft-n-max", str(est.spec_draft_n_max)]
+    # The host-RAM bounds the estimate charged (set only when RAM is tight; else the defaults).
+    if est.ctx_checkpoints is not None:
+        argv += ["--ctx-checkpoints", str(est.ctx_checkpoints)]
+    if est.cache_ram_bytes is not None:
+        argv += ["--cache-ram", str(est.cache_ram_bytes // MiB)]
     factor = common.yarn_factor(est, spec)
     if factor is not None:
         argv += [

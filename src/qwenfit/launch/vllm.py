@@ -115,6 +115,9 @@ def command(
         argv += ["--kv-cache-dtype", "fp8"]
     if est.text_only:
         argv.append("--language-model-only")
+    if est.mtp and est.spec_draft_n_max is not None:
+        draft = {"method": "mtp", "num_speculative_tokens": est.spec_draft_n_max}
+        argv += ["--speculative-config", json.dumps(draft, separators=(",", ":"))]
     env = common.cuda_visible(est, machine)
     notes = [
         f"sampling: the card's {key.replace('_', ' ')} preset as the server default; vLLM takes "
