@@ -331,3 +331,56 @@ def refresh(ctx: click.Context, online: bool) -> None:
     with spinner("reading the official Qwen3.5 repos"):
         diff = refresh_specs(table, online=online)
     click.echo(diff or "the spec table matches the Hub", nl=not diff.endswith("\n"))
+
+
+SERVE_EXTRA = "this command needs the serve extra: pip install 'qwenfit[serve]'"
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--allow-dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Let clients name local checkpoints, but only below this folder.",
+)
+def serve(host: str, port: int, allow_dir: str | None) -> ExitCode:
+    """Serve the REST API, the page at / and MCP at /mcp over HTTP (needs qwenfit[serve])."""
+    import ipaddress
+
+    try:
+        import uvicorn
+
+        from qwenfit.serve.app import create_app
+    except ImportError:
+        click.echo(f"Error: {SERVE_EXTRA}", err=True)
+        return ExitCode.ERROR
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        click.echo(
+            f"warning: listening on {host}: anyone who can reach it can use the API "
+            "(no authentication)",
+            err=True,
+        )
+    uvicorn.run(create_app(allow_dir=allow_dir, host=host), host=host, port=port)
+    return ExitCode.OK
+
+
+@main.command()
+@click.option(
+    "--allow-dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Let the agent name local checkpoints, but only below this folder.",
+)
+def mcp(allow_dir: str | None) -> ExitCode:
+    """Run the MCP server over stdio, for an agent (needs qwenfit[serve])."""
+    try:
+        from qwenfit.serve.mcp_server import run_stdio
+    except ImportError:
+        click.echo(f"Error: {SERVE_EXTRA}", err=True)
+        return ExitCode.ERROR
+    run_stdio(allow_dir)
+    return ExitCode.OK
