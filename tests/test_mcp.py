@@ -14,12 +14,12 @@ import pytest
 pytest.importorskip("mcp")
 pytest.importorskip("uvicorn")
 
-from click.testing import CliRunner  # noqa: E402
-from mcp import Client  # noqa: E402
-from mcp.client.stdio import StdioServerParameters  # noqa: E402
-from serve_support import allow_loopback, running_server  # noqa: E402
+from click.testing import CliRunner
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from serve_support import allow_loopback, running_server
 
-from qwenfit.cli import main  # noqa: E402
+from qwenfit.cli import main
 
 TOOLS = {"recommend", "estimate", "check", "launch", "models", "probe"}
 ESTIMATE = {"model": "9b", "quant": "q4_k_m", "context": "32k", "gpu": "RTX 4090", "ram": "64GB"}
@@ -97,4 +97,5 @@ def test_mcp_command_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "qwenfit.serve.mcp_server", raising=False)
     result = CliRunner().invoke(main, ["mcp"])
     assert result.exit_code == 1
-    assert result.stderr.strip() == "Error: this command needs the serve extra: pip install 'qwenfit[serve]'"
+    expected = "Error: this command needs the serve extra: pip install 'qwenfit[serve]'"
+    assert result.stderr.strip() == expected

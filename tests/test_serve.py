@@ -95,7 +95,8 @@ def test_check_recommend_launch_models_are_the_cli_documents(url: str) -> None:
     argv = ["recommend", "--task", "code", "-n", "3", "--runtime", "llama.cpp", *hw]
     assert post(url, "/v1/recommend", body).json() == cli_json(*argv)
     body = {"model": "9b", "runtime": "vllm", **HW}
-    assert post(url, "/v1/launch", body).json() == cli_json("launch", "9b", "--runtime", "vllm", *hw)
+    expected = cli_json("launch", "9b", "--runtime", "vllm", *hw)
+    assert post(url, "/v1/launch", body).json() == expected
     assert post(url, "/v1/launch", HW).json() == cli_json("launch", *hw)
     assert httpx.get(url + "/v1/models").json() == cli_json("models")
 

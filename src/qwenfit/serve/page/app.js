@@ -137,7 +137,7 @@ function renderCurve(sweep) {
     add("polyline", { points: pts.map((r) => `${X(r.context)},${Y(r.total_bytes)}`).join(" "),
       fill: "none", stroke: color, "stroke-width": 2 });
     for (const r of pts) add("circle", { cx: X(r.context), cy: Y(r.total_bytes), r: 3, fill: r.fits ? color : "#fff", stroke: color });
-    add("text", { x: L + 8 + i * 70, y: T + 10, fill: color }, `KV ${kv}`);
+    add("text", { x: L + 8 + i * 70, y: T + 10, style: `fill:${color};font-weight:600` }, `KV ${kv}`);
   });
   $("curve").replaceChildren(svg);
   $("curve-caption").textContent = `Total memory of ${sweep.model} (${rows[0].runtime}, ${rows[0].quant}) at each context; ` +
