@@ -144,8 +144,9 @@ def create_app(
     max_body: int = MAX_BODY,
 ) -> FastAPI:
     """The application. `host` is where it will listen (MCP's DNS-rebinding guard uses it)."""
-    from qwenfit import __version__
+    from qwenfit.serve.service import package_version
 
+    __version__ = package_version()
     service = Service(allow_dir=allow_dir)
     session_manager = None
     mcp_routes: list[Any] = []

@@ -117,8 +117,9 @@ def tool_function(
 
 def create_mcp(service: Service | None = None) -> MCPServer:
     """The MCP server with the six tools, answering from `service` (default: no allow-list)."""
-    from qwenfit import __version__
+    from qwenfit.serve.service import package_version
 
+    __version__ = package_version()
     service = service or Service()
     server: MCPServer = MCPServer(
         name="qwenfit",

@@ -182,6 +182,16 @@ class Failure:
         }
 
 
+def package_version() -> str:
+    """qwenfit's installed version (the facade's `__version__`, which this stage cannot import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("qwenfit")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
