@@ -111,7 +111,7 @@ def test_github_actions_step(tmp_path: Path, env: dict[str, str]) -> None:
         (["estimate", "9b"], "estimate", "estimate"),
         (["check", "27b"], "check", "check"),
         (["recommend"], None, "recommend"),
-        (["launch", "9b"], "launch", "launch"),
+        (["launch", "9b"], None, "launch"),  # the whole document: fits, fit, launch
     ],
 )
 def test_schemas_validate_real_outputs(env: dict[str, str], args: list[str], key: str | None,

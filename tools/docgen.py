@@ -20,7 +20,7 @@ from pydantic import BaseModel
 def _models() -> dict[str, type[BaseModel]]:
     from qwenfit.fit.preflight import CheckResult
     from qwenfit.hardware.machine import Machine
-    from qwenfit.launch.commands import LaunchCommand
+    from qwenfit.recommender.launching import LaunchPlan
     from qwenfit.memory.record import Estimate
     from qwenfit.recommender.ranking import RecommendResult
     from qwenfit.specs.table import ModelSpec, SpecTable
@@ -31,7 +31,7 @@ def _models() -> dict[str, type[BaseModel]]:
         "estimate": Estimate,
         "check": CheckResult,
         "recommend": RecommendResult,
-        "launch": LaunchCommand,
+        "launch": LaunchPlan,
         "model_specs": SpecTable,
     }
 

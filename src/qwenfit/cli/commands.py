@@ -15,7 +15,6 @@ from qwenfit.cli.options import (
     EXIT_CODES_HELP,
     ExitCode,
     MachineArgs,
-    Margin,
     QwenfitGroup,
     SpeedType,
     checkpoint_options,
@@ -30,6 +29,7 @@ from qwenfit.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from qwenfit.fit.margin import Margin
     from qwenfit.recommender.ranking import Task
     from qwenfit.specs.table import ModelSpec, SpecTable
 
@@ -304,60 +304,31 @@ def launch(
     verdict, when it does not fit.
     """
     from qwenfit.cli import render
-    from qwenfit.errors import NoFitError, UsageError
-    from qwenfit.fit.preflight import check as run_check
-    from qwenfit.launch.commands import launch_command
-    from qwenfit.recommender.ranking import recommend as run_recommend
+    from qwenfit.recommender.launching import launch_plan
 
     machine = hardware.machine()
     table = _table(ctx)
-    chosen = cast("Task", task)
-    if model is None:
-        for name in ("quant", "ubatch"):
-            if settings[name] is not None:
-                value = settings[name]
-                if name == "quant" and str(value).strip().lower() not in table.precisions:
-                    raise UsageError(
-                        f"unknown precision {value!r}; allowed: {', '.join(table.precisions)}"
-                    )
-                raise UsageError(f"--{name} {value} applies to a named MODEL; give one")
-        picks = {k: v for k, v in settings.items() if k not in ("quant", "ubatch")}
-        result = run_recommend(
-            machine,
-            **picks,
-            task=chosen,
-            allow_offload=allow_offload,
-            limit=1,
-            nodes=nodes,
-            table=table,
-        )
-        if not result.recommendations:
-            raise NoFitError("nothing fits this machine; see 'qwenfit recommend'")
-        best = result.recommendations[0]
-        cmd = launch_command(best.estimate, table=table, task=chosen, machine=machine)
-        fits, fit_doc, reason = True, None, ""
-    else:
+    spec = None
+    if model is not None:
         table, spec = _resolve(table, model, online, mmproj)
-        checked = run_check(
-            spec,
-            machine,
-            **settings,
-            allow_offload=allow_offload,
-            nodes=nodes,
-            margin=margin.resolve(machine),
-            table=table,
-        )
-        cmd = launch_command(
-            checked.estimate, table=table, task=chosen, machine=machine, mmproj=mmproj
-        )
-        fits, reason = checked.fits, checked.fit.reason
-        fit_doc = checked.fit.model_dump(mode="json")
+    plan = launch_plan(
+        spec,
+        machine,
+        **settings,
+        task=cast("Task", task),
+        allow_offload=allow_offload,
+        nodes=nodes,
+        margin=margin.resolve(machine),
+        mmproj=mmproj,
+        table=table,
+    )
     if as_json:
-        doc = {"schema_version": 2, "fits": fits, "fit": fit_doc}
-        emit({**doc, "launch": cmd.model_dump(mode="json")})
+        emit(plan.model_dump(mode="json"))
     else:
-        text = render.launch(cmd)
-        click.echo(text if fits else f"# DOES NOT FIT this machine: {reason}\n{text}")
+        text = render.launch(plan.launch)
+        reason = plan.fit.reason if plan.fit else ""
+        click.echo(text if plan.fits else f"# DOES NOT FIT this machine: {reason}\n{text}")
+    fits = plan.fits
     return ExitCode.OK if fits else ExitCode.DOES_NOT_FIT
 
 
@@ -386,3 +357,56 @@ def refresh(ctx: click.Context, online: bool) -> None:
     with spinner("reading the official Qwen3.5 repos"):
         diff = refresh_specs(table, online=online)
     click.echo(diff or "the spec table matches the Hub", nl=not diff.endswith("\n"))
+
+
+SERVE_EXTRA = "this command needs the serve extra: pip install 'qwenfit[serve]'"
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--allow-dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Let clients name local checkpoints, but only below this folder.",
+)
+def serve(host: str, port: int, allow_dir: str | None) -> ExitCode:
+    """Serve the REST API, the page at / and MCP at /mcp over HTTP (needs qwenfit[serve])."""
+    import ipaddress
+
+    try:
+        import uvicorn
+
+        from qwenfit.serve.app import create_app
+    except ImportError:
+        click.echo(f"Error: {SERVE_EXTRA}", err=True)
+        return ExitCode.ERROR
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        click.echo(
+            f"warning: listening on {host}: anyone who can reach it can use the API "
+            "(no authentication)",
+            err=True,
+        )
+    uvicorn.run(create_app(allow_dir=allow_dir, host=host), host=host, port=port)
+    return ExitCode.OK
+
+
+@main.command()
+@click.option(
+    "--allow-dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Let the agent name local checkpoints, but only below this folder.",
+)
+def mcp(allow_dir: str | None) -> ExitCode:
+    """Run the MCP server over stdio, for an agent (needs qwenfit[serve])."""
+    try:
+        from qwenfit.serve.mcp_server import run_stdio
+    except ImportError:
+        click.echo(f"Error: {SERVE_EXTRA}", err=True)
+        return ExitCode.ERROR
+    run_stdio(allow_dir)
+    return ExitCode.OK

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from qwenfit.errors import NoFitError, QwenfitError, UsageError
-from qwenfit.units import parse_bandwidth, parse_context, parse_percent, parse_size
+from qwenfit.units import parse_bandwidth, parse_context, parse_size
 
 if TYPE_CHECKING:
+    from qwenfit.fit.margin import Margin
     from qwenfit.hardware.machine import Machine
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -124,34 +125,15 @@ class ContextType(_Parsed):
         return parse_context(value)
 
 
-@dataclass(frozen=True)
-class Margin:
-    """`--margin`: bytes, or a share of each memory pool."""
-
-    bytes: int = 0
-    percent: float | None = None
-
-    def resolve(self, machine: Machine) -> int:
-        """Bytes to keep free: a percentage is taken of the largest pool the plan will use."""
-        if self.percent is None:
-            return self.bytes
-        from qwenfit.memory.layout import best_gpu
-
-        gpu = best_gpu(machine)
-        pool = gpu.memory_total_bytes if gpu else machine.ram_usable_bytes
-        return int(pool * self.percent / 100)
-
-
 class MarginType(_Parsed):
     """A size (1GiB, 0) or a percentage of the pool (10%)."""
 
     name = "margin"
 
     def parse(self, value: str) -> Margin:
-        percent = parse_percent(value, what="--margin")
-        if percent is not None:
-            return Margin(percent=percent)
-        return Margin(bytes=parse_size(value, what="--margin", allow_zero=True))
+        from qwenfit.fit.margin import parse_margin
+
+        return parse_margin(value)
 
 
 class SpeedType(click.FloatRange):

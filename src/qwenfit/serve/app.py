@@ -1,0 +1,249 @@
+"""The REST API, the page and MCP over HTTP, as one FastAPI (ASGI) application.
+
+    GET  /v1/models /v1/gpus /v1/probe
+    POST /v1/estimate /v1/check /v1/recommend /v1/launch /v1/sweep
+    GET  /  (the page)  /static/*  /openapi.json  /docs
+    POST /mcp  (MCP streamable HTTP, stateless, JSON responses)
+
+Every answer is a JSON document with `schema_version`; an error is
+`{"schema_version": 1, "error": {"message": "...", "exit_code": n}}` with the status of
+`service.failure`. Bodies are refused before parsing when they exceed `max_body` bytes (413)
+or nest deeper than `max_depth` (422), so a hostile body costs a bounded amount of work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qwenfit.errors import QwenfitError
+from qwenfit.serve.service import (
+    CheckRequest,
+    EstimateRequest,
+    Failure,
+    LaunchRequest,
+    ModelsRequest,
+    RecommendRequest,
+    Service,
+    SweepRequest,
+    failure,
+    location,
+    one_line,
+)
+
+PAGE = Path(__file__).parent / "page"
+MAX_BODY = 64 * 1024  # bytes; the largest legitimate body (a probed machine) is a few KiB
+MAX_DEPTH = 32  # nesting of objects and arrays; a probed machine nests 4 deep
+log = logging.getLogger("qwenfit.serve")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(body: bytes) -> int:
+    """Deepest nesting of `body` (strings skipped), without building anything."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_STRING.sub(b'""', body)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def error_response(f: Failure) -> JSONResponse:
+    return JSONResponse(f.document(), status_code=f.status)
+
+
+class BodyGuard:
+    """ASGI middleware: reads at most `max_body` bytes of a request, then hands it on.
+
+    413 for a longer body (declared or streamed); for /v1/ bodies, 422 when the JSON does not
+    parse or nests deeper than `max_depth`. Runs before FastAPI parses anything.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY, max_depth: int = MAX_DEPTH):
+        self.app, self.max_body, self.max_depth = app, max_body, max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        too_big = Failure(413, 2, f"request body over the {self.max_body}-byte limit")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            await error_response(too_big)(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await error_response(too_big)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if scope["path"].startswith("/v1/"):
+            problem = self.problem(body)
+            if problem:
+                await error_response(Failure(422, 2, problem))(scope, receive, send)
+                return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def problem(self, body: bytes) -> str | None:
+        if not body.strip():
+            return None  # FastAPI reports the missing body
+        if json_depth(body) > self.max_depth:
+            return f"body: JSON nested deeper than {self.max_depth} levels"
+        try:
+            json.loads(body)
+        except RecursionError:
+            return f"body: JSON nested deeper than {self.max_depth} levels"
+        except ValueError as e:  # JSONDecodeError, or an integer over Python's digit limit
+            return one_line(f"body: not valid JSON ({e})")[:300]
+        return None
+
+
+def create_app(
+    *,
+    allow_dir: str | Path | None = None,
+    host: str = "127.0.0.1",
+    mcp: bool = True,
+    max_body: int = MAX_BODY,
+) -> FastAPI:
+    """The application. `host` is where it will listen (MCP's DNS-rebinding guard uses it)."""
+    from qwenfit.serve.service import package_version
+
+    __version__ = package_version()
+    service = Service(allow_dir=allow_dir)
+    session_manager = None
+    mcp_routes: list[Any] = []
+    if mcp:
+        from qwenfit.serve.mcp_server import create_mcp
+
+        server = create_mcp(service)
+        mcp_app = server.streamable_http_app(
+            streamable_http_path="/mcp",
+            stateless_http=True,
+            json_response=True,
+            max_request_body_size=max_body,
+            host=host,
+        )
+        mcp_routes = list(mcp_app.routes)
+        session_manager = server.session_manager
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if session_manager is None:
+            yield
+            return
+        async with session_manager.run():
+            yield
+
+    app = FastAPI(
+        title="qwenfit",
+        version=__version__,
+        description="Which Qwen3.5 model a machine should run, how much memory it takes, and "
+        "the command that starts it. The same JSON documents as `qwenfit ... --json`.",
+        lifespan=lifespan,
+    )
+    app.router.routes.extend(mcp_routes)
+    app.state.service = service
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(_: Request, e: RequestValidationError) -> JSONResponse:
+        errors = e.errors()
+        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid"}
+        loc = location(tuple(first.get("loc", ())))
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return error_response(Failure(422, 2, one_line(f"{loc}: {first['msg']}{more}")[:500]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        return error_response(Failure(e.status_code, 2, one_line(str(e.detail))))
+
+    @app.exception_handler(QwenfitError)
+    async def qwenfit_error(_: Request, e: QwenfitError) -> JSONResponse:
+        return error_response(failure(e))
+
+    @app.exception_handler(ValidationError)
+    async def record_error(_: Request, e: ValidationError) -> JSONResponse:
+        return error_response(failure(e))
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, e: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return error_response(failure(e))
+
+    @app.get("/v1/models", summary="The models of the spec table (qwenfit models --json)")
+    def models(family: str = "qwen3.5") -> dict[str, Any]:
+        return service.models(ModelsRequest(family=family))
+
+    @app.get("/v1/gpus", summary="The GPU catalog behind the gpu field")
+    def gpus() -> dict[str, Any]:
+        return service.gpus()
+
+    @app.get("/v1/probe", summary="The server's own machine (qwenfit probe --json)")
+    def probe() -> dict[str, Any]:
+        return service.probe()
+
+    @app.post("/v1/estimate", summary="Memory part by part (qwenfit estimate --json)")
+    def estimate(req: EstimateRequest) -> dict[str, Any]:
+        return service.estimate(req)
+
+    @app.post("/v1/check", summary="Does it fit? 200 with fits false when not")
+    def check(req: CheckRequest) -> dict[str, Any]:
+        return service.check(req)
+
+    @app.post("/v1/recommend", summary="The best picks (qwenfit recommend --json)")
+    def recommend(req: RecommendRequest) -> dict[str, Any]:
+        return service.recommend(req)
+
+    @app.post("/v1/launch", summary="The commands that start a model (qwenfit launch --json)")
+    def launch(req: LaunchRequest) -> dict[str, Any]:
+        return service.launch(req)
+
+    @app.post("/v1/sweep", summary="Memory and fit at each context (4k doubling) and KV type")
+    def sweep(req: SweepRequest) -> dict[str, Any]:
+        return service.sweep(req)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(PAGE / "index.html", media_type="text/html; charset=utf-8")
+
+    app.mount("/static", StaticFiles(directory=PAGE), name="static")
+    app.add_middleware(BodyGuard, max_body=max_body)
+    return app
