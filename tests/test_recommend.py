@@ -17,7 +17,7 @@ from qwenfit.specs.table import SpecTable
 def test_a_24gb_card_gets_the_27b_at_4_to_5_bits(table: SpecTable) -> None:
     r = recommend(make_machine(24, 64), runtime="llama.cpp", table=table)
     best = r.recommendations[0]
-    assert best.model == "qwen3.5-27b" and best.quant in ("q5_k_m", "q4_k_m")
+    assert best.model == "qwen3.5-27b" and best.quant in ("q5_k_m", "q5_k_s", "q4_k_m")
     assert best.max_context is not None and best.max_context >= best.context
     assert best.launch.steps[0].argv[0] == "llama-server"
 
@@ -80,17 +80,21 @@ MACHINES = st.builds(
 TIER = {"gpu": 0, "multi_gpu": 0, "multi_node": 0, "offload": 1, "cpu": 1}
 
 
-def _merit(r: RecommendResult) -> tuple[int, float]:
-    """What 'better' means: the whole model on GPUs beats RAM offload, then quality."""
+def _merit(r: RecommendResult) -> tuple[bool, int]:
+    """What 'better' means beyond quality: reaching the speed floor, then the whole model on
+    GPUs rather than RAM offload."""
     best = r.recommendations[0]
-    return (-TIER[best.placement], best.quality_score)
+    return (best.meets_speed_floor, -TIER[best.placement])
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(machine=MACHINES, more=st.integers(1, 100),
        runtime=st.sampled_from(["llama.cpp", "ollama", "vllm"]))
 def test_more_memory_never_gives_a_worse_pick(machine: tuple[int | None, int], more: int,
                                               runtime: str) -> None:
+    """More memory never loses the floor or the GPU, and never costs quality beyond the
+    benchmarks' noise (within a tie the faster pick may score a little less)."""
     vram, ram = machine
     small = recommend(make_machine(vram, ram), runtime=runtime, limit=1)
     big = recommend(make_machine(None if vram is None else vram + more, ram + more),
@@ -98,8 +102,30 @@ def test_more_memory_never_gives_a_worse_pick(machine: tuple[int | None, int], m
     if small.recommendations:
         assert big.recommendations
         assert _merit(big) >= _merit(small)
+        if _merit(big) == _merit(small):
+            a, b = small.recommendations[0], big.recommendations[0]
+            assert b.quality_score >= a.quality_score - small.tie_threshold
 
 
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None)
+@given(machine=MACHINES, runtime=st.sampled_from(["llama.cpp", "ollama", "vllm"]),
+       floor=st.sampled_from([None, 5.0, 30.0]))
+def test_the_floor_holds_unless_nothing_faster_fits(machine: tuple[int | None, int],
+                                                    runtime: str, floor: float | None) -> None:
+    r = recommend(make_machine(*machine), runtime=runtime, min_speed=floor, limit=1000)
+    if not r.recommendations:
+        return
+    best = r.recommendations[0]
+    if not best.meets_speed_floor:
+        assert not any(x.meets_speed_floor for x in r.recommendations)
+        speeds = [x.tokens_per_second for x in r.recommendations if x.tokens_per_second]
+        assert best.tokens_per_second is None or best.tokens_per_second == max(speeds)
+    assert all(x.tokens_per_second is not None or not x.meets_speed_floor
+               for x in r.recommendations)
+
+
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(machine=MACHINES, runtime=st.sampled_from(["llama.cpp", "ollama", "vllm",
                                                   "transformers"]))

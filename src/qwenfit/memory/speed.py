@@ -156,3 +156,25 @@ def estimate_speed(est: Estimate, machine: Machine, table: SpecTable) -> float |
             return None
         time += ram / (eff[("cpu", moe)] * machine.ram_bandwidth_bytes_per_s)
     return round(1 / time, 1) if time else None
+
+
+# vLLM docs, features/quantization/fp8 (https://docs.vllm.ai/en/latest/features/quantization/
+# fp8.html): "FP8 computation is supported on NVIDIA GPUs with compute capability >= 8.9 (Ada
+# Lovelace, Hopper, Blackwell). FP8 models will run on compute capability >= 7.5 (Turing) as
+# weight-only W8A16, utilizing FP8 Marlin." (vLLM PR #5975.)
+FP8_COMPUTE_CAPABILITY = (8, 9)
+
+
+def fp8_weight_only(est: Estimate, machine: Machine) -> bool:
+    """True when vLLM would run these FP8 weights as weight-only W8A16 (FP8 Marlin) because a GPU
+    in use has no FP8 units: slower than the W8A8 path the speed model's FP8 figures assume,
+    above all in prefill. Unknown compute capabilities count as capable."""
+    if est.runtime != "vllm" or est.quant != "fp8":
+        return False
+    for g in machine.gpus:
+        if g.vendor != "nvidia" or not g.compute_capability:
+            continue
+        major, _, minor = g.compute_capability.partition(".")
+        if (int(major), int(minor or 0)) < FP8_COMPUTE_CAPABILITY:
+            return True
+    return False
