@@ -70,7 +70,8 @@ def why_not_bigger(
     m = min(missed, key=lambda x: (short(x), -x.quality))
     if m.est is None:  # pruned without an estimate: estimate its least demanding variant
         kv, text_only = policy.variants(
-            search.task, search.kv_types, search.options.kv_cache, search.options.text_only
+            search.task, search.kv_types, search.options.kv_cache, search.options.text_only,
+            search.runtime,
         )[-1]
         cfg = search.config(m.spec, m.quant, kv, text_only)
         placed, est = search.place(cfg, pick.est.context, allow_offload)

@@ -102,14 +102,28 @@ def tie_threshold(task: str) -> float:
 Variant = tuple[str, bool]  # (kv cache type, text only)
 
 
+# Runtimes that can leave the vision tower out: llama-server without --mmproj, vLLM
+# --language-model-only, transformers' text-only classes. An Ollama tag carries its tower.
+DROPS_VISION = ("llama.cpp", "vllm", "transformers")
+
+
 def variants(
-    task: str, kv_types: Sequence[str], kv_user: str | None, text_only: bool
+    task: str,
+    kv_types: Sequence[str],
+    kv_user: str | None,
+    text_only: bool,
+    runtime: str = "llama.cpp",
 ) -> list[Variant]:
     """KV cache x vision variants of one model x precision, in the order they are tried: the
     first that fits is kept. `chat` keeps the vision tower before quantizing the KV cache below
     q8_0 (images are part of chat); `agent` and `code` drop it first; `vision` never does."""
     kvs = [kv_user] if kv_user else list(kv_types)
-    towers = [True] if text_only else ([False] if task == "vision" else [False, True])
+    if text_only:
+        towers = [True]
+    elif task == "vision" or runtime not in DROPS_VISION:
+        towers = [False]
+    else:
+        towers = [False, True]
     out = [(kv, t) for kv in kvs for t in towers]
     if task == "chat":
         out.sort(key=lambda v: (kv_quality_loss(v[0]) > 0.01, v[1], kv_quality_loss(v[0])))

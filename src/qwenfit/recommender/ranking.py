@@ -196,7 +196,7 @@ def recommend(
         floor=floor,
         threshold=threshold,
     )
-    first = policy.variants(task, kv_types, options.kv_cache, text_only)[0]
+    first = policy.variants(task, kv_types, options.kv_cache, text_only, rt)[0]
     recs = [
         _recommendation(i + 1, c, search, floor, first, target, text_only)
         for i, c in enumerate(ranked[:limit])

@@ -202,7 +202,8 @@ class Search:
         misses: list[Miss] = []
         pool = self.pool_bytes(allow_offload)
         order = policy.variants(
-            self.task, self.kv_types, self.options.kv_cache, self.options.text_only
+            self.task, self.kv_types, self.options.kv_cache, self.options.text_only,
+            self.runtime,
         )
         for spec in self.table.models:
             if self.only is not None and spec.name not in self.only:
