@@ -160,7 +160,8 @@ def default_runtime(machine: Machine | None) -> RuntimeName:
     allowed: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm")
     if is_apple(machine):
         allowed = ("llama.cpp", "ollama")
-    desktop: RuntimeName = "llama.cpp" if "llama.cpp" in found and "ollama" not in found else "ollama"
+    only_llamacpp = "llama.cpp" in found and "ollama" not in found
+    desktop: RuntimeName = "llama.cpp" if only_llamacpp else "ollama"
     preferred: RuntimeName = "vllm" if "vllm" in allowed and is_datacenter(machine) else desktop
     if preferred in found or not found:
         return preferred

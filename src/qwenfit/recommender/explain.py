@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
 from qwenfit.fit.verdict import check_fit
+from qwenfit.memory import runtimes
 from qwenfit.recommender import policy
 from qwenfit.recommender.search import Candidate, Miss, Search
 from qwenfit.units import GiB, format_context
@@ -64,7 +65,7 @@ def why_not_bigger(
     def short(m: Miss) -> int:
         if m.fit is not None:
             return m.fit.missing_bytes
-        artifact = m.spec.artifact(m.quant, search.runtime_format)
+        artifact = m.spec.artifact(m.quant, runtimes.ARTIFACT_FORMAT[search.runtime])
         return (artifact.text_bytes if artifact else 0) - pool
 
     m = min(missed, key=lambda x: (short(x), -x.quality))

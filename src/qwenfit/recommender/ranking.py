@@ -24,8 +24,15 @@ from qwenfit.recommender.search import Candidate, Miss, Search, SpeedSource, tas
 from qwenfit.specs.table import SpecTable, load_specs
 from qwenfit.units import GiB, format_context
 
-__all__ = ["TASK_BENCHMARKS", "Closest", "Recommendation", "RecommendResult", "Task",
-           "recommend", "task_score"]
+__all__ = [
+    "TASK_BENCHMARKS",
+    "Closest",
+    "RecommendResult",
+    "Recommendation",
+    "Task",
+    "recommend",
+    "task_score",
+]
 
 
 class Recommendation(BaseModel):
@@ -353,7 +360,7 @@ def _recommendation(
         model=c.spec.name,
         display_name=c.spec.display_name,
         runtime=e.runtime,
-        task=search.task,  # type: ignore[arg-type]
+        task=search.task,
         quant=e.quant,
         kv_cache=e.kv_cache,
         text_only=e.text_only,

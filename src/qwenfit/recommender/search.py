@@ -138,10 +138,6 @@ class Search:
     configs: dict[tuple[str, str, str, bool], Config] = field(default_factory=dict)
     estimated: int = 0
 
-    @property
-    def runtime_format(self) -> str:
-        return runtimes.ARTIFACT_FORMAT[self.runtime]
-
     def config(self, spec: ModelSpec, quant: str, kv: str, text_only: bool) -> Config:
         key = (spec.name, quant, kv, text_only)
         cfg = self.configs.get(key)
