@@ -133,4 +133,4 @@ def test_recommend_prefers_whole_gpu_and_offloads_only_when_needed_or_asked() ->
     tiny = recommend(make_machine(2, 64), runtime="llama.cpp")
     assert tiny.recommendations and all(r.placement in ("offload", "cpu")
                                         for r in tiny.recommendations)
-    assert any("RAM" in n for n in tiny.notes)
+    assert any("RAM" in n for n in tiny.notes + tiny.warnings)

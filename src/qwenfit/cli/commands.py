@@ -138,7 +138,7 @@ def estimate(
     if as_json:
         emit({"schema_version": 1, "estimate": est.model_dump(mode="json")})
     else:
-        click.echo(render.estimate(est))
+        click.echo(render.estimate(est, machine))
 
 
 @main.command()
@@ -196,12 +196,14 @@ def check(
     type=click.Choice(["chat", "agent", "code", "vision"]),
     default="chat",
     show_default=True,
-    help="Which benchmarks rank the models.",
+    help="Which benchmarks rank the models; the launch step configures the runtime for it.",
 )
 @click.option(
     "--min-speed",
     type=SpeedType(),
-    help="Minimum decode tokens/s.",
+    help="Usable-speed floor, decode tokens/s (default 10 for every task: twice reading "
+    "speed, since a thinking model writes its reasoning first). Slower picks are shown only "
+    "when nothing faster fits.",
 )
 @click.option(
     "-n",

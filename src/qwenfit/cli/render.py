@@ -8,6 +8,7 @@ from qwenfit.units import GiB, format_bytes, format_context
 
 if TYPE_CHECKING:
     from qwenfit.fit.preflight import CheckResult
+    from qwenfit.fit.verdict import Fit
     from qwenfit.hardware.machine import Machine
     from qwenfit.launch.commands import LaunchCommand
     from qwenfit.memory.record import Estimate
@@ -103,7 +104,33 @@ def _where(devices: list[int | None]) -> str:
     return f"{len(devices)} GPUs, each"
 
 
-def estimate(e: Estimate) -> str:
+def needs(f: Fit) -> str:
+    """GPU need and RAM need, each against its own budget (never one total for both)."""
+    parts = []
+    if f.gpu_need_bytes or f.gpu_budget_bytes:
+        parts.append(
+            f"GPU {f.gpu_need_bytes / GiB:.2f} GiB needed of {f.gpu_budget_bytes / GiB:.2f} GiB "
+            "usable"
+        )
+    parts.append(
+        f"RAM {f.ram_need_bytes / GiB:.2f} GiB needed of {f.ram_budget_bytes / GiB:.2f} GiB usable"
+    )
+    return "; ".join(parts)
+
+
+def estimate(e: Estimate, machine: Machine | None = None) -> str:
+    """The estimate; given the machine it was laid out on, also whether it fits there."""
+    text = _estimate(e)
+    if machine is None:
+        return text
+    from qwenfit.fit.verdict import check_fit
+
+    f = check_fit(e, machine)
+    verdict = "fits this machine" if f.fits else f"does not fit this machine: {f.reason}"
+    return "\n".join([text, "", f"{verdict} ({needs(f)})"])
+
+
+def _estimate(e: Estimate) -> str:
     head = (
         f"{e.model} on {e.runtime}, {e.quant}, context {e.context} tokens "
         f"({e.context_source}) x {e.parallel} sequence(s), KV {e.kv_cache}"
@@ -130,7 +157,7 @@ def estimate(e: Estimate) -> str:
 
 def check(r: CheckResult) -> str:
     verdict = "fits" if r.fits else f"does not fit: {r.fit.reason}"
-    lines = [estimate(r.estimate), "", f"verdict: {verdict}"]
+    lines = [_estimate(r.estimate), "", f"verdict: {verdict} ({needs(r.fit)})"]
     if r.nearest:
         n = r.nearest
         lines.append(
@@ -161,14 +188,23 @@ def recommendation(r: RecommendResult) -> str:
         f"(up to {format_context(best.max_context or best.context)} fits)."
     ]
     lines += [f"  - {x}" for x in best.reasons]
+    lines += [f"  - gave up: {x}" for x in best.gave_up]
+    lines += [f"  - warning: {x}" for x in best.warnings]
+    if r.why_not_bigger:
+        lines.append(f"  - why not bigger: {r.why_not_bigger}")
     lines += ["", launch(best.launch)]
     if len(r.recommendations) > 1:
         lines += ["", "Alternatives:"]
         for x in r.recommendations[1:]:
             tps = f", ~{x.tokens_per_second:.0f} tok/s" if x.tokens_per_second else ""
+            e = x.estimate
+            mem = f"GPU {e.gpu_bytes / GiB:.1f} GiB" if e.gpu_bytes else ""
+            if e.ram_bytes:
+                mem += (", " if mem else "") + f"RAM {e.ram_bytes / GiB:.1f} GiB"
             lines.append(
-                f"  {x.rank}. {x.display_name} {x.quant}: score {x.quality_score:.1f}, "
-                f"{x.estimate.total_bytes / GiB:.1f} GiB{tps}"
+                f"  {x.rank}. {x.display_name} {x.quant}, KV {x.kv_cache}"
+                f"{', text only' if x.text_only else ''}: score {x.quality_score:.1f}, "
+                f"{mem}{tps}"
             )
-    lines += ["", *(f"note: {n}" for n in r.notes)]
+    lines += ["", *(f"warning: {w}" for w in r.warnings), *(f"note: {n}" for n in r.notes)]
     return "\n".join(lines).rstrip()

@@ -127,9 +127,16 @@ def with_overrides(
     """`base` (or an empty machine) with GPUs and RAM replaced by what the user stated.
 
     `--vram` alone means one GPU of that size; with `--gpu` it sets each listed GPU's memory.
-    `--vram 0` means no GPU. `ram_bandwidth` ('80GB/s') sets the RAM's bandwidth, which speed
+    `--vram 0` means no GPU. Without `base`, a GPU or VRAM override needs `ram` (UsageError
+    naming it otherwise). `ram_bandwidth` ('80GB/s') sets the RAM's bandwidth, which speed
     estimates need for CPU and offloaded runs.
     """
+    if base is None and ram is None and (gpu is not None or vram is not None):
+        # Planning with 0 bytes of RAM would blame the GPU for what RAM lacks.
+        raise UsageError(
+            "with_overrides: a GPU without ram has no RAM to plan with; pass ram='64GB' "
+            "(or base=probe() to take the RAM of this machine)"
+        )
     m = base or Machine(
         source="hypothetical", ram_total_bytes=0, ram_available_bytes=0, ram_usable_bytes=0
     )

@@ -215,10 +215,11 @@ def configure(
     table = table or load_specs()
     spec = model if isinstance(model, ModelSpec) else table.get(model)
     o = options
-    rt = (
+    rt = runtimes.check_runtime_on(
+        machine,
         runtimes.check_runtime(o.runtime)
         if o.runtime
-        else runtimes.runtime_for(spec, runtimes.default_runtime(machine))
+        else runtimes.runtime_for(spec, runtimes.default_runtime(machine)),
     )
     quant = o.quant
     if quant is None:

@@ -111,10 +111,9 @@ def estimate_with(
     update: dict[str, object] = {}
     notes = list(est.notes)
     if machine is not None:
-        tps = speed.estimate_speed(est, machine, table)
+        tps = speed.estimate_speed(est, machine, table)  # MTP's gain included
         if tps is not None and est.mtp:
             factor = runtimes.MTP_SPEED_FACTOR[(est.runtime, spec.is_moe)]
-            tps *= factor
             notes.append(
                 f"MTP: decode speed x {factor:g} (published runs; acceptance 0.5-0.9 falls "
                 "with context, see docs/estimation.md)"

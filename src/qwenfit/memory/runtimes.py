@@ -137,24 +137,88 @@ def kv_bytes(elements: int, kv_type: str) -> int:
     return elements * KV_BYTES_PER_32[kv_type] // 32
 
 
-def default_runtime(machine: Machine | None) -> RuntimeName:
-    """What the recommender uses when the user names no runtime.
+# NVIDIA GPUs sold for servers (the catalog's datacenter parts, and any card of 40 GiB or more):
+# the people who run them serve with vLLM. GeForce cards are desktop cards (Ollama, llama.cpp).
+DATACENTER_MIN_MEMORY = 40 * GiB
+DATACENTER_NAMES = ("A10", "A16", "A2", "A30", "A40", "L4", "L20", "L40", "L40S", "T4")
+# A box with this many GPUs is a server whatever the cards: tensor parallel needs vLLM.
+SERVER_MIN_GPUS = 4
 
-    vLLM when a datacenter-class NVIDIA GPU (40 GiB or more) is present and vLLM is installed;
-    otherwise llama.cpp when llama-server is installed and Ollama is not; otherwise Ollama, the
-    easiest way to run a GGUF on a consumer GPU or a CPU.
+# Which runtimes have a GPU build for each vendor. Apple Silicon: vLLM's macOS build runs on the
+# CPU only ("vLLM has experimental support for macOS with Apple Silicon ... currently only
+# supports FP32 and FP16 on CPU", https://docs.vllm.ai/en/latest/getting_started/installation/
+# cpu.html), so qwenfit never plans vLLM there. AMD: llama.cpp has a HIP/ROCm backend
+# (docs/build.md "HIP"), Ollama ships ROCm builds (docs/gpu.md "AMD Radeon"), vLLM has a ROCm
+# build (docs.vllm.ai installation/gpu "ROCm"), transformers runs on PyTorch's ROCm wheels.
+GPU_BUILDS: dict[str, tuple[RuntimeName, ...]] = {
+    "nvidia": ("llama.cpp", "ollama", "vllm", "transformers"),
+    "amd": ("llama.cpp", "ollama", "vllm", "transformers"),
+    "apple": ("llama.cpp", "ollama", "transformers"),
+    "other": ("llama.cpp", "ollama", "vllm", "transformers"),
+}
+
+
+def is_apple(machine: Machine | None) -> bool:
+    return machine is not None and any(
+        g.vendor == "apple" or g.unified_memory for g in machine.gpus
+    )
+
+
+def check_runtime_on(machine: Machine | None, runtime: RuntimeName) -> RuntimeName:
+    """`runtime`, if it has a GPU build for the machine's GPUs; UsageError (exit 2) if not."""
+    if runtime == "vllm" and is_apple(machine):
+        raise UnsupportedError(
+            "vLLM has no Apple Silicon GPU build (its macOS build runs on the CPU only); "
+            "use --runtime llama.cpp or --runtime ollama, which run on Metal"
+        )
+    for g in machine.gpus if machine else []:
+        if runtime not in GPU_BUILDS[g.vendor]:
+            raise UnsupportedError(
+                f"{runtime} has no build for {g.vendor} GPUs; allowed: "
+                + ", ".join(GPU_BUILDS[g.vendor])
+            )
+    return runtime
+
+
+def is_datacenter(machine: Machine) -> bool:
+    """NVIDIA or AMD server GPUs, or a box with SERVER_MIN_GPUS GPUs or more."""
+    def server_card(name: str, memory: int) -> bool:
+        short = name.upper().replace("NVIDIA", "").replace("AMD", "").strip()
+        return (
+            memory >= DATACENTER_MIN_MEMORY
+            or short.split(" ")[0] in DATACENTER_NAMES
+            or short.startswith("INSTINCT")
+            or short.startswith("MI")
+        )
+
+    gpus = [g for g in machine.gpus if g.vendor in ("nvidia", "amd")]
+    return bool(gpus) and (
+        len(gpus) >= SERVER_MIN_GPUS
+        or any(server_card(g.name, g.memory_total_bytes) for g in gpus)
+    )
+
+
+def default_runtime(machine: Machine | None) -> RuntimeName:
+    """The runtime a person on `machine` would use, for probed and hypothetical machines alike.
+
+    NVIDIA/AMD datacenter GPUs and multi-GPU servers: vLLM. Consumer GPUs, Apple Silicon and
+    CPUs: Ollama, or llama.cpp when llama-server is installed and Ollama is not. Apple never
+    gets vLLM. What is installed wins: when the class's runtime is missing but another one that
+    runs on this hardware is installed, that one is used.
     """
     if machine is None:
         return "ollama"
     found = machine.runtimes
-    big_nvidia = any(
-        g.vendor == "nvidia" and g.memory_total_bytes >= 40 * GiB for g in machine.gpus
-    )
-    if big_nvidia and "vllm" in found:
-        return "vllm"
-    if "llama.cpp" in found and "ollama" not in found:
-        return "llama.cpp"
-    return "ollama"
+    allowed: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm")
+    if is_apple(machine):
+        allowed = ("llama.cpp", "ollama")
+    only_llamacpp = "llama.cpp" in found and "ollama" not in found
+    desktop: RuntimeName = "llama.cpp" if only_llamacpp else "ollama"
+    preferred: RuntimeName = "vllm" if "vllm" in allowed and is_datacenter(machine) else desktop
+    if preferred in found or not found:
+        return preferred
+    installed = [r for r in allowed if r in found]
+    return installed[0] if installed else preferred
 
 
 # The artifact each runtime loads (the spec table's `runtimes[...].formats`, one each).

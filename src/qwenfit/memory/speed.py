@@ -22,6 +22,7 @@ from qwenfit.hardware.machine import Machine
 from qwenfit.memory.config import configure, plan
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
+from qwenfit.memory.runtimes import MTP_SPEED_FACTOR
 from qwenfit.specs.table import SpecTable
 from qwenfit.units import TiB
 
@@ -155,4 +156,30 @@ def estimate_speed(est: Estimate, machine: Machine, table: SpecTable) -> float |
         if not machine.ram_bandwidth_bytes_per_s or ("cpu", moe) not in eff:
             return None
         time += ram / (eff[("cpu", moe)] * machine.ram_bandwidth_bytes_per_s)
-    return round(1 / time, 1) if time else None
+    if not time:
+        return None
+    # MTP drafting: the published gain per runtime and kind (memory.runtimes.MTP_SPEED_FACTOR).
+    factor = MTP_SPEED_FACTOR[(est.runtime, moe)] if est.mtp else 1.0
+    return round(factor / time, 1)
+
+
+# vLLM docs, features/quantization/fp8 (https://docs.vllm.ai/en/latest/features/quantization/
+# fp8.html): "FP8 computation is supported on NVIDIA GPUs with compute capability >= 8.9 (Ada
+# Lovelace, Hopper, Blackwell). FP8 models will run on compute capability >= 7.5 (Turing) as
+# weight-only W8A16, utilizing FP8 Marlin." (vLLM PR #5975.)
+FP8_COMPUTE_CAPABILITY = (8, 9)
+
+
+def fp8_weight_only(est: Estimate, machine: Machine) -> bool:
+    """True when vLLM would run these FP8 weights as weight-only W8A16 (FP8 Marlin) because a GPU
+    in use has no FP8 units: slower than the W8A8 path the speed model's FP8 figures assume,
+    above all in prefill. Unknown compute capabilities count as capable."""
+    if est.runtime != "vllm" or est.quant != "fp8":
+        return False
+    for g in machine.gpus:
+        if g.vendor != "nvidia" or not g.compute_capability:
+            continue
+        major, _, minor = g.compute_capability.partition(".")
+        if (int(major), int(minor or 0)) < FP8_COMPUTE_CAPABILITY:
+            return True
+    return False

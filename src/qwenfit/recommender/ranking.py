@@ -1,53 +1,38 @@
-"""`recommend()`: the best Qwen3.5 size, precision and context for a machine, with alternatives.
+"""`recommend()`: the best Qwen3.5 size, precision, KV cache, vision and context for a machine.
 
-Policy, in order: expected quality (the model card's scores for the task, reduced by the
-measured loss of the precision), then estimated decode speed, then memory headroom, then name.
-Candidates must fit by `fit.check_fit` at the target context; only when none does (and the user
-did not pin the context) are contexts lowered, never below 4096 tokens.
+The policy (floors, ties, thresholds and their sources) is `policy`; the candidate space and its
+pruning is `search`; the sentences about each pick are `explain`; `docs/recommending.md` states
+it all for people, with a panel of machines kept current by tests/test_recommend_panel.py.
 """
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass, replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from qwenfit.errors import UsageError
-from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
-from qwenfit.fit.verdict import Fit, check_fit
+from qwenfit.fit.verdict import Fit
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch.commands import LaunchCommand, launch_command
-from qwenfit.memory import runtimes
-from qwenfit.memory.context import max_context_of
-from qwenfit.memory.estimator import estimate_with
+from qwenfit.memory import runtimes, speed
 from qwenfit.memory.options import DEFAULT_MARGIN, FlashAttn, Options
 from qwenfit.memory.record import Estimate, LayoutKind
-from qwenfit.specs.table import DEFAULT_FAMILY, ModelSpec, RuntimeName, SpecTable, load_specs
-from qwenfit.units import GiB
+from qwenfit.recommender import explain, policy
+from qwenfit.recommender.policy import TASK_BENCHMARKS, Task
+from qwenfit.recommender.search import Candidate, Miss, Search, SpeedSource, task_score
+from qwenfit.specs.table import DEFAULT_FAMILY, SpecTable, load_specs
+from qwenfit.units import GiB, format_context
 
-Task = Literal["chat", "agent", "code", "vision"]
-TASK_BENCHMARKS: dict[str, tuple[str, ...]] = {
-    "chat": (
-        "MMLU-Pro",
-        "MMLU-Redux",
-        "C-Eval",
-        "SuperGPQA",
-        "GPQA",
-        "IFEval",
-        "MMMLU",
-        "LongBench v2",
-    ),
-    "agent": ("BFCL-V4", "TAU2-Bench", "IFEval"),
-    "code": ("LiveCodeBench v6",),
-    "vision": ("MMMU", "MMStar"),
-}
-DEFAULT_CONTEXT = 32768
-# Without --min-speed, picks that would generate slower than people read are left out: silent
-# reading of English averages 238 words per minute (Brysbaert 2019, "How many words do we read
-# per minute?", J. Memory and Language 109) and a word is about 1.33 tokens, so ~5 tokens/s.
-READING_SPEED = 5.0
+__all__ = [
+    "TASK_BENCHMARKS",
+    "Closest",
+    "RecommendResult",
+    "Recommendation",
+    "Task",
+    "recommend",
+    "task_score",
+]
 
 
 class Recommendation(BaseModel):
@@ -57,12 +42,30 @@ class Recommendation(BaseModel):
     model: str
     display_name: str
     runtime: str
+    task: Task = Field(description="The task this pick was made for (drives the launch flags).")
     quant: str
+    kv_cache: str = Field(description="KV cache type of this pick.")
+    text_only: bool = Field(description="True: the vision tower is left out.")
     context: int
     max_context: int | None = Field(description="Largest context that fits with this pick.")
     placement: LayoutKind = Field(description="gpu, multi_gpu, multi_node, offload or cpu.")
-    quality_score: float = Field(description="Task score after the precision's quality loss.")
+    quality_score: float = Field(
+        description="Task score after the quality loss of the precision and the KV cache type."
+    )
     tokens_per_second: float | None = Field(description="Estimated decode speed, one sequence.")
+    speed_source: SpeedSource = Field(
+        description="estimated (known bandwidths), assumed RAM bandwidth, or unknown."
+    )
+    meets_speed_floor: bool = Field(description="Speed known and at least the floor.")
+    parallel: int = Field(ge=1, description="Sequences served at once, as asked.")
+    max_num_seqs: int | None = Field(
+        description="vLLM: sequences at this context the memory left for KV blocks holds."
+    )
+    aggregate_tokens_per_second: float | None = Field(
+        description="Per-user speed x sequences served at once (memory-bound decode)."
+    )
+    gave_up: list[str] = Field(description="What this pick traded away to fit.")
+    warnings: list[str] = []
     estimate: Estimate
     fit: Fit
     command: str = Field(description="The command that serves the model, quoted for a shell.")
@@ -89,67 +92,24 @@ class RecommendResult(BaseModel):
     schema_version: Literal[1] = 1
     machine: Machine
     runtime: str
+    runtime_source: Literal["user", "machine"] = Field(
+        "machine", description="user: --runtime; machine: what people on this hardware use."
+    )
     task: Task
     context: int
     context_source: Literal["user", "default"]
+    min_speed: float = Field(0.0, description="The usable-speed floor applied, tokens/s.")
+    min_speed_source: Literal["user", "task default"] = "task default"
+    tie_threshold: float = Field(
+        0.0, description="Score points within which two picks count as equal (benchmark noise)."
+    )
     recommendations: list[Recommendation]
+    why_not_bigger: str | None = Field(
+        None, description="The nearest better model, what it lacks, and what would fit it."
+    )
     closest: Closest | None = None
     notes: list[str] = []
-
-
-def task_score(spec: ModelSpec, task: Task) -> tuple[bool, float]:
-    """(has scores for this task, mean score); models without them fall back to 'chat'."""
-    scores = spec.quality.scores if spec.quality else {}
-    own = [scores[b] for b in TASK_BENCHMARKS[task] if b in scores]
-    if own:
-        return True, statistics.fmean(own)
-    chat = [scores[b] for b in TASK_BENCHMARKS["chat"] if b in scores]
-    return False, statistics.fmean(chat) if chat else 0.0
-
-
-@dataclass(frozen=True)
-class _Search:
-    """Everything fixed during one recommendation; `estimate` varies model, quant, context."""
-
-    table: SpecTable
-    machine: Machine
-    runtime: RuntimeName
-    task: Task
-    options: Options
-    only: set[str] | None
-
-    def estimate(self, spec: ModelSpec, quant: str, context: int) -> Estimate:
-        options = self.options.model_copy(
-            update={"runtime": self.runtime, "quant": quant, "context": context}
-        )
-        return estimate_with(spec, options, self.machine, self.table)
-
-    def max_context(self, est: Estimate) -> int | None:
-        return max_context_of(est, self.machine, self.options.margin, self.table)
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    spec: ModelSpec
-    est: Estimate
-    fit: Fit
-    has_task: bool
-    quality: float
-
-    def key(self) -> tuple[bool, float, float, int, str, str]:
-        headroom = (
-            self.fit.gpu_budget_bytes - self.fit.gpu_need_bytes
-            if self.est.gpu_bytes
-            else self.fit.ram_budget_bytes - self.fit.ram_need_bytes
-        )
-        return (
-            not self.has_task,
-            -round(self.quality, 3),
-            -(self.est.tokens_per_second or 0.0),
-            -headroom,
-            self.spec.name,
-            self.est.quant,
-        )
+    warnings: list[str] = []
 
 
 def recommend(
@@ -172,15 +132,15 @@ def recommend(
     models: list[str] | None = None,
     table: SpecTable | None = None,
 ) -> RecommendResult:
-    """Rank every model x precision the runtime can load on `machine`; best first.
+    """Rank every model x precision x KV cache x vision variant the runtime can run on
+    `machine`; best first (see `policy`).
 
     `models` restricts the candidates to these names or aliases; otherwise the models of
     `family` are ranked (qwen3.5 by default, qwen3.6, qwen3.8 or all). `mtp` sizes every pick
-    with MTP speculative decoding (llama.cpp, vLLM). Configurations that fit the
-    GPU(s) whole come first. Offloading experts or layers to RAM
-    (llama.cpp, Ollama) is considered when `allow_offload` is set, or when nothing else fits:
-    it runs, but reads part of the weights at RAM speed. Returns an empty `recommendations`
-    list (and `closest`) when nothing fits at all.
+    with MTP speculative decoding (llama.cpp, vLLM). Configurations that fit the GPU(s) whole
+    are searched first; offloading experts or layers to RAM (llama.cpp, Ollama) is
+    considered when `allow_offload` is set, or when nothing else fits. Returns an empty
+    `recommendations` list (and `closest`) when nothing fits at all.
     """
     table = table or load_specs()
     if task not in TASK_BENCHMARKS:
@@ -189,14 +149,17 @@ def recommend(
         raise UsageError("--task vision needs the vision tower; drop --text-only")
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be at least 1")
-    rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
-    in_family = table.family_models(family)
-    chosen = (
-        {table.get(m).name for m in models} if models else {m.name for m in in_family}
+    if min_speed is not None and min_speed < 0:
+        raise UsageError(f"invalid --min-speed {min_speed}: must be 0 or more")
+    rt = runtimes.check_runtime_on(
+        machine,
+        runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine),
     )
+    in_family = table.family_models(family)
+    chosen = {table.get(m).name for m in models} if models else {m.name for m in in_family}
     options = Options.of(
         mtp=mtp,
-        kv_cache=kv_cache,
+        kv_cache=runtimes.check_kv_cache(table, rt, kv_cache) if kv_cache else None,
         parallel=parallel,
         flash_attn=flash_attn,
         text_only=text_only,
@@ -204,51 +167,68 @@ def recommend(
         nodes=nodes,
         margin=margin,
     )
-    search = _Search(table, machine, rt, task, options, chosen)
-    target = context or DEFAULT_CONTEXT
-    notes = []
+    kv_types = tuple(
+        k for k in policy.SEARCH_KV_TYPES[rt] if k in table.runtimes[rt].kv_cache_types
+    ) or (runtimes.check_kv_cache(table, rt, None),)
+    search = Search(table, machine, rt, task, options, chosen, kv_types)
+    floor = policy.SPEED_FLOOR[task] if min_speed is None else float(min_speed)
+    threshold = policy.tie_threshold(task)
+    target = context or policy.TASK_CONTEXT[task]
+    notes: list[str] = []
+    warnings: list[str] = []
+    if runtime is None:
+        notes.append(f"runtime {rt}: {_runtime_reason(machine, rt)}")
     if context is None:
         notes.append(
-            f"context {target} tokens by default (pass --context to change it); "
-            "max_context says how far each pick can go"
+            f"context {target} tokens: the default for thinking tasks (the model card asks "
+            "for 32,768 output tokens); pass --context to change it"
         )
-    candidates, misses = _candidates(search, target, shrink=False)
+    offload = allow_offload
+    candidates, misses = search.candidates(target, shrink=False, allow_offload=offload)
     if not candidates and context is None:
-        candidates, _ = _candidates(search, target, shrink=True)
+        candidates, _ = search.candidates(target, shrink=True, allow_offload=offload)
         if candidates:
-            notes.append(f"nothing fits at {target} tokens; contexts were lowered to fit")
-    if not candidates and not allow_offload and rt in ("llama.cpp", "ollama") and machine.gpus:
-        search = replace(search, options=options.model_copy(update={"allow_offload": True}))
-        candidates, _ = _candidates(search, target, shrink=context is None)
+            warnings.append(
+                f"nothing fits at {target} tokens: contexts were lowered to fit; a thinking "
+                "model may be cut off before it answers"
+            )
+    if not candidates and not offload and rt in ("llama.cpp", "ollama") and machine.gpus:
+        offload = True
+        search.options = options.model_copy(update={"allow_offload": True})
+        candidates, _ = search.candidates(target, shrink=context is None, allow_offload=True)
         if candidates:
-            notes.append(
-                "nothing fits the GPU whole: these picks keep part of the weights in "
-                "RAM, which is much slower"
+            warnings.append(
+                "nothing fits the GPU whole: these picks keep part of the weights in RAM, "
+                "which is much slower"
             )
-    if min_speed is not None:
-        candidates = [
-            c
-            for c in candidates
-            if c.est.tokens_per_second is not None and c.est.tokens_per_second >= min_speed
-        ]
-    else:
-        readable = [
-            c
-            for c in candidates
-            if c.est.tokens_per_second is None or c.est.tokens_per_second >= READING_SPEED
-        ]
-        if len(readable) < len(candidates):
-            notes.append(
-                f"left out picks slower than reading speed ({READING_SPEED} tokens/s); "
-                "pass --min-speed 0 to see them"
+    ranked = policy.rank(
+        candidates,
+        quality=lambda c: c.quality,
+        speed=lambda c: c.speed,
+        tiebreak=Candidate.tiebreak,
+        floor=floor,
+        threshold=threshold,
+    )
+    first = policy.variants(task, kv_types, options.kv_cache, text_only, rt)[0]
+    recs = [
+        _recommendation(i + 1, c, search, floor, first, target, text_only)
+        for i, c in enumerate(ranked[:limit])
+    ]
+    why = None
+    if ranked:
+        best = ranked[0]
+        if best.speed is None:
+            warnings.append(
+                "decode speed unknown (a memory bandwidth is unknown): picks are ranked by "
+                "quality alone; give --gpu from the catalog or --ram-bandwidth"
             )
-        candidates = readable or candidates
-    candidates.sort(key=_Candidate.key)
-    recs = [_recommendation(i + 1, c, search) for i, c in enumerate(candidates[:limit])]
-    if candidates and candidates[0].est.tokens_per_second is None:
-        notes.append("memory bandwidth of this device unknown: decode speed not estimated")
-    if recs:
-        top = table.get(recs[0].model)
+        elif best.speed < floor:
+            warnings.append(
+                f"the pick runs about {best.speed:.0f} tokens/s, below the {floor:g} tokens/s "
+                f"floor for {task}: nothing faster fits"
+            )
+        why = explain.why_not_bigger(search, best, ranked, misses, floor, threshold, offload)
+        top = table.get(best.spec.name)
         newer = [m for m in table.newer_same_shape(top) if m.family != top.family]
         if newer:
             notes.append(
@@ -259,45 +239,40 @@ def recommend(
     return RecommendResult(
         machine=machine,
         runtime=rt,
+        runtime_source="user" if runtime else "machine",
         task=task,
         context=target,
         context_source="user" if context else "default",
+        min_speed=floor,
+        min_speed_source="user" if min_speed is not None else "task default",
+        tie_threshold=threshold,
         recommendations=recs,
+        why_not_bigger=why,
         closest=closest,
         notes=notes,
+        warnings=warnings,
     )
 
 
-def _candidates(
-    search: _Search, target: int, shrink: bool
-) -> tuple[list[_Candidate], list[tuple[Estimate, Fit]]]:
-    """Fitting candidates, and (when none fit) every miss for `_closest`."""
-    found, misses = [], []
-    for spec in search.table.models:
-        if search.only is not None and spec.name not in search.only:
-            continue
-        has_task, score = task_score(spec, search.task)
-        for quant in runtimes.loadable_precisions(search.table, spec, search.runtime):
-            est = search.estimate(spec, quant, target)
-            fit = check_fit(est, search.machine, search.options.margin)
-            if not fit.fits and shrink:
-                ctx = search.max_context(est)
-                if ctx is None or ctx < MIN_USEFUL_CONTEXT:
-                    continue
-                est = search.estimate(spec, quant, ctx)
-                fit = check_fit(est, search.machine, search.options.margin)
-            if not fit.fits:
-                misses.append((est, fit))
-                continue
-            loss = search.table.precisions[quant].quality_loss
-            found.append(_Candidate(spec, est, fit, has_task, score * (1 - loss)))
-    return found, misses
+def _runtime_reason(machine: Machine, rt: str) -> str:
+    if rt in machine.runtimes:
+        return "installed here"
+    if machine.runtimes:
+        return "installed here (the usual runtime for this hardware is not)"
+    if rt == "vllm":
+        return "datacenter GPUs or a multi-GPU server (none installed here)"
+    if runtimes.is_apple(machine):
+        return "Apple Silicon runs GGUF builds on Metal (none installed here)"
+    return "a desktop GPU or CPU (none installed here)"
 
 
-def _closest(misses: list[tuple[Estimate, Fit]], machine: Machine, runtime: str) -> Closest | None:
-    if not misses:
+def _closest(misses: list[Miss], machine: Machine, runtime: str) -> Closest | None:
+    estimated = [m for m in misses if m.est is not None and m.fit is not None]
+    if not estimated:
         return None
-    est, fit = min(misses, key=lambda m: (m[1].missing_bytes, m[0].model, m[0].quant))
+    m = min(estimated, key=lambda x: (x.fit.missing_bytes, x.spec.name, x.quant))  # type: ignore[union-attr]
+    assert m.est is not None and m.fit is not None
+    est, fit = m.est, m.fit
     where = "GPU memory" if est.gpu_bytes else "RAM"
     advice = f"{est.model} at {est.quant} needs {fit.missing_bytes / GiB:.1f} GiB more {where}"
     if est.gpu_bytes and runtime in ("vllm", "transformers"):
@@ -313,25 +288,83 @@ def _closest(misses: list[tuple[Estimate, Fit]], machine: Machine, runtime: str)
     )
 
 
-def _recommendation(rank: int, c: _Candidate, search: _Search) -> Recommendation:
+def _recommendation(
+    rank: int,
+    c: Candidate,
+    search: Search,
+    floor: float,
+    first: policy.Variant,
+    target: int,
+    user_text_only: bool,
+) -> Recommendation:
     e = c.est
-    top = search.max_context(e)
-    loss = search.table.precisions[e.quant].quality_loss
-    where = "GPU" if e.gpu_bytes else "RAM"
-    budget = c.fit.gpu_budget_bytes if e.gpu_bytes else c.fit.ram_budget_bytes
-    lossy = f", less {loss * 100:.1f}% for {e.quant}" if loss else ""
+    top = search.max_context(c.cfg)
+    w_loss = search.table.precisions[e.quant].quality_loss
+    kv_loss = policy.kv_quality_loss(e.kv_cache)
+    lossy = "".join(
+        [
+            f", less {w_loss * 100:.2g}% for {e.quant}" if w_loss else "",
+            f", less {kv_loss * 100:.2g}% for KV {e.kv_cache}" if kv_loss else "",
+        ]
+    )
+    usable = (
+        "what vLLM claims at start"
+        if e.runtime == "vllm" and e.gpu_bytes
+        else f"after a {c.fit.margin_bytes / GiB:.1f} GiB margin"
+    )
+    need = []
+    if e.gpu_bytes:
+        need.append(
+            f"needs {e.gpu_bytes / GiB:.1f} GiB of GPU memory of "
+            f"{c.fit.gpu_budget_bytes / GiB:.1f} GiB usable ({usable})"
+        )
+    if e.ram_bytes or not e.gpu_bytes:
+        need.append(
+            f"{e.ram_bytes / GiB:.1f} GiB of RAM of {c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
+        )
     reasons = [
-        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks{lossy})",
-        f"needs {e.total_bytes / GiB:.1f} GiB of {where}; {budget / GiB:.1f} GiB usable "
-        + (
-            "(what vLLM claims at start)"
-            if e.runtime == "vllm" and e.gpu_bytes
-            else f"after a {c.fit.margin_bytes / GiB:.1f} GiB margin"
-        ),
+        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks"
+        f"{lossy})",
+        "; ".join(need),
     ]
-    if e.tokens_per_second is not None:
+    warnings = []
+    if c.speed is not None:
+        how = (
+            "memory-bandwidth estimate"
+            if c.speed_source == "estimated"
+            else f"assuming {policy.ASSUMED_RAM_BANDWIDTH / 1e9:.1f} GB/s RAM; "
+            "--ram-bandwidth to set it"
+        )
+        reasons.append(f"about {c.speed:.0f} tokens/s decode ({how})")
+    else:
+        reasons.append("decode speed unknown (a memory bandwidth is unknown)")
+    if c.speed is None or c.speed < floor:
+        warnings.append(
+            f"below the {floor:g} tokens/s usable-speed floor"
+            if c.speed is not None
+            else "speed unknown: not counted as reaching the usable-speed floor"
+        )
+    seqs = c.max_num_seqs
+    if e.parallel > 1:
         reasons.append(
-            f"about {e.tokens_per_second:.0f} tokens/s decode (memory-bandwidth estimate)"
+            f"{c.concurrency} users at once, about {c.aggregate or 0:.0f} tokens/s in all "
+            "(per-user speed x users, memory-bound decode)"
+        )
+    if seqs is not None and seqs < e.parallel:
+        warnings.append(
+            f"the memory left for KV blocks holds {seqs} sequences of "
+            f"{format_context(e.context)}, fewer than --parallel {e.parallel}"
+        )
+    if speed.fp8_weight_only(e, search.machine):
+        warnings.append(
+            "FP8 weights on a GPU without FP8 units (compute capability < 8.9): vLLM runs them "
+            "weight-only (W8A16, FP8 Marlin), slower than this estimate, above all in prefill "
+            "(docs.vllm.ai features/quantization/fp8)"
+        )
+    if e.runtime == "vllm" and e.kv_cache == "fp8":
+        warnings.append(
+            "FP8 KV cache on this hybrid model: reports of corrupted output (vLLM #42179) and of "
+            "little memory gain (vLLM #55196); --kv-cache bf16 is the safe choice"
         )
     launch = launch_command(e, table=search.table)
     serve = launch.steps[-1]
@@ -340,12 +373,22 @@ def _recommendation(rank: int, c: _Candidate, search: _Search) -> Recommendation
         model=c.spec.name,
         display_name=c.spec.display_name,
         runtime=e.runtime,
+        task=search.task,
         quant=e.quant,
+        kv_cache=e.kv_cache,
+        text_only=e.text_only,
         context=e.context,
         max_context=top,
         placement=e.layout.kind,
         quality_score=round(c.quality, 2),
-        tokens_per_second=e.tokens_per_second,
+        tokens_per_second=c.speed,
+        speed_source=c.speed_source,
+        meets_speed_floor=c.speed is not None and c.speed >= floor,
+        parallel=e.parallel,
+        max_num_seqs=seqs,
+        aggregate_tokens_per_second=c.aggregate,
+        gave_up=explain.gave_up(c, first, target, user_text_only),
+        warnings=warnings,
         estimate=e,
         fit=c.fit,
         command=serve.shell,
@@ -353,3 +396,4 @@ def _recommendation(rank: int, c: _Candidate, search: _Search) -> Recommendation
         launch=launch,
         reasons=reasons,
     )
+

@@ -1,0 +1,261 @@
+"""The candidate space: model x precision x KV cache type x vision tower x placement, at a
+context, each laid out by the runtime's own planner and checked by `fit.check_fit`.
+
+Pruned so the whole space stays cheap: a precision whose weights alone exceed every byte the
+machine could give is skipped without an estimate; the variants of one model x precision are
+tried best first and the first that fits is kept (a configuration that fits at f16 with its
+vision tower needs no KV or vision variant); configurations are resolved once per search and
+their builds are memoized per `Config`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Literal
+
+from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
+from qwenfit.fit.verdict import Fit, check_fit
+from qwenfit.hardware.machine import Machine
+from qwenfit.memory import runtimes, speed
+from qwenfit.memory.config import Config, configure, plan
+from qwenfit.memory.context import max_context_on
+from qwenfit.memory.options import Options
+from qwenfit.memory.record import Estimate
+from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
+from qwenfit.recommender import policy
+from qwenfit.specs.table import ModelSpec, RuntimeName, SpecTable
+
+SpeedSource = Literal["estimated", "assumed RAM bandwidth", "unknown"]
+
+
+def task_score(spec: ModelSpec, task: str) -> tuple[bool, float]:
+    """(has scores for this task, mean score); models without them fall back to 'chat'."""
+    scores = spec.quality.scores if spec.quality else {}
+    own = [scores[b] for b in policy.TASK_BENCHMARKS[task] if b in scores]
+    if own:
+        return True, statistics.fmean(own)
+    chat = [scores[b] for b in policy.TASK_BENCHMARKS["chat"] if b in scores]
+    return False, statistics.fmean(chat) if chat else 0.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    spec: ModelSpec
+    cfg: Config
+    est: Estimate
+    fit: Fit
+    has_task: bool
+    quality: float
+    speed: float | None
+    speed_source: SpeedSource
+    variant: int  # index in the variant order: 0 = nothing given up
+    shrunk: bool  # context lowered below the target to fit
+
+    @property
+    def headroom(self) -> int:
+        if self.est.gpu_bytes:
+            return self.fit.gpu_budget_bytes - self.fit.gpu_need_bytes
+        return self.fit.ram_budget_bytes - self.fit.ram_need_bytes
+
+    @property
+    def max_num_seqs(self) -> int | None:
+        """vLLM: sequences of this context that the memory left for KV blocks holds."""
+        return max_num_seqs(self.est, self.fit)
+
+    @property
+    def concurrency(self) -> int:
+        seqs = self.max_num_seqs
+        return min(self.est.parallel, seqs) if seqs is not None else self.est.parallel
+
+    @property
+    def aggregate(self) -> float | None:
+        return aggregate_throughput(self.speed, self.concurrency)
+
+    def tiebreak(self) -> tuple[object, ...]:
+        return (
+            not self.has_task,
+            -(self.aggregate or 0.0),
+            -(self.speed or 0.0),
+            -self.headroom,
+            self.spec.name,
+            self.est.quant,
+            self.variant,
+        )
+
+
+def aggregate_throughput(per_user: float | None, sequences: int) -> float | None:
+    """Tokens/s summed over `sequences` users. First model: decode is memory-bound, one step
+    reads the weights once for every sequence in the batch, so the aggregate is the per-user
+    speed times the number of sequences (an upper bound once compute saturates)."""
+    return None if per_user is None else round(per_user * sequences, 1)
+
+
+def max_num_seqs(est: Estimate, fit: Fit) -> int | None:
+    """For vLLM: how many sequences at `est.context` the memory left for KV blocks holds, on the
+    tightest GPU (vLLM's --max-num-seqs should not exceed it). None for other runtimes."""
+    if est.runtime != "vllm" or not est.gpu_bytes:
+        return None
+    per_device: dict[int, int] = {}
+    for p in est.parts:
+        if p.device is not None and p.part in ("kv_cache", "linear_state"):
+            per_device[p.device] = per_device.get(p.device, 0) + p.bytes
+    seqs = None
+    for d in fit.devices:
+        if d.device is None or not per_device.get(d.device):
+            continue
+        state = per_device[d.device]
+        fixed = d.need_bytes - state
+        per_seq = max(1, state // est.parallel)
+        n = max(0, (d.budget_bytes - fixed) // per_seq)
+        seqs = n if seqs is None else min(seqs, n)
+    return seqs
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A model x precision that fit in no variant: its least demanding try, when estimated."""
+
+    spec: ModelSpec
+    quant: str
+    quality: float
+    cfg: Config | None
+    est: Estimate | None
+    fit: Fit | None
+
+
+@dataclass
+class Search:
+    """Everything fixed during one recommendation."""
+
+    table: SpecTable
+    machine: Machine
+    runtime: RuntimeName
+    task: str
+    options: Options
+    only: set[str] | None
+    kv_types: tuple[str, ...]
+    configs: dict[tuple[str, str, str, bool], Config] = field(default_factory=dict)
+    estimated: int = 0
+
+    def config(self, spec: ModelSpec, quant: str, kv: str, text_only: bool) -> Config:
+        key = (spec.name, quant, kv, text_only)
+        cfg = self.configs.get(key)
+        if cfg is None:
+            o = self.options.model_copy(
+                update={"runtime": self.runtime, "quant": quant, "kv_cache": kv,
+                        "text_only": text_only}
+            )
+            cfg = self.configs[key] = configure(spec, o, self.machine, self.table)
+        return cfg
+
+    def place(self, cfg: Config, context: int, allow_offload: bool) -> tuple[Config, Estimate]:
+        placed = plan(
+            cfg,
+            context,
+            self.machine,
+            self.options.margin,
+            allow_offload=allow_offload,
+            nodes=self.options.nodes,
+        )
+        self.estimated += 1
+        return placed, placed.build(context)
+
+    def speed(self, est: Estimate) -> tuple[float | None, SpeedSource]:
+        s = speed.estimate_speed(est, self.machine, self.table)
+        if s is not None:
+            return s, "estimated"
+        if est.ram_bytes and not self.machine.ram_bandwidth_bytes_per_s:
+            assumed = self.machine.model_copy(
+                update={"ram_bandwidth_bytes_per_s": policy.ASSUMED_RAM_BANDWIDTH}
+            )
+            s = speed.estimate_speed(est, assumed, self.table)
+            if s is not None:
+                return s, "assumed RAM bandwidth"
+        return None, "unknown"
+
+    def max_context(self, cfg: Config) -> int | None:
+        return max_context_on(cfg, self.machine, self.options.margin)
+
+    def pool_bytes(self, allow_offload: bool) -> int:
+        """Every byte a configuration could be given: an upper bound for pruning."""
+        m = self.machine
+        if not m.gpus:
+            return m.ram_usable_bytes
+        if self.runtime == "vllm":
+            gpu = int(sum(g.memory_total_bytes for g in m.gpus) * VLLM_GPU_MEMORY_UTILIZATION)
+        else:
+            gpu = sum(g.memory_free_bytes for g in m.gpus)
+        gpu *= self.options.nodes
+        if allow_offload and self.runtime in ("llama.cpp", "ollama", "transformers"):
+            return gpu + m.ram_usable_bytes
+        return gpu
+
+    def candidates(
+        self, target: int, *, shrink: bool, allow_offload: bool
+    ) -> tuple[list[Candidate], list[Miss]]:
+        found: list[Candidate] = []
+        misses: list[Miss] = []
+        pool = self.pool_bytes(allow_offload)
+        order = policy.variants(
+            self.task, self.kv_types, self.options.kv_cache, self.options.text_only,
+            self.runtime,
+        )
+        for spec in self.table.models:
+            if self.only is not None and spec.name not in self.only:
+                continue
+            has_task, score = task_score(spec, self.task)
+            limit = spec.context.extended or spec.context.native
+            ctx_target = min(target, limit)
+            for quant in runtimes.loadable_precisions(self.table, spec, self.runtime):
+                w_loss = self.table.precisions[quant].quality_loss
+                artifact = spec.artifact(quant, runtimes.ARTIFACT_FORMAT[self.runtime])
+                if artifact is None:
+                    continue
+                best_q = score * (1 - w_loss)
+                if artifact.text_bytes > pool:
+                    misses.append(Miss(spec, quant, best_q, None, None, None))
+                    continue
+                got = self._first_fit(
+                    spec, quant, order, ctx_target, shrink, allow_offload, has_task, score,
+                    w_loss,
+                )
+                if isinstance(got, Candidate):
+                    found.append(got)
+                else:
+                    misses.append(got)
+        return found, misses
+
+    def _first_fit(
+        self,
+        spec: ModelSpec,
+        quant: str,
+        order: list[policy.Variant],
+        target: int,
+        shrink: bool,
+        allow_offload: bool,
+        has_task: bool,
+        score: float,
+        w_loss: float,
+    ) -> Candidate | Miss:
+        last: tuple[Config, Estimate, Fit] | None = None
+        for i, (kv, text_only) in enumerate(order):
+            cfg = self.config(spec, quant, kv, text_only)
+            placed, est = self.place(cfg, target, allow_offload)
+            fit = check_fit(est, self.machine, self.options.margin)
+            shrunk = False
+            if not fit.fits and shrink:
+                ctx = self.max_context(placed)
+                if ctx is not None and ctx >= MIN_USEFUL_CONTEXT:
+                    placed, est = self.place(cfg, ctx, allow_offload)
+                    fit = check_fit(est, self.machine, self.options.margin)
+                    shrunk = True
+            if fit.fits:
+                tps, source = self.speed(est)
+                quality = score * (1 - w_loss) * (1 - policy.kv_quality_loss(kv))
+                return Candidate(
+                    spec, placed, est, fit, has_task, quality, tps, source, i, shrunk
+                )
+            last = (placed, est, fit)
+        assert last is not None
+        return Miss(spec, quant, score * (1 - w_loss), *last)
