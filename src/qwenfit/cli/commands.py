@@ -30,7 +30,7 @@ from qwenfit.cli.options import (
 
 if TYPE_CHECKING:
     from qwenfit.fit.margin import Margin
-    from qwenfit.recommender.ranking import Task
+    from qwenfit.launch.common import Task
     from qwenfit.specs.table import ModelSpec, SpecTable
 
 

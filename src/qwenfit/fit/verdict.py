@@ -84,3 +84,28 @@ def check_fit(est: Estimate, machine: Machine, margin: int = DEFAULT_MARGIN) -> 
         missing_bytes=missing,
         reason=reason,
     )
+
+
+def sequences_that_fit(est: Estimate, fit: Fit) -> int | None:
+    """For vLLM: how many sequences at `est.context` the memory left for KV blocks holds on the
+    tightest GPU (what --max-num-seqs may be at most). None for other runtimes or no GPU.
+
+    Per device, the budget less everything but the per-sequence KV cache and recurrent state,
+    divided by one sequence's share of them.
+    """
+    if est.runtime != "vllm" or not est.gpu_bytes:
+        return None
+    per_device: dict[int, int] = {}
+    for p in est.parts:
+        if p.device is not None and p.part in ("kv_cache", "linear_state"):
+            per_device[p.device] = per_device.get(p.device, 0) + p.bytes
+    seqs = None
+    for d in fit.devices:
+        if d.device is None or not per_device.get(d.device):
+            continue
+        state = per_device[d.device]
+        fixed = d.need_bytes - state
+        per_seq = max(1, state // est.parallel)
+        n = max(0, (d.budget_bytes - fixed) // per_seq)
+        seqs = n if seqs is None else min(seqs, n)
+    return seqs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from qwenfit.fit.verdict import check_fit, sequences_that_fit
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import common
 from qwenfit.launch.record import LaunchCommand, Step
@@ -32,18 +33,12 @@ FP8_MARLIN_CC = (7, 5)
 
 
 def max_num_seqs(est: Estimate, machine: Machine | None) -> int:
-    """Sequences the KV memory left allows: vLLM claims `gpu_memory_utilization` x each card,
-    keeps the weights, vision, activations and overhead, and fills the rest with KV cache and
-    per-sequence recurrent state. At least the requested --parallel, at most MAX_SEQS_CAP."""
-    gpus = common.pinned_gpus(est, machine)
-    per_seq = (est.kv_cache_bytes + est.linear_state_bytes) / est.parallel
-    if gpus is None or per_seq <= 0:
+    """--max-num-seqs: the sequences the KV memory left holds on the tightest GPU
+    (`fit.verdict.sequences_that_fit`), at least the requested --parallel, at most
+    MAX_SEQS_CAP. Without a machine, the requested --parallel."""
+    if machine is None or not machine.gpus:
         return est.parallel
-    budget = sum(int(g.memory_total_bytes * VLLM_GPU_MEMORY_UTILIZATION) for g in gpus)
-    nodes = est.layout.nodes
-    fixed = (est.gpu_bytes - est.kv_cache_bytes - est.linear_state_bytes) / nodes
-    left = budget - fixed
-    seqs = int(left // (per_seq / nodes)) if left > 0 else 0
+    seqs = sequences_that_fit(est, check_fit(est, machine)) or 0
     return max(est.parallel, min(seqs, MAX_SEQS_CAP))
 
 

@@ -17,11 +17,10 @@ import functools
 import json
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from qwenfit.datafiles import data_text
 
-Task = Literal["chat", "agent", "code", "vision"]
 TASK_BENCHMARKS: dict[str, tuple[str, ...]] = {
     "chat": (
         "MMLU-Pro",

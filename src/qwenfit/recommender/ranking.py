@@ -15,11 +15,12 @@ from qwenfit.errors import UsageError
 from qwenfit.fit.verdict import Fit
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch.commands import LaunchCommand, launch_command
+from qwenfit.launch.common import Task
 from qwenfit.memory import runtimes, speed
 from qwenfit.memory.options import DEFAULT_MARGIN, FlashAttn, Options
 from qwenfit.memory.record import Estimate, LayoutKind
 from qwenfit.recommender import explain, policy
-from qwenfit.recommender.policy import TASK_BENCHMARKS, Task
+from qwenfit.recommender.policy import TASK_BENCHMARKS
 from qwenfit.recommender.search import Candidate, Miss, Search, SpeedSource, task_score
 from qwenfit.specs.table import DEFAULT_FAMILY, SpecTable, load_specs
 from qwenfit.units import GiB, format_context
@@ -366,7 +367,7 @@ def _recommendation(
             "FP8 KV cache on this hybrid model: reports of corrupted output (vLLM #42179) and of "
             "little memory gain (vLLM #55196); --kv-cache bf16 is the safe choice"
         )
-    launch = launch_command(e, table=search.table)
+    launch = launch_command(e, table=search.table, task=search.task, machine=search.machine)
     serve = launch.steps[-1]
     return Recommendation(
         rank=rank,

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
-from qwenfit.fit.verdict import Fit, check_fit
+from qwenfit.fit.verdict import Fit, check_fit, sequences_that_fit
 from qwenfit.hardware.machine import Machine
+from qwenfit.launch.common import Task
 from qwenfit.memory import runtimes, speed
 from qwenfit.memory.config import Config, configure, plan
 from qwenfit.memory.context import max_context_on
@@ -61,7 +62,7 @@ class Candidate:
     @property
     def max_num_seqs(self) -> int | None:
         """vLLM: sequences of this context that the memory left for KV blocks holds."""
-        return max_num_seqs(self.est, self.fit)
+        return sequences_that_fit(self.est, self.fit)
 
     @property
     def concurrency(self) -> int:
@@ -91,27 +92,6 @@ def aggregate_throughput(per_user: float | None, sequences: int) -> float | None
     return None if per_user is None else round(per_user * sequences, 1)
 
 
-def max_num_seqs(est: Estimate, fit: Fit) -> int | None:
-    """For vLLM: how many sequences at `est.context` the memory left for KV blocks holds, on the
-    tightest GPU (vLLM's --max-num-seqs should not exceed it). None for other runtimes."""
-    if est.runtime != "vllm" or not est.gpu_bytes:
-        return None
-    per_device: dict[int, int] = {}
-    for p in est.parts:
-        if p.device is not None and p.part in ("kv_cache", "linear_state"):
-            per_device[p.device] = per_device.get(p.device, 0) + p.bytes
-    seqs = None
-    for d in fit.devices:
-        if d.device is None or not per_device.get(d.device):
-            continue
-        state = per_device[d.device]
-        fixed = d.need_bytes - state
-        per_seq = max(1, state // est.parallel)
-        n = max(0, (d.budget_bytes - fixed) // per_seq)
-        seqs = n if seqs is None else min(seqs, n)
-    return seqs
-
-
 @dataclass(frozen=True)
 class Miss:
     """A model x precision that fit in no variant: its least demanding try, when estimated."""
@@ -131,7 +111,7 @@ class Search:
     table: SpecTable
     machine: Machine
     runtime: RuntimeName
-    task: str
+    task: Task
     options: Options
     only: set[str] | None
     kv_types: tuple[str, ...]

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from qwenfit.errors import NoFitError, QwenfitError, UnknownModelError, UsageError
 from qwenfit.hardware.machine import Machine
+from qwenfit.launch.common import Task
 from qwenfit.specs.table import ModelSpec, SpecTable
 
 SCHEMA_VERSION = 1
@@ -113,7 +114,7 @@ class LaunchRequest(Settings):
 
     model: Text | None = Field(None, description="A spec-table name; none: the top pick.")
     mmproj: Text | None = None
-    task: Literal["chat", "agent", "code", "vision"] = Field(
+    task: Task = Field(
         "chat", description="chat, agent (tool calling), code or vision: flags and sampling."
     )
     margin: Size = Field("1GiB", description="Memory kept free per pool: 1GiB, 10%, bytes.")
@@ -133,7 +134,7 @@ class RecommendRequest(Hardware):
     family: Text = Field(
         "qwen3.5", description="Release line: qwen3.5, qwen3.6, qwen3.8 or all."
     )
-    task: Literal["chat", "agent", "code", "vision"] = "chat"
+    task: Task = "chat"
     min_speed: float | None = Field(None, ge=0, description="Minimum decode tokens/s.")
     limit: int = Field(5, ge=1, le=1000, description="How many picks (the CLI's -n).")
     models: list[Text] = Field(
