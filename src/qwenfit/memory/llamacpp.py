@@ -296,7 +296,8 @@ def parts(r: LlamaCppRequest) -> list[Part]:
     add(
         "weights",
         layers,
-        f"attention, DeltaNet and dense/shared FFN tensors at {q}, MTP not loaded",
+        f"attention, DeltaNet and dense/shared FFN tensors at {q}"
+        + (" (the MTP layer is listed apart)" if r.mtp else ", MTP not loaded"),
         1.0,
     )
     add(
