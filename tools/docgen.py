@@ -20,8 +20,8 @@ from pydantic import BaseModel
 def _models() -> dict[str, type[BaseModel]]:
     from qwenfit.fit.preflight import CheckResult
     from qwenfit.hardware.machine import Machine
-    from qwenfit.recommender.launching import LaunchPlan
     from qwenfit.memory.record import Estimate
+    from qwenfit.recommender.launching import LaunchPlan
     from qwenfit.recommender.ranking import RecommendResult
     from qwenfit.specs.table import ModelSpec, SpecTable
 
