@@ -72,11 +72,11 @@ def _largest(limit: int, over: Callable[[int], list[int]]) -> int | None:
         elif a > 0:
             roots.append(0.0)  # this pool is over budget at any context above one ubatch
     guess = max(1, min(limit, int(min(roots))))
+    # The guess is close, on one side or the other: gallop away from it (one KV padding step,
+    # then doubling) until the answer is bracketed, so the bisection spans a few steps only.
     if fits(guess):
         if guess == limit or not fits(guess + 1):
             return guess
-        # The guess is close: gallop up from it (one KV padding step, then doubling) so the
-        # bisection that follows spans a small bracket rather than the whole range.
         good, step = guess + 1, LLAMACPP_CTX_PAD
         while good + step <= limit and fits(good + step):
             good, step = good + step, step * 2
@@ -84,9 +84,12 @@ def _largest(limit: int, over: Callable[[int], list[int]]) -> int | None:
         if bad == limit + 1 and fits(limit):
             return limit
     else:
-        if not fits(1):
+        bad, step = guess, LLAMACPP_CTX_PAD
+        while bad - step >= 1 and not fits(bad - step):
+            bad, step = bad - step, step * 2
+        good = max(1, bad - step)
+        if good == 1 and not fits(1):
             return None
-        good, bad = 1, guess
     while bad - good > 1:
         mid = (good + bad) // 2
         good, bad = (mid, bad) if fits(mid) else (good, mid)

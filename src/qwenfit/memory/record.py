@@ -20,11 +20,14 @@ def trusted(cls: type[M], values: dict[str, Any]) -> M:
     validate the same values again and require an equal record.
     """
     m = cls.__new__(cls)
-    object.__setattr__(m, "__dict__", values)
-    object.__setattr__(m, "__pydantic_fields_set__", set(values))
-    object.__setattr__(m, "__pydantic_extra__", None)
-    object.__setattr__(m, "__pydantic_private__", None)
+    _set(m, "__dict__", values)
+    _set(m, "__pydantic_fields_set__", set(values))
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
     return m
+
+
+_set = object.__setattr__  # pydantic's own __setattr__ refuses frozen fields
 
 
 PartName = Literal[
@@ -84,9 +87,15 @@ def parts_by_device(
                 "detail": detail,
             },
         )
-        for d, b in sorted(amounts.items(), key=lambda x: -1 if x[0] is None else x[0])
+        for d, b in (
+            sorted(amounts.items(), key=_ram_first) if len(amounts) > 1 else amounts.items()
+        )
         if b
     ]
+
+
+def _ram_first(item: tuple[int | None, int]) -> int:
+    return -1 if item[0] is None else item[0]
 
 
 LayoutKind = Literal["gpu", "cpu", "offload", "multi_gpu", "multi_node"]
@@ -205,15 +214,14 @@ class Estimate(BaseModel):
         without re-validation; tests/test_estimate.py proves that validating the same values
         gives the same record for every model and runtime.
         """
-        sums = {
-            f"{name}_bytes": sum(p.bytes for p in parts if p.part == name)
-            for name in PART_NAMES
-        }
-        total = sum(sums.values())
-        gpu = sum(p.bytes for p in parts if p.placement == "gpu")
+        sums = dict.fromkeys(_SUM_FIELDS, 0)
         devices: dict[int, int] = {}
-        for p in parts:
+        total = gpu = 0
+        for p in parts:  # one pass: this runs for every layout and context a solver tries
+            sums[_SUM_FIELD[p.part]] += p.bytes
+            total += p.bytes
             if p.device is not None:
+                gpu += p.bytes
                 devices[p.device] = devices.get(p.device, 0) + p.bytes
         values: dict[str, Any] = {
             **inputs,
@@ -228,3 +236,7 @@ class Estimate(BaseModel):
             if name not in values:
                 values[name] = info.get_default(call_default_factory=True)
         return trusted(cls, values)
+
+
+_SUM_FIELD = {name: f"{name}_bytes" for name in PART_NAMES}
+_SUM_FIELDS = tuple(_SUM_FIELD.values())
