@@ -104,7 +104,14 @@ def estimate_with(
     est = cfg.build(ctx, source)
     update: dict[str, object] = {}
     if machine is not None:
-        update["tokens_per_second"] = speed.estimate_speed(est, machine, table)
+        s = speed.estimate_all(est, machine, table)
+        update.update(
+            tokens_per_second=s.decode,
+            prefill_tokens_per_second=s.prefill,
+            time_to_first_token_s=s.ttft_s,
+            ttft_prompt_tokens=s.ttft_prompt_tokens if s.ttft_s is not None else None,
+            aggregate_tokens_per_second=s.aggregate,
+        )
     if ctx > spec.context.native:
         update["notes"] = [
             *est.notes,
