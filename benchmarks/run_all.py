@@ -5,7 +5,8 @@
     python benchmarks/run_all.py --smoke    # qwenfit only, no plots, a few seconds, temp dir
 
 Parts: start-up (report/startup.py), memory accuracy against llama.cpp (report/accuracy.py),
-decode speed against published runs (report/speed.py), picks per machine (report/picks.py).
+decode and prefill speed against published runs (report/speed.py), picks per machine
+(report/picks.py), the real-world validation set (report/realworld.py, benchmarks/realworld/).
 The full run first refreshes the peers' raw answers (benchmarks/peers/*.py) unless
 --reuse-peers, and saves every number behind the document in benchmarks/results/report.json.
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import accuracy, markdown, picks, speed, startup
+from report import accuracy, markdown, picks, realworld, speed, startup
 from report.common import PEERS, REPO, RESULTS, measured
 
 
@@ -59,7 +60,9 @@ def write(out: Path, data: dict[str, Any], plots: bool) -> None:
                   for t, pts in data["accuracy"]["by_context"].items()}
         p.accuracy(by_ctx, img_dir / "bench_accuracy.png")
         p.speed(data["speed"]["rows"], img_dir / "bench_speed.png")
-        imgs = {k: f"{rel}/bench_{k}.png" for k in ("startup", "accuracy", "speed")}
+        p.realworld(data["realworld"]["rows"], img_dir / "bench_realworld.png")
+        imgs = {k: f"{rel}/bench_{k}.png"
+                for k in ("startup", "accuracy", "speed", "realworld")}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown.render(data, imgs))
 
@@ -94,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     data["accuracy"] = accuracy.run(args.smoke)
     print("[speed] ...", flush=True)
     data["speed"] = speed.run(args.smoke)
+    print("[realworld] ...", flush=True)
+    data["realworld"] = realworld.run(args.smoke)
     print("[picks] ...", flush=True)
     data["picks"] = picks.run(args.smoke)
-    data["targets"] = markdown.targets(data["startup"])
+    data["targets"] = markdown.targets(data["startup"]) + markdown.targets_18(data)
     data["meta"] = {
         "command": "python benchmarks/run_all.py" + (" --smoke" if args.smoke else "")
                    + (" --reuse-peers" if args.reuse_peers else ""),

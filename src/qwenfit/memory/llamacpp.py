@@ -38,10 +38,10 @@ COMPUTE_LOGITS_PER_VOCAB = 4  # F32 logits per reserved output row
 COMPUTE_PER_HIDDEN = 12  # residual stream and norms, live through every phase
 COMPUTE_GDN_PER_KEY = 36  # Gated DeltaNet chunked delta rule, per key dim of all key heads
 COMPUTE_FFN_PER_INTERMEDIATE = 12  # dense FFN: gate, up and their product, F32
-# MoE: 12 per routed expert intermediate dim (top-k of them) plus 36 per hidden dim (the
-# hidden state gathered for each routed expert and its weighted sum)
+# MoE, per routed expert (top-k of them): 12 per expert intermediate dim plus 4.5 per hidden
+# dim (the hidden state gathered for each expert, and its share of the weighted sum)
 COMPUTE_MOE_PER_INTERMEDIATE = 12
-COMPUTE_MOE_PER_HIDDEN = 36
+COMPUTE_MOE_PER_HIDDEN = 4.5
 COMPUTE_FA_OFF_PER_QUERY = 14  # without flash attention: Q/K/V copies and KQV, per head dim
 # The vision encoder (mtmd/clip) reserves its compute buffer at warm-up for a 1472 x 1472 image
 # (2116 merged tokens) and grows it at the first image of the largest size qwen3vl_merger
@@ -206,10 +206,10 @@ def compute_bytes(
     if a.moe is None:
         ffn = COMPUTE_FFN_PER_INTERMEDIATE * (a.intermediate_size or 0)
     else:
-        ffn = (
-            COMPUTE_MOE_PER_INTERMEDIATE * a.moe.moe_intermediate_size * a.moe.num_experts_per_tok
+        ffn = int(a.moe.num_experts_per_tok * (
+            COMPUTE_MOE_PER_INTERMEDIATE * a.moe.moe_intermediate_size
             + COMPUTE_MOE_PER_HIDDEN * a.hidden_size
-        )
+        ))
     layer = tokens * max(gdn, ffn)
     if flash_attn:
         mask = MASK_BYTES * span * tokens

@@ -363,7 +363,7 @@ def _decode_seconds(
         return None
     layers = a.num_hidden_layers
     seconds: dict[int, float] = {}  # per pipeline stage (node), tensor-parallel ranks in parallel
-    kinds: set[DeviceKind] = set()
+    share: dict[DeviceKind, float] = {}  # each device kind's part of the bytes read
     for device, nbytes in reads.items():
         if device is None:
             continue
@@ -371,7 +371,7 @@ def _decode_seconds(
         if gpu is None or not gpu.bandwidth_bytes_per_s:
             return None
         kind = _kind(gpu)
-        kinds.add(kind)
+        share[kind] = share.get(kind, 0.0) + nbytes / total
         stage = device // len(est.layout.devices) if est.layout.tensor_parallel else device
         eff = cal.decode.get((kind, moe))
         if eff is None:
@@ -383,8 +383,10 @@ def _decode_seconds(
         if not machine.ram_bandwidth_bytes_per_s or ("cpu", moe) not in cal.decode:
             return None
         time += ram / (cal.decode[("cpu", moe)] * machine.ram_bandwidth_bytes_per_s)
-        kinds.add("cpu")
-    fixed = max((cal.per_layer_s.get(k, 0.0) for k in kinds), default=0.0)
+        share["cpu"] = ram / total
+    # the fixed cost per layer of each kind, for its share of the work (a split model runs
+    # part of every layer, or whole layers, on each)
+    fixed = sum(cal.per_layer_s.get(k, 0.0) * f for k, f in share.items())
     return time + fixed * layers if time else None
 
 
