@@ -44,7 +44,9 @@ def peer_versions() -> str:
     import _common as c
 
     names = ("llmfit", "whichllm", "hf-mem", "vllm-wizard", "accelerate")
-    return ", ".join(f"{t} {c.tool_version(t)}" for t in names)
+    return ", ".join(f"{t} {c.tool_version(t)}" if c.venv_python(t).exists()
+                     else f"{t} (not installed here: its figures are the saved ones)"
+                     for t in names)
 
 
 def write(out: Path, data: dict[str, Any], plots: bool) -> None:
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, help="timed rounds per command (default 10; smoke 2)")
     ap.add_argument("--reuse-peers", action="store_true",
                     help="use benchmarks/results/peers_*.json as they are")
+    ap.add_argument("--reuse-startup", action="store_true",
+                    help="take the start-up timings from benchmarks/results/report.json (they "
+                    "time the peers' commands, which need benchmarks/peers/setup.sh)")
     ap.add_argument("--from-json", type=Path, help="re-render the page and plots from a saved "
                     "benchmarks/results/report.json, measuring nothing")
     args = ap.parse_args(argv)
@@ -91,8 +96,14 @@ def main(argv: list[str] | None = None) -> int:
                        if args.smoke else REPO / "docs" / "benchmarks.md")
     if not args.smoke and not args.reuse_peers:
         refresh_peers()
-    print("[startup] timing ...", flush=True)
-    data: dict[str, Any] = {"startup": startup.run(args.smoke, runs)}
+    data: dict[str, Any]
+    if args.reuse_startup:
+        print("[startup] reused from benchmarks/results/report.json", flush=True)
+        previous = json.loads((RESULTS / "report.json").read_text())
+        data = {"startup": previous["startup"]}
+    else:
+        print("[startup] timing ...", flush=True)
+        data = {"startup": startup.run(args.smoke, runs)}
     print("[accuracy] ...", flush=True)
     data["accuracy"] = accuracy.run(args.smoke)
     print("[speed] ...", flush=True)
@@ -104,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     data["targets"] = markdown.targets(data["startup"]) + markdown.targets_18(data)
     data["meta"] = {
         "command": "python benchmarks/run_all.py" + (" --smoke" if args.smoke else "")
-                   + (" --reuse-peers" if args.reuse_peers else ""),
+                   + (" --reuse-peers" if args.reuse_peers else "")
+                   + (" --reuse-startup" if args.reuse_startup else ""),
         "date": dt.date.today().isoformat(),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python "
                    f"{platform.python_version()}, no GPU",

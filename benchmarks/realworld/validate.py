@@ -116,7 +116,10 @@ def compare(r: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"id": r["id"], "model": r["model"], "runtime": r["runtime"],
                            "backend": r["backend"],
                            "device": (r["device"] or {}).get("name", "not stated"),
-                           "source": r["source"], "values": {}}
+                           "source": r["source"], "explain": r.get("explain"),
+                           "reservation": m.get("reservation"),
+                           "prompt_stated": "prefill_tps" not in m or bool(m.get("prompt_tokens")),
+                           "values": {}}
     e = _estimate(r) if any(k in m for k in ("kv_bytes", "rs_bytes", "compute_bytes",
                                              "host_weights_bytes")) else None
     if e is not None:

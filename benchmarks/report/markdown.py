@@ -112,16 +112,37 @@ def targets_18(data: dict[str, Any]) -> list[dict[str, Any]]:
         "n={n}, worst {max_abs:.2f} %")
     rwt("real world: recurrent state within 1 %", "state", lambda s: s["max_abs"] <= 1,
         "n={n}, worst {max_abs:.2f} %")
-    rwt("real world: compute buffer within 10 %", "compute", lambda s: s["max_abs"] <= 10,
-        "n={n}, worst {max_abs:.1f} %, median {median_abs:.1f} %",
-        "see the per-point notes in section 5")
+    rows = data["realworld"]["rows"]
+
+    def worst(q: str, keep: Any) -> tuple[int, float]:
+        e = [abs(v["error"]) for r in rows if keep(r) and (v := r["values"].get(q))
+             and v["error"] is not None]
+        return len(e), max(e, default=0.0)
+
+    n_s, w_s = worst("compute", lambda r: r["reservation"] == "server")
+    n_l, w_l = worst("compute", lambda r: r["reservation"] == "library")
+    out.append({"target": "real world: compute buffer within 10 %",
+                "measured": f"llama-server logs: n={n_s}, worst {w_s:.1f} %; library-reservation "
+                f"logs (qwenfit's upper bound): n={n_l}, worst {w_l:.1f} %",
+                "met": w_s <= 10 and w_l <= 10,
+                "reason": "" if w_l <= 10 else (
+                    "the two library-reservation points (rw01, rw02: a daemon's own llama.cpp "
+                    "context) are bounded from above, high by the KQ mask the allocator reused; "
+                    "the reservation qwenfit estimates (llama-server) is within "
+                    f"{w_s:.1f} %")})
     rwt("real world: decode median |error| <= 20 %, >= 80 % within 35 % (leave-one-out)",
         "decode", lambda s: s["median_abs"] <= 20 and s["within_35"] >= 0.8,
         "n={n}, median {median_abs:.1f} %, within 35 %: {within_35:.0%}",
         "see the per-point notes in section 5")
-    rwt("real world: prefill within 40 %", "prefill", lambda s: s["max_abs"] <= 40,
-        "n={n}, worst {max_abs:.1f} %, median {median_abs:.1f} %",
-        "see the per-point notes in section 5")
+    n_p, w_p = worst("prefill", lambda r: r["prompt_stated"])
+    n_u, w_u = worst("prefill", lambda r: not r["prompt_stated"])
+    out.append({"target": "real world: prefill within 40 %",
+                "measured": f"stated prompt lengths: n={n_p}, worst {w_p:.1f} % (leave-one-out); "
+                f"unstated: n={n_u}, worst {w_u:.0f} %", "met": w_p <= 40 and w_u <= 40,
+                "reason": "" if w_u <= 40 else (
+                    "rw25-pp gives a rate for a chat prompt of unstated length, a latency "
+                    "figure a short prompt cannot turn into throughput; every point with a "
+                    f"stated prompt length is within {w_p:.0f} %")})
     return out
 
 
@@ -338,6 +359,10 @@ def _realworld(rw: dict[str, Any], img: str | None) -> list[str]:
                          f"<{r['source']}>"])
     out.append(table(["id", "model", "runtime", "backend", "device", "quantity", "published",
                       "qwenfit", "error", "", "source"], body))
+    out += ["", "Misses and notable errors, point by point "
+            "(`explain` in `benchmarks/realworld/measurements.json`):", ""]
+    out += [f"* **{r['id']}** ({SHORT.get(r['model'], r['model'])}, {r['device']}): "
+            f"{r['explain']}" for r in rw["rows"] if r.get("explain")]
     return out
 
 
@@ -401,13 +426,19 @@ def render(data: dict[str, Any], imgs: dict[str, str]) -> str:
         lines += _realworld(data["realworld"], imgs.get("realworld"))
     lines += ["", "## Limits of these numbers", "",
               "* Memory references are llama.cpp CPU buffers (one commit, "
-              f"{meta['llamacpp_commit']}); GPU runs add the CUDA context and may size compute "
-              "buffers differently. Nothing here ran on a GPU.",
+              f"{meta['llamacpp_commit']}), for both output reservations; section 5 checks "
+              "the same formulas against published ROCm, Vulkan and Metal log lines. A GPU "
+              "run adds the CUDA context (qwenfit charges Ollama's 457 MiB floor, unmeasured "
+              "here). Nothing here ran on a GPU.",
               "* hf-mem and accelerate need the Hugging Face Hub and were driven through their "
               "own functions with the Hub replaced by local stand-ins; whichllm's catalog was "
               "seeded offline with the eight Qwen3.5 repos (benchmarks/peers/README.md).",
-              "* Published speeds are secondary sources (blogs, PR comments); qwenfit was "
-              "calibrated on 11 of them, hence the leave-one-out column.",
+              "* Published speeds are secondary sources (blogs, PR comments, benchmark files "
+              "in other projects), from llama.cpp builds months apart; qwenfit is calibrated "
+              f"on {sum(1 for r in data['speed']['rows'] if r['kind'] == 'calibration')} "
+              "points, hence the leave-one-out columns. The weights of the published unsloth "
+              "UD-* files are taken from the file size the source states; other non-stock "
+              "quants are compared as the nearest stock one.",
               "* Start-up times are from one shared 2-core VM (other work ran beside it, hence "
               "the wide min-max spreads); ratios between commands measured in the same "
               "interleaved run are more portable than absolute times.",

@@ -218,7 +218,10 @@ def run(smoke: bool) -> dict[str, Any]:
             # the peers give decode only, and only for catalog GPUs and CPUs
             peer_rows = [r for r in rows if r.get("point", "decode") == "decode"
                          and not (r["device"] == "gpu" and r.get("bandwidth_bytes_per_s"))]
-            llmfit_tps(peer_rows, Path(tmp))
-            whichllm_tps(peer_rows, Path(tmp))
-        tools += ["llmfit", "whichllm"]
+            import _common as c
+
+            for tool, fn in (("llmfit", llmfit_tps), ("whichllm", whichllm_tps)):
+                if c.venv_bin(tool).parent.exists():  # benchmarks/peers/setup.sh installs it
+                    fn(peer_rows, Path(tmp))
+                    tools.append(tool)
     return {"rows": rows, "summary": summary(rows, tools), "calibration": calibration()}
