@@ -28,7 +28,11 @@ from qwenfit.specs.table import load_specs
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "measurements.json"
 TiB = 1 << 40
-QUANTITIES = ("kv", "state", "compute", "host_weights", "decode", "prefill", "aggregate")
+QUANTITIES = ("kv", "state", "compute", "host_weights", "card_used", "ollama_total", "decode",
+              "prefill", "aggregate")
+MEMORY = {"kv": "kv_bytes", "state": "rs_bytes", "compute": "compute_bytes",
+          "host_weights": "host_weights_bytes", "card_used": "card_used_bytes",
+          "ollama_total": "ollama_total_bytes"}
 
 
 def records() -> list[dict[str, Any]]:
@@ -58,11 +62,11 @@ def _estimate(r: dict[str, Any], context: int | None = None, parallel: int | Non
     s = r["settings"]
     quant = r.get("quant") or "q4_k_m"
     kwargs: dict[str, Any] = {}
-    if r["runtime"] in ("llama.cpp", "ollama"):
+    if r.get("compare_runtime", r["runtime"]) in ("llama.cpp", "ollama"):
         kwargs = {"kv_cache": s.get("kv_cache", "f16"), "ubatch": s.get("ubatch"),
                   "flash_attn": {True: "on", False: "off"}.get(s.get("flash_attn"), "auto")}
     n = parallel or s.get("parallel", 1)
-    return estimate(r["model"], runtime=r["runtime"], quant=quant,
+    return estimate(r["model"], runtime=r.get("compare_runtime", r["runtime"]), quant=quant,
                     context=(context or s.get("context") or 4096) // 1, parallel=n,
                     text_only=True, machine=machine(r), **kwargs)
 
@@ -120,8 +124,7 @@ def compare(r: dict[str, Any]) -> dict[str, Any]:
                            "reservation": m.get("reservation"),
                            "prompt_stated": "prefill_tps" not in m or bool(m.get("prompt_tokens")),
                            "values": {}}
-    e = _estimate(r) if any(k in m for k in ("kv_bytes", "rs_bytes", "compute_bytes",
-                                             "host_weights_bytes")) else None
+    e = _estimate(r) if any(k in m for k in MEMORY.values()) else None
     if e is not None:
         gpu_compute = sum(p.bytes for p in e.parts if p.part == "compute" and p.device is not None)
         if m.get("reservation") == "library":  # the daemon's own context: every-token logits
@@ -129,14 +132,22 @@ def compare(r: dict[str, Any]) -> dict[str, Any]:
             cells = llamacpp.kv_cells(e.context, e.parallel)
             gpu_compute = llamacpp.compute_bytes(spec, cells, e.ubatch or 512, bool(e.flash_attn),
                                                  outputs=None)
+        # a whole-card reading holds what qwenfit places on the GPU, the published file's
+        # weights where the source states them
+        card = e.gpu_bytes
+        if r.get("weights_bytes"):
+            on_gpu = sum(p.bytes for p in e.parts if p.part == "weights" and p.device is not None)
+            card += int(on_gpu * (r["weights_bytes"] / e.weights_bytes - 1))
         ours = {"kv": e.kv_cache_bytes, "state": e.linear_state_bytes, "compute": gpu_compute,
                 "host_weights": sum(p.bytes for p in e.parts
-                                    if p.part == "weights" and p.device is None)}
-        for q, key in (("kv", "kv_bytes"), ("state", "rs_bytes"), ("compute", "compute_bytes"),
-                       ("host_weights", "host_weights_bytes")):
+                                    if p.part == "weights" and p.device is None),
+                "card_used": card, "ollama_total": e.total_bytes}
+        for q, key in MEMORY.items():
             if key in m:
                 row["values"][q] = {"measured": m[key], "qwenfit": ours[q],
-                                    "error": _err(ours[q], m[key]), "kind": "exact formula"}
+                                    "error": _err(ours[q], m[key]),
+                                    "kind": "estimate" if q in ("card_used", "ollama_total")
+                                    else "exact formula"}
     for q, key in (("decode", "decode_tps"), ("prefill", "prefill_tps"),
                    ("aggregate", "aggregate_tps")):
         if key in m:

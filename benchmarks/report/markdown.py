@@ -350,8 +350,8 @@ def _realworld(rw: dict[str, Any], img: str | None) -> list[str]:
             def fmt(x: Any, q: str = q) -> str | None:
                 if x is None:
                     return None
-                return f"{x / 2**20:.2f} MiB" if q in ("kv", "state", "compute",
-                                                       "host_weights") else f"{x:.1f}"
+                return f"{x / 2**20:.2f} MiB" if q in ("kv", "state", "compute", "host_weights",
+                                                       "card_used", "ollama_total") else f"{x:.1f}"
             body.append([r["id"], SHORT.get(r["model"], r["model"]), r["runtime"],
                          r["backend"], r["device"], q, fmt(v["measured"]), fmt(v["qwenfit"]),
                          pct(v["error"]) if v["error"] is not None else None,

@@ -95,8 +95,9 @@ def speed(rows: list[dict[str, Any]], path: Path) -> Path:
 def realworld(rows: list[dict[str, Any]], path: Path) -> Path:
     """Signed error % per record, one column per quantity (symlog y)."""
     plt = _plt()
-    quantities = ["kv", "state", "compute", "host_weights", "decode", "prefill", "aggregate"]
-    fig, ax = plt.subplots(figsize=(8, 4))
+    quantities = ["kv", "state", "compute", "host_weights", "card_used", "ollama_total",
+                  "decode", "prefill", "aggregate"]
+    fig, ax = plt.subplots(figsize=(9, 4))
     for i, q in enumerate(quantities):
         errs = [v["error"] for r in rows if (v := r["values"].get(q)) and v["error"] is not None]
         ax.scatter([i] * len(errs), errs, s=22, alpha=0.7, color=COLORS["qwenfit"])
