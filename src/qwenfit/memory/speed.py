@@ -81,6 +81,7 @@ class Measurement(BaseModel):
     weights_bytes: int | None = Field(
         None, description="The published file's weights when it is not the stock quant."
     )
+    gpus: int = Field(1, ge=1, description="GPUs in tensor parallel (prefill points).")
 
 
 class Measurements(BaseModel):
@@ -236,16 +237,16 @@ def calibration(table: SpecTable) -> Calibration:
     decode_rows: dict[DeviceKind, list[tuple[float, float, int, bool]]] = {}
     prefill: dict[Key, list[float]] = {}
     others: list[tuple[Measurement, float]] = []  # non-llama.cpp decode: (m, ideal seconds)
+    prefill_points: list[tuple[Measurement, ModelSpec, DeviceKind, float]] = []
     for m in measurements().measurements:
         gpu = _measurement_gpu(m)
         kind = _kind(gpu)
         spec = table.get(m.model)
-        est = _point_estimate(m, table)
         if m.kind == "prefill":
             assert gpu is not None and gpu.fp16_tensor_flops and m.prompt_tokens
-            rate = gpu.fp16_tensor_flops / prefill_flops_per_token(spec, m.prompt_tokens)
-            prefill.setdefault((kind, spec.is_moe), []).append(m.tokens_per_s / rate)
+            prefill_points.append((m, spec, kind, m.gpus * gpu.fp16_tensor_flops))
             continue
+        est = _point_estimate(m, table)
         bandwidth = m.bandwidth_bytes_per_s if gpu is None else gpu.bandwidth_bytes_per_s
         assert bandwidth
         ideal = _bytes_read(est, m) / bandwidth
@@ -264,6 +265,18 @@ def calibration(table: SpecTable) -> Calibration:
         for moe in (False, True):
             decode.setdefault(("apple", moe), decode[("gpu", moe)])
         per_layer.setdefault("apple", per_layer["gpu"])
+    for m, spec, kind, flops in prefill_points:  # dense: one efficiency for everything
+        if not spec.is_moe:
+            prefill.setdefault((kind, False), []).append(
+                m.tokens_per_s * prefill_flops_per_token(spec, m.prompt_tokens or 0) / flops)
+    dense_pre = {k: statistics.median(v) for k, v in prefill.items()}
+    for m, spec, kind, flops in prefill_points:  # MoE: the matmuls, attention as dense
+        if spec.is_moe:
+            matmul, attention = prefill_flops(spec, m.prompt_tokens or 0)
+            e_attn = dense_pre.get((kind, False), dense_pre.get(("gpu", False)))
+            left = 1 / m.tokens_per_s - (attention / (e_attn * flops) if e_attn else 0.0)
+            if left > 0:
+                prefill.setdefault((kind, True), []).append(matmul / (flops * left))
     pre = {k: statistics.median(v) for k, v in prefill.items()}
     for kind in ("gpu", "apple"):
         if (kind, False) in pre or (kind, True) in pre:
@@ -301,23 +314,42 @@ _CPU = Machine(
 )
 
 
-def prefill_flops_per_token(spec: ModelSpec, prompt_tokens: int) -> float:
-    """Average FLOPs per token over a `prompt_tokens` prompt processed from scratch.
+def prefill_flops(spec: ModelSpec, prompt_tokens: int) -> tuple[float, float]:
+    """(matmul, attention) FLOPs per token, on average over a `prompt_tokens` prompt processed
+    from scratch.
 
-    2 x the matmul weights a token passes through (the routed top-k experts for MoE; neither
+    matmul: 2 x the weights a token passes through (the routed top-k experts for MoE; neither
     the embedding lookup nor the output layer, which prefill runs for the last token only),
-    plus causal attention over on average half the prompt in every full-attention layer, plus
-    the Gated DeltaNet state update (about 4 x value heads x key dim x value dim per layer)."""
+    plus the Gated DeltaNet state update (about 4 x heads x key dim x value dim per layer).
+    attention: causal attention over on average half the prompt in every full-attention
+    layer, 4 x heads x head_dim per earlier token (QK^T and PV)."""
     a = spec.architecture
-    matmul = arch.text_active_params(a) - arch.embedding_params(a) - arch.lm_head_params(a)
+    weights = arch.text_active_params(a) - arch.embedding_params(a) - arch.lm_head_params(a)
+    heads = max(a.linear_num_key_heads, a.linear_num_value_heads)
+    delta = a.n_linear_attention_layers * 4 * heads * (
+        a.linear_key_head_dim * a.linear_value_head_dim)
     attention = (
         a.n_full_attention_layers * 4 * a.num_attention_heads * a.head_dim * prompt_tokens / 2
     )
-    k_heads = a.linear_num_key_heads
-    v_heads = a.linear_num_value_heads
-    delta = a.n_linear_attention_layers * 4 * max(k_heads, v_heads) * (
-        a.linear_key_head_dim * a.linear_value_head_dim)
-    return 2 * matmul + attention + delta
+    return 2 * weights + delta, attention
+
+
+def prefill_flops_per_token(spec: ModelSpec, prompt_tokens: int) -> float:
+    """All FLOPs per prompt token (see `prefill_flops`)."""
+    return sum(prefill_flops(spec, prompt_tokens))
+
+
+def _prefill_seconds_per_token(
+    spec: ModelSpec, prompt: int, flops: float, pre: dict[Key, float], kind: DeviceKind
+) -> float | None:
+    """Matmuls at the (kind, dense/MoE) efficiency, attention at the kind's dense one (the
+    flash-attention kernels do not depend on the FFN)."""
+    e_ffn = pre.get((kind, spec.is_moe))
+    e_attn = pre.get((kind, False), e_ffn)
+    if not e_ffn or not e_attn:
+        return None
+    matmul, attention = prefill_flops(spec, prompt)
+    return matmul / (e_ffn * flops) + attention / (e_attn * flops)
 
 
 @dataclass(frozen=True)
@@ -419,11 +451,9 @@ def prefill_rate(est: Estimate, machine: Machine, table: SpecTable, prompt: int)
     # stages one after another, so the rate is that of one GPU
     tp = est.layout.tensor_parallel or 1
     flops = min(g.fp16_tensor_flops or 0 for g in gpus if g is not None) * tp
-    kind = _kind(gpus[0])
-    eff = calibration(table).prefill.get((kind, spec.is_moe))
-    if eff is None:
-        return None
-    return eff * flops / prefill_flops_per_token(spec, prompt)
+    seconds = _prefill_seconds_per_token(
+        spec, prompt, flops, calibration(table).prefill, _kind(gpus[0]))
+    return None if seconds is None else 1 / seconds
 
 
 def estimate_all(est: Estimate, machine: Machine, table: SpecTable) -> Speed:
