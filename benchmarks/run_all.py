@@ -5,7 +5,8 @@
     python benchmarks/run_all.py --smoke    # qwenfit only, no plots, a few seconds, temp dir
 
 Parts: start-up (report/startup.py), memory accuracy against llama.cpp (report/accuracy.py),
-decode speed against published runs (report/speed.py), picks per machine (report/picks.py).
+decode and prefill speed against published runs (report/speed.py), picks per machine
+(report/picks.py), the real-world validation set (report/realworld.py, benchmarks/realworld/).
 The full run first refreshes the peers' raw answers (benchmarks/peers/*.py) unless
 --reuse-peers, and saves every number behind the document in benchmarks/results/report.json.
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import accuracy, markdown, picks, speed, startup
+from report import accuracy, markdown, picks, realworld, speed, startup
 from report.common import PEERS, REPO, RESULTS, measured
 
 
@@ -43,7 +44,9 @@ def peer_versions() -> str:
     import _common as c
 
     names = ("llmfit", "whichllm", "hf-mem", "vllm-wizard", "accelerate")
-    return ", ".join(f"{t} {c.tool_version(t)}" for t in names)
+    return ", ".join(f"{t} {c.tool_version(t)}" if c.venv_python(t).exists()
+                     else f"{t} (not installed here: its figures are the saved ones)"
+                     for t in names)
 
 
 def write(out: Path, data: dict[str, Any], plots: bool) -> None:
@@ -59,7 +62,9 @@ def write(out: Path, data: dict[str, Any], plots: bool) -> None:
                   for t, pts in data["accuracy"]["by_context"].items()}
         p.accuracy(by_ctx, img_dir / "bench_accuracy.png")
         p.speed(data["speed"]["rows"], img_dir / "bench_speed.png")
-        imgs = {k: f"{rel}/bench_{k}.png" for k in ("startup", "accuracy", "speed")}
+        p.realworld(data["realworld"]["rows"], img_dir / "bench_realworld.png")
+        imgs = {k: f"{rel}/bench_{k}.png"
+                for k in ("startup", "accuracy", "speed", "realworld")}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown.render(data, imgs))
 
@@ -73,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, help="timed rounds per command (default 10; smoke 2)")
     ap.add_argument("--reuse-peers", action="store_true",
                     help="use benchmarks/results/peers_*.json as they are")
+    ap.add_argument("--reuse-startup", action="store_true",
+                    help="take the start-up timings from benchmarks/results/report.json (they "
+                    "time the peers' commands, which need benchmarks/peers/setup.sh)")
     ap.add_argument("--from-json", type=Path, help="re-render the page and plots from a saved "
                     "benchmarks/results/report.json, measuring nothing")
     args = ap.parse_args(argv)
@@ -88,18 +96,27 @@ def main(argv: list[str] | None = None) -> int:
                        if args.smoke else REPO / "docs" / "benchmarks.md")
     if not args.smoke and not args.reuse_peers:
         refresh_peers()
-    print("[startup] timing ...", flush=True)
-    data: dict[str, Any] = {"startup": startup.run(args.smoke, runs)}
+    data: dict[str, Any]
+    if args.reuse_startup:
+        print("[startup] reused from benchmarks/results/report.json", flush=True)
+        previous = json.loads((RESULTS / "report.json").read_text())
+        data = {"startup": previous["startup"]}
+    else:
+        print("[startup] timing ...", flush=True)
+        data = {"startup": startup.run(args.smoke, runs)}
     print("[accuracy] ...", flush=True)
     data["accuracy"] = accuracy.run(args.smoke)
     print("[speed] ...", flush=True)
     data["speed"] = speed.run(args.smoke)
+    print("[realworld] ...", flush=True)
+    data["realworld"] = realworld.run(args.smoke)
     print("[picks] ...", flush=True)
     data["picks"] = picks.run(args.smoke)
-    data["targets"] = markdown.targets(data["startup"])
+    data["targets"] = markdown.targets(data["startup"]) + markdown.targets_18(data)
     data["meta"] = {
         "command": "python benchmarks/run_all.py" + (" --smoke" if args.smoke else "")
-                   + (" --reuse-peers" if args.reuse_peers else ""),
+                   + (" --reuse-peers" if args.reuse_peers else "")
+                   + (" --reuse-startup" if args.reuse_startup else ""),
         "date": dt.date.today().isoformat(),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python "
                    f"{platform.python_version()}, no GPU",

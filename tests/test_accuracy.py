@@ -60,15 +60,41 @@ def test_gguf_bytes_equal_llama_quantize(table: SpecTable, name: str) -> None:
 ROWS = [compare(r) for r in records()]
 
 
-@pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r['model']}-{r['weights_type']}-"
-                         f"{r['n_ctx']}-{r['seqs']}-{r['kv_type']}-{r['ubatch']}-{r['fa']}")
+def _id(r: dict[str, Any]) -> str:
+    return (f"{r['model']}-{r['weights_type']}-{r['n_ctx']}-{r['seqs']}-{r['kv_type']}-"
+            f"{r['ubatch']}-{r['fa']}-{r['reservation']}")
+
+
+def test_the_grid_covers_issue_18() -> None:
+    """All eight sizes, 4k-262k, three KV types, 1 and 4 sequences, ubatch 512 and 2048, flash
+    attention auto/on/off, BF16, Q8_0 and Q4_K_M weights, both output reservations."""
+    def values(key: str) -> set[object]:
+        return {r[key] for r in ROWS}
+    assert len(values("model")) == 8
+    assert {4096, 32768, 131072, 262144} <= values("n_ctx")  # type: ignore[operator]
+    assert {"f16", "q8_0", "q4_0"} <= values("kv_type")  # type: ignore[operator]
+    assert {1, 4} <= values("seqs") and {512, 2048} <= values("ubatch")  # type: ignore[operator]
+    assert {"bf16", "q8_0", "q4_k_m"} <= values("weights_type")  # type: ignore[operator]
+    assert {"on", "off"} <= values("fa") and values("reservation") == {"server", "library"}
+    auto = [r for r in records() if r["flash_attn_requested"] == "auto"]
+    assert auto and all(r["flash_attn"] == "on" for r in auto)  # auto resolves to on here
+
+
+@pytest.mark.parametrize("row", ROWS, ids=_id)
 def test_llamacpp_buffers(row: dict[str, Any]) -> None:
-    """Targets: weights within 1 %, KV and state within 0.5 %, total within 4 % and never
-    more than 1 % under (the compute buffer errs high, see docs/estimation.md)."""
-    assert abs(row["weights"]) <= 1
-    assert abs(row["kv"]) <= 0.5
-    assert abs(row["state"]) <= 0.5
-    assert -1 <= row["total"] <= 4
+    """Weights, KV and state to the byte. llama-server's reservation (what qwenfit estimates):
+    compute buffer within 10 % and total within 3 %. Library reservation (every ubatch token's
+    logits): at most 5 % under (4 slots, non-unified KV, on 0.8B), high by at most the KQ mask
+    where ggml-alloc reuses its block (see docs/estimation.md)."""
+    assert abs(row["weights"]) < 1e-9
+    assert abs(row["kv"]) < 1e-9
+    assert abs(row["state"]) < 1e-9
+    if row["reservation"] == "server":
+        assert abs(row["compute"]) <= 10
+        assert abs(row["total"]) <= 3
+    else:
+        assert -5 <= row["compute"] <= 55
+        assert -1 <= row["total"] <= 12
 
 
 @pytest.mark.parametrize("name", sorted(TRANSFORMERS))

@@ -32,7 +32,7 @@ def test_run_all_smoke(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = out.read_text()
     for heading in ("## Targets", "## 1. Start-up", "## 2. Memory accuracy", "## 3. Decode speed",
-                    "## 4. Recommendation quality"):
+                    "## 4. Recommendation quality", "## 5. Real-world validation set"):
         assert heading in doc
     data = json.loads(out.with_suffix(".json").read_text())
     assert all(r["ok"] for r in data["startup"]["rows"]), data["startup"]["rows"]
@@ -41,5 +41,6 @@ def test_run_all_smoke(tmp_path: Path) -> None:
     assert all(r["qwenfit_loo"] is not None for r in data["speed"]["rows"]
                if r["kind"] == "calibration")
     assert len(data["picks"]["rows"]) == 9
+    assert {"kv", "state", "compute", "decode", "prefill"} <= set(data["realworld"]["summary"])
     assert not list(tmp_path.glob("*.png"))
     assert seconds < 60, f"smoke run took {seconds:.0f} s"

@@ -21,8 +21,10 @@ TOOLS = ["qwenfit", "llmfit", "whichllm", "hf-mem", "hf-mem-gguf", "vllm-wizard"
 
 
 def _default_settings(r: dict[str, Any]) -> bool:
+    """llama-server's defaults: f16 KV, ubatch 512, flash attention on, one slot, and its
+    output reservation (one logits row per slot)."""
     return (r["n_seq_max"] == 1 and r["type_k"] == "f16" and r["n_ubatch"] == 512
-            and r["flash_attn"] == "on")
+            and r["flash_attn"] == "on" and bool(r.get("n_outputs_max")))
 
 
 def reference() -> dict[tuple[str, str, int], dict[str, int]]:
@@ -73,7 +75,7 @@ def qwenfit_cases(all_rows: list[dict[str, Any]],
     for r in all_rows:
         key = (str(r["model"]), str(r["weights_type"]), int(r["n_ctx"]))
         if key not in ref or r["seqs"] != 1 or r["kv_type"] != "f16" or r["ubatch"] != 512 \
-                or r["fa"] != "on":
+                or r["fa"] != "on" or r["reservation"] != "server":
             continue
         m = ref[key]
         rows.append({"tool": "qwenfit", "model": key[0], "precision": key[1], "context": key[2],

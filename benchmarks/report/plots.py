@@ -72,7 +72,8 @@ def speed(rows: list[dict[str, Any]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 5))
     marks = {"qwenfit": "o", "llmfit": "s", "whichllm": "^"}
     for tool, mark in marks.items():
-        pts = [(r["tokens_per_s"], r[tool]) for r in rows if r.get(tool)]
+        pts = [(r["tokens_per_s"], r[tool]) for r in rows
+               if r.get(tool) and r.get("point", "decode") == "decode"]
         if pts:
             label = "qwenfit (leave-one-out)" if tool == "qwenfit" else tool
             ax.scatter(*zip(*pts, strict=True), marker=mark, label=label,
@@ -88,4 +89,25 @@ def speed(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_title("Decode speed estimates")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def realworld(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Signed error % per record, one column per quantity (symlog y)."""
+    plt = _plt()
+    quantities = ["kv", "state", "compute", "host_weights", "card_used", "ollama_total",
+                  "decode", "prefill", "aggregate"]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for i, q in enumerate(quantities):
+        errs = [v["error"] for r in rows if (v := r["values"].get(q)) and v["error"] is not None]
+        ax.scatter([i] * len(errs), errs, s=22, alpha=0.7, color=COLORS["qwenfit"])
+    for y in (-35, 35):
+        ax.axhline(y, color="#cc8888", linewidth=0.8, linestyle="--")
+    for y in (-10, 10):
+        ax.axhline(y, color="#88aa88", linewidth=0.8, linestyle=":")
+    ax.axhline(0, color="#444444", linewidth=0.8)
+    ax.set_xticks(range(len(quantities)), quantities)
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylabel("qwenfit error % (published = 0)")
+    ax.set_title("qwenfit vs published measurements on real hardware")
     return _save(fig, path)

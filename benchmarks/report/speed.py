@@ -50,7 +50,16 @@ def _extra_cpu() -> list[dict[str, Any]]:
 
 def _machine(point: dict[str, Any]) -> Any:
     from qwenfit import with_overrides
+    from qwenfit.hardware.machine import GPU
 
+    if point["device"] == "gpu" and point.get("bandwidth_bytes_per_s"):  # not in the catalog
+        flops = point.get("fp16_tensor_tflops")
+        big = 1 << 40
+        gpu = GPU(index=0, name=point["gpu"], vendor="other", memory_total_bytes=big,
+                  memory_free_bytes=big, bandwidth_bytes_per_s=point["bandwidth_bytes_per_s"],
+                  fp16_tensor_flops=None if flops is None else int(flops * 1e12),
+                  unified_memory=bool(point.get("unified_memory")))
+        return with_overrides(None, ram="64GB").model_copy(update={"gpus": [gpu]})
     if point["device"] == "gpu":
         return with_overrides(None, gpu=point["gpu"], ram="64GB")
     return with_overrides(None, vram=0, ram="24GB",
@@ -58,12 +67,35 @@ def _machine(point: dict[str, Any]) -> Any:
 
 
 def _qwenfit_tps(point: dict[str, Any]) -> float | None:
+    """qwenfit's decode (or, for a prefill point, prefill) tokens/s for the point's setup."""
     from qwenfit import estimate
+    from qwenfit.memory import speed
+    from qwenfit.specs.table import load_specs
 
-    est = estimate(point["model"], runtime="llama.cpp", quant=point["quant"],
+    machine = _machine(point)
+    runtime = point.get("runtime") or "llama.cpp"
+    est = estimate(point["model"], runtime=runtime, quant=point["quant"],
                    context=point["context"], kv_cache=point["kv_cache"], text_only=True,
-                   machine=_machine(point))
-    return est.tokens_per_second
+                   machine=machine)
+    if point.get("point") == "prefill":
+        return speed.prefill_rate(est, machine, load_specs(), point["prompt_tokens"])
+    tps = est.tokens_per_second
+    if tps is not None and point.get("weights_bytes"):  # the published file, not the stock one
+        weights = sum(p.read_per_token_bytes for p in est.parts if p.part == "weights")
+        total = sum(p.read_per_token_bytes for p in est.parts)
+        scale = (total + weights * (point["weights_bytes"] / est.weights_bytes - 1)) / total
+        tps = _rescale(est, machine, scale)
+    return tps
+
+
+def _rescale(est: Any, machine: Any, scale: float) -> float | None:
+    """Decode tokens/s when the bytes read are `scale` times qwenfit's stock-file figure."""
+    from qwenfit.memory import speed
+    from qwenfit.specs.table import load_specs
+
+    parts = [p.model_copy(update={"read_per_token_bytes": int(p.read_per_token_bytes * scale)})
+             for p in est.parts]
+    return speed.estimate_speed(est.model_copy(update={"parts": parts}), machine, load_specs())
 
 
 def qwenfit_rows() -> list[dict[str, Any]]:
@@ -71,8 +103,9 @@ def qwenfit_rows() -> list[dict[str, Any]]:
     from qwenfit.memory import speed
 
     full = speed.measurements()
-    points = [m.model_dump() | {"kind": "calibration", "note": ""} for m in full.measurements]
-    points += [{"kind": "out-of-sample"} | p for p in EXTRA + _extra_cpu()]
+    points = [m.model_dump() | {"point": m.kind, "kind": "calibration", "note": ""}
+              for m in full.measurements]
+    points += [{"kind": "out-of-sample", "point": "decode"} | p for p in EXTRA + _extra_cpu()]
     rows = []
     for i, p in enumerate(points):
         in_sample = _qwenfit_tps(p)
@@ -147,17 +180,33 @@ def whichllm_tps(rows: list[dict[str, Any]], tmp: Path) -> None:
 
 
 def summary(rows: list[dict[str, Any]], tools: list[str]) -> list[dict[str, Any]]:
-    """Per tool and point kind: mean and max |error| %."""
+    """Per tool, point kind and quantity (decode / prefill): n, mean, median and max |error| %,
+    and the share within 35 %."""
     out = []
     for tool in tools:
         for kind in ("calibration", "out-of-sample", "contended"):
-            errs = [abs(e) for r in rows if r["kind"] == kind
-                    and (e := err(r.get(tool), r["tokens_per_s"])) is not None]
-            if errs:
-                out.append({"tool": tool, "kind": kind, "n": len(errs),
-                            "mean": statistics.fmean(errs), "median": statistics.median(errs),
-                            "max": max(errs)})
+            for point in ("decode", "prefill"):
+                errs = [abs(e) for r in rows if r["kind"] == kind
+                        and r.get("point", "decode") == point
+                        and (e := err(r.get(tool), r["tokens_per_s"])) is not None]
+                if errs:
+                    out.append({"tool": tool, "kind": kind, "point": point, "n": len(errs),
+                                "mean": statistics.fmean(errs),
+                                "median": statistics.median(errs), "max": max(errs),
+                                "within_35": sum(e <= 35 for e in errs) / len(errs)})
     return out
+
+
+def calibration() -> dict[str, Any]:
+    """The fitted factors, for the report."""
+    from qwenfit.memory import speed
+    from qwenfit.specs.table import load_specs
+
+    c = speed.calibration(load_specs())
+    return {"decode": {f"{k[0]}{' MoE' if k[1] else ''}": v for k, v in c.decode.items()},
+            "per_layer_us": {k: v * 1e6 for k, v in c.per_layer_s.items()},
+            "prefill": {f"{k[0]}{' MoE' if k[1] else ''}": v for k, v in c.prefill.items()},
+            "runtime": c.runtime}
 
 
 def run(smoke: bool) -> dict[str, Any]:
@@ -166,7 +215,13 @@ def run(smoke: bool) -> dict[str, Any]:
     tools = ["qwenfit_in_sample", "qwenfit_loo", "qwenfit"]
     if not smoke:
         with tempfile.TemporaryDirectory(prefix="qwenfit-speed-") as tmp:
-            llmfit_tps(rows, Path(tmp))
-            whichllm_tps(rows, Path(tmp))
-        tools += ["llmfit", "whichllm"]
-    return {"rows": rows, "summary": summary(rows, tools)}
+            # the peers give decode only, and only for catalog GPUs and CPUs
+            peer_rows = [r for r in rows if r.get("point", "decode") == "decode"
+                         and not (r["device"] == "gpu" and r.get("bandwidth_bytes_per_s"))]
+            import _common as c
+
+            for tool, fn in (("llmfit", llmfit_tps), ("whichllm", whichllm_tps)):
+                if c.venv_bin(tool).parent.exists():  # benchmarks/peers/setup.sh installs it
+                    fn(peer_rows, Path(tmp))
+                    tools.append(tool)
+    return {"rows": rows, "summary": summary(rows, tools), "calibration": calibration()}

@@ -147,12 +147,24 @@ def _estimate(e: Estimate) -> str:
         f"{'total':<13} {_gib(e.total_bytes)}  GPU {e.gpu_bytes / GiB:.2f} GiB{gpus}, "
         f"RAM {e.ram_bytes / GiB:.2f} GiB"
     )
-    speed = (
-        [f"speed: about {e.tokens_per_second:.0f} tokens/s decode (one sequence)"]
-        if e.tokens_per_second
-        else []
-    )
+    speed = [speed_line(e)] if e.tokens_per_second else []
     return "\n".join([head, layout(e), "", *rows, *speed, *(f"note: {n}" for n in e.notes)])
+
+
+def speed_line(e: Estimate) -> str:
+    """'speed: about N tokens/s decode, M tokens/s prefill (TTFT X s for a P-token prompt)'."""
+    line = f"speed: about {e.tokens_per_second:.0f} tokens/s decode"
+    if e.prefill_tokens_per_second:
+        line += f", {e.prefill_tokens_per_second:.0f} tokens/s prefill"
+        if e.time_to_first_token_s is not None:
+            line += (f" (TTFT {e.time_to_first_token_s:.1f} s for a "
+                     f"{e.ttft_prompt_tokens}-token prompt)")
+    if e.aggregate_tokens_per_second:
+        line += (f"; {e.aggregate_tokens_per_second:.0f} tokens/s over {e.parallel} sequences "
+                 f"({e.aggregate_tokens_per_second / e.parallel:.0f} each)")
+    else:
+        line += " (one sequence)" if not e.prefill_tokens_per_second else ""
+    return line
 
 
 def check(r: CheckResult) -> str:

@@ -28,6 +28,12 @@ class CatalogGPU(BaseModel):
     architecture: str
     unified_memory: bool
     source: str
+    fp16_tensor_tflops: float | None = Field(
+        None,
+        description="Dense FP16 tensor-core TFLOPS (FP16 accumulate where the vendor lists "
+        "both), from flops_source; None when the vendor publishes none.",
+    )
+    flops_source: str | None = None
 
 
 class GPUCatalog(BaseModel):
@@ -78,6 +84,9 @@ def catalog_gpus(spec: str, ram_total: int = 0) -> list[GPU]:
             architecture=entry.architecture,
             unified_memory=entry.unified_memory,
             bandwidth_bytes_per_s=entry.bandwidth_gb_s * 10**9,
+            fp16_tensor_flops=None
+            if entry.fp16_tensor_tflops is None
+            else int(entry.fp16_tensor_tflops * 10**12),
         )
         for i in range(count)
     ]

@@ -31,6 +31,9 @@ class GPU(BaseModel):
     compute_capability: str | None = None
     architecture: str | None = None
     bandwidth_bytes_per_s: int | None = Field(None, ge=0)
+    fp16_tensor_flops: int | None = Field(
+        None, ge=0, description="Dense FP16 tensor throughput, FLOP/s (prefill estimates)."
+    )
     unified_memory: bool = Field(False, description="Shares RAM with the CPU (Apple Silicon).")
     mig: bool = Field(False, description="A MIG instance rather than a whole GPU.")
 

@@ -111,14 +111,20 @@ def estimate_with(
     update: dict[str, object] = {}
     notes = list(est.notes)
     if machine is not None:
-        tps = speed.estimate_speed(est, machine, table)  # MTP's gain included
-        if tps is not None and est.mtp:
+        s = speed.estimate_all(est, machine, table)
+        update.update(
+            tokens_per_second=s.decode,
+            prefill_tokens_per_second=s.prefill,
+            time_to_first_token_s=s.ttft_s,
+            ttft_prompt_tokens=s.ttft_prompt_tokens if s.ttft_s is not None else None,
+            aggregate_tokens_per_second=s.aggregate,
+        )
+        if s.decode is not None and est.mtp:  # the gain is in speed.estimate_speed
             factor = runtimes.MTP_SPEED_FACTOR[(est.runtime, spec.is_moe)]
             notes.append(
                 f"MTP: decode speed x {factor:g} (published runs; acceptance 0.5-0.9 falls "
                 "with context, see docs/estimation.md)"
             )
-        update["tokens_per_second"] = tps
     if ctx > spec.context.native:
         notes.append(
             f"{ctx} tokens is beyond the native {spec.context.native}: needs YaRN rope scaling "

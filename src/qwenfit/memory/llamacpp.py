@@ -34,11 +34,19 @@ from qwenfit.units import MiB
 # `cudaMinimumMemory = 457 * format.MebiByte`): the CUDA context, cuBLAS handles and kernels.
 CUDA_RUNTIME_OVERHEAD = 457 * MiB
 
-# Compute buffer, per ubatch token (fitted to llama.cpp's own "compute buffer size" reports in
-# tests/fixtures/measured/llamacpp_memory.json; see docs/estimation.md):
-COMPUTE_LOGITS_PER_VOCAB = 4  # the reserved graph produces F32 logits for every ubatch token
-COMPUTE_PER_HIDDEN = 12  # residual stream and norms around the output layer
-COMPUTE_FA_OFF_PER_HIDDEN = 24
+# Compute buffer (fitted to llama.cpp's own "compute buffer size" reports in
+# tests/fixtures/measured/llamacpp_memory.json, both reservations; see docs/estimation.md). The
+# graph allocator reuses memory, so the buffer is the peak over the graph's phases, each phase
+# being what is live at once, in bytes per ubatch token:
+COMPUTE_LOGITS_PER_VOCAB = 4  # F32 logits per reserved output row
+COMPUTE_PER_HIDDEN = 12  # residual stream and norms, live through every phase
+COMPUTE_GDN_PER_KEY = 36  # Gated DeltaNet chunked delta rule, per key dim of all key heads
+COMPUTE_FFN_PER_INTERMEDIATE = 12  # dense FFN: gate, up and their product, F32
+# MoE, per routed expert (top-k of them): 12 per expert intermediate dim plus 4.5 per hidden
+# dim (the hidden state gathered for each expert, and its share of the weighted sum)
+COMPUTE_MOE_PER_INTERMEDIATE = 12
+COMPUTE_MOE_PER_HIDDEN = 4.5
+COMPUTE_FA_OFF_PER_QUERY = 14  # without flash attention: Q/K/V copies and KQV, per head dim
 # The vision encoder (mtmd/clip) reserves its compute buffer at warm-up for a 1472 x 1472 image
 # (2116 merged tokens) and grows it at the first image of the largest size qwen3vl_merger
 # accepts, 4096 merged tokens (tools/mtmd/clip.cpp). Measured: ~107 bytes per merged token per
@@ -199,27 +207,57 @@ def output_bytes(spec: ModelSpec, parallel: int) -> int:
 
 
 def compute_bytes(
-    spec: ModelSpec, cells: int, ubatch: int, flash_attn: bool, with_output: bool = True
+    spec: ModelSpec,
+    cells: int,
+    ubatch: int,
+    flash_attn: bool,
+    with_output: bool = True,
+    outputs: int | None = 1,
+    sequences: int = 1,
 ) -> int:
     """The compute buffer `sched_reserve` allocates for a worst-case ubatch.
 
-    Two phases compete for the peak: the output layer (F32 logits for every ubatch token) and
-    the attention of the last full-attention layer (the KQ mask over all cells, plus, without
-    flash attention, F32 scores for every head). llama.cpp's graph allocator sometimes reuses
-    the mask's memory for the logits and sometimes does not; the mask is charged in full, so
-    this errs high by at most the mask. `with_output`: this device holds the output layer.
+    `outputs`: logit rows the reservation holds. llama-server reserves one per slot
+    (`n_outputs_max` = slots, tools/server/server-context.cpp `server_output_limits`); None is
+    llama.cpp's library default, every ubatch token (llama-cpp-python, other embedders).
+    `sequences`: slots; each has cells / sequences cells of its own (KV not unified), which is
+    what one sequence's mask spans. `with_output`: this device holds the output layer.
+
+    Peak over phases, not a sum: the residual stream is live throughout; the KQ mask (an input,
+    freed after the last full-attention layer, which is the last layer) is live through every
+    layer, beside the largest layer working set (the Gated DeltaNet chunked delta rule, the
+    FFN, or without flash attention the F32 scores of every head); the logits come after the
+    mask is freed (with one row per slot they are smaller than a layer's working set). With
+    every-token logits the allocator does not always place the logits in
+    the mask's freed block (tests/fixtures/measured: 2B and 9B reuse it, 0.8B, 4B and 27B do
+    not), so the mask, less the residual row it shares, is charged beside them: an upper bound.
     """
     a = spec.architecture
     tokens = min(ubatch, cells)
-    vocab = a.vocab_size if with_output else 0
-    logits = tokens * (COMPUTE_LOGITS_PER_VOCAB * vocab + COMPUTE_PER_HIDDEN * a.hidden_size)
+    rows = tokens if outputs is None else min(max(1, outputs), tokens)
+    span = -(-cells // max(1, sequences))
+    resid = COMPUTE_PER_HIDDEN * a.hidden_size * tokens
+    logits = COMPUTE_LOGITS_PER_VOCAB * a.vocab_size * rows if with_output else 0
+    gdn = COMPUTE_GDN_PER_KEY * a.linear_num_key_heads * a.linear_key_head_dim
+    if a.moe is None:
+        ffn = COMPUTE_FFN_PER_INTERMEDIATE * (a.intermediate_size or 0)
+    else:
+        ffn = int(a.moe.num_experts_per_tok * (
+            COMPUTE_MOE_PER_INTERMEDIATE * a.moe.moe_intermediate_size
+            + COMPUTE_MOE_PER_HIDDEN * a.hidden_size
+        ))
+    layer = tokens * max(gdn, ffn)
     if flash_attn:
-        return logits + MASK_BYTES * cells * tokens
-    scores = tokens * (
-        SCORE_BYTES * cells * (a.num_attention_heads + 1)
-        + COMPUTE_FA_OFF_PER_HIDDEN * a.hidden_size
-    )
-    return max(logits, scores)
+        mask = MASK_BYTES * span * tokens
+    else:
+        mask = SCORE_BYTES * span * tokens
+        scores = tokens * a.num_attention_heads * (
+            SCORE_BYTES * span + COMPUTE_FA_OFF_PER_QUERY * a.head_dim)
+        layer = max(layer, scores)
+    if outputs is None:
+        not_reused = max(0, mask - 4 * a.hidden_size * tokens)
+        return resid + max(mask + layer, logits + not_reused)
+    return resid + mask + max(layer, logits)
 
 
 def vision_compute_bytes(spec: ModelSpec) -> int:
@@ -331,7 +369,9 @@ def parts(r: LlamaCppRequest) -> list[Part]:
     add(
         "compute",
         {
-            d: compute_bytes(r.spec, cells, r.ubatch, r.flash_attn, d == out_dev)
+            d: compute_bytes(
+                r.spec, cells, r.ubatch, r.flash_attn, d == out_dev, seqs, seqs
+            )
             for d in holders | {out_dev}
         },
         f"compute buffer for a {min(r.ubatch, cells)}-token ubatch, flash attention "

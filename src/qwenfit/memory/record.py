@@ -192,6 +192,24 @@ class Estimate(BaseModel):
         description="llama-server --cache-ram (in MiB on its command line) to pass; null: the "
         "runtime default is used.",
     )
+    prefill_tokens_per_second: float | None = Field(
+        None,
+        description="Estimated prompt processing speed for a 512-token prompt (llama-bench's "
+        "pp512), when the weights sit on GPUs whose FP16 throughput is known.",
+    )
+    time_to_first_token_s: float | None = Field(
+        None,
+        description="Estimated seconds to process a prompt of ttft_prompt_tokens tokens from "
+        "scratch (prefill only: no queueing, no model load).",
+    )
+    ttft_prompt_tokens: int | None = Field(
+        None, description="The prompt length time_to_first_token_s assumes: the context."
+    )
+    aggregate_tokens_per_second: float | None = Field(
+        None,
+        description="Estimated decode tokens/s summed over `parallel` sequences generating at "
+        "once (parallel > 1); each user sees this divided by parallel.",
+    )
     notes: list[str] = []
 
     @model_validator(mode="after")
