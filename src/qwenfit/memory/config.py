@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from qwenfit.errors import UnsupportedError
 from qwenfit.hardware.machine import Machine
-from qwenfit.memory import hf, llamacpp, runtimes
+from qwenfit.memory import hf, llamacpp, mlx, runtimes
 from qwenfit.memory import layout as layouts
 from qwenfit.memory.options import FlashAttn, Options
 from qwenfit.memory.record import ContextSource, Estimate, Layout, Part
@@ -51,6 +51,18 @@ class Config:
     )
 
     def parts(self, context: int) -> list[Part]:
+        if self.runtime == "mlx":
+            return mlx.parts(
+                mlx.MLXRequest(
+                    self.spec,
+                    self.quant,
+                    context,
+                    self.parallel,
+                    self.kv_cache,
+                    self.text_only,
+                    self.layout,
+                )
+            )
         if self.runtime in ("llama.cpp", "ollama"):
             assert self.ubatch is not None and self.flash_attn is not None
             return llamacpp.parts(
@@ -127,6 +139,8 @@ class Config:
             )
         if self.runtime == "ollama":
             notes.append("Ollama runs its own GGUF build; sizes are llama.cpp's for the same quant")
+        if self.runtime == "mlx":
+            notes.extend(mlx.notes(self.text_only))
         if kind == "offload":
             notes.append(
                 "does not fit the GPU whole: part of the weights run from RAM, which is much slower"
@@ -159,6 +173,8 @@ def configure(
         quant = runtimes.default_quant(spec, rt)
         if quant is None:
             raise UnsupportedError(f"{rt} has no build of {spec.name}; try another --runtime")
+    if rt == "mlx":
+        mlx.check_machine(machine)
     q = runtimes.check_quant(table, spec, rt, quant)
     kv = runtimes.check_kv_cache(table, rt, o.kv_cache)
     fa = _resolve_flash_attn(rt, o.flash_attn, kv)
@@ -208,6 +224,8 @@ def plan(
             allow_offload=allow_offload,
             expert_offload=cfg.runtime == "llama.cpp",
         )
+    elif cfg.runtime == "mlx":
+        layout = Layout(kind="gpu", devices=[0])  # Metal's share of unified memory, no offload
     elif cfg.runtime == "vllm":
         layout = layouts.plan_vllm(measure, cfg.spec, cfg.quant, machine, margin, nodes)
     else:

@@ -10,7 +10,7 @@ from qwenfit.hardware.machine import Machine
 from qwenfit.specs.table import RUNTIMES, Format, ModelSpec, RuntimeName, SpecTable
 from qwenfit.units import GiB
 
-KV_CACHE_TYPES = ("f16", "bf16", "q8_0", "q4_0", "fp8")
+KV_CACHE_TYPES = ("f16", "bf16", "q8_0", "q4_0", "fp8", "mlx-q8", "mlx-q4")
 
 # ggml block layouts (ggml/src/ggml-common.h): q8_0 = 32 int8 + one f16 scale = 34 bytes per 32
 # values; q4_0 = 16 bytes of nibbles + one f16 scale = 18 bytes per 32 values.
@@ -111,6 +111,7 @@ ARTIFACT_FORMAT: dict[RuntimeName, Format] = {
     "ollama": "ollama",
     "vllm": "safetensors",
     "transformers": "safetensors",
+    "mlx": "mlx",
 }
 
 
@@ -126,7 +127,12 @@ def default_quant(spec: ModelSpec, runtime: RuntimeName) -> str | None:
     """The precision a user gets without asking: Ollama's tag default, Q4_K_M GGUF, BF16 weights,
     else the only build a checkpoint has."""
     fmt = ARTIFACT_FORMAT[runtime]
-    usual = {"llama.cpp": "q4_k_m", "vllm": "bf16", "transformers": "bf16"}.get(runtime)
+    usual = {
+        "llama.cpp": "q4_k_m",
+        "vllm": "bf16",
+        "transformers": "bf16",
+        "mlx": "mlx-4bit",
+    }.get(runtime)
     builds = [a.precision for a in spec.artifacts if a.format == fmt]
     if usual in builds:
         return usual

@@ -1,0 +1,172 @@
+"""Measure what MLX itself allocates for the Qwen3.5 architecture, built by mlx-lm on the CPU.
+
+For each case the text model of a spec-table entry is built with mlx-lm's own `qwen3_5` /
+`qwen3_5_moe` classes at its real shapes (no checkpoint: MLX's own random init), cast the way
+`mlx_lm.convert` casts (everything to bfloat16 but `A_log`, the model's `cast_predicate`) and
+quantized with mlx-lm's own `quantize_model` (group size 64, the model's `quant_predicate`).
+Then a prompt of N tokens is prefilled exactly as `mlx_lm.generate.generate_step` does it
+(chunks of `prefill_step_size`, the cache state evaluated after each, the last token through
+the final step) and MLX's allocator is read:
+
+- `weights_bytes`: the parameters' `nbytes` (and `mx.get_active_memory()` after loading),
+- `kv_cache_bytes` / `linear_state_bytes`: `nbytes` of the cache objects after the prefill,
+- `active_after_bytes`: `mx.get_active_memory()` after the prefill,
+- `peak_bytes`: `mx.get_peak_memory()` over the prefill (reset after loading).
+
+Run: `.venv/bin/python benchmarks/mlx/measure_memory.py > tests/fixtures/measured/mlx_memory.json`
+(needs `pip install "mlx[cpu]" mlx-lm`; ~10 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx_lm
+from mlx.utils import tree_flatten, tree_map_with_path
+from mlx_lm.models import qwen3_5, qwen3_5_moe
+from mlx_lm.utils import quantize_model
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+from qwenfit.specs.table import load_specs  # noqa: E402
+
+PREFILL_STEP = 2048  # mlx_lm generate_step / mlx_lm.server --prefill-step-size default
+
+# (model, precision, prompt tokens, parallel)
+CASES = [
+    ("qwen3.5-0.8b", "bf16", 1000, 1),
+    ("qwen3.5-0.8b", "mlx-4bit", 3000, 1),
+    ("qwen3.5-0.8b", "mlx-8bit", 5000, 1),
+    ("qwen3.5-0.8b", "mlx-6bit", 300, 1),
+    ("qwen3.5-2b", "mlx-4bit", 2500, 1),
+    ("qwen3.5-2b", "bf16", 600, 1),
+    ("qwen3.5-4b", "mlx-4bit", 1200, 1),
+    ("qwen3.5-4b", "mlx-8bit", 260, 1),
+]
+BITS = {"mlx-4bit": 4, "mlx-6bit": 6, "mlx-8bit": 8}
+
+
+def text_config(name: str) -> dict[str, object]:
+    a = load_specs().get(name).architecture
+    cfg: dict[str, object] = {
+        "model_type": "qwen3_5_moe_text" if a.moe else "qwen3_5_text",
+        "hidden_size": a.hidden_size,
+        "num_hidden_layers": a.num_hidden_layers,
+        "num_attention_heads": a.num_attention_heads,
+        "num_key_value_heads": a.num_key_value_heads,
+        "head_dim": a.head_dim,
+        "linear_num_key_heads": a.linear_num_key_heads,
+        "linear_num_value_heads": a.linear_num_value_heads,
+        "linear_key_head_dim": a.linear_key_head_dim,
+        "linear_value_head_dim": a.linear_value_head_dim,
+        "linear_conv_kernel_dim": a.linear_conv_kernel_dim,
+        "full_attention_interval": a.full_attention_interval,
+        "vocab_size": a.vocab_size,
+        "tie_word_embeddings": a.tie_word_embeddings,
+        "max_position_embeddings": a.max_position_embeddings,
+        "intermediate_size": a.intermediate_size or 0,
+    }
+    if a.moe:
+        cfg.update(
+            num_experts=a.moe.num_experts,
+            num_experts_per_tok=a.moe.num_experts_per_tok,
+            moe_intermediate_size=a.moe.moe_intermediate_size,
+            shared_expert_intermediate_size=a.moe.shared_expert_intermediate_size,
+        )
+    return cfg
+
+
+def build(name: str, precision: str) -> nn.Module:
+    cfg = text_config(name)
+    module = qwen3_5_moe if "moe" in str(cfg["model_type"]) else qwen3_5
+    model = module.Model(
+        module.ModelArgs.from_dict({"model_type": cfg["model_type"], "text_config": cfg})
+    )
+    keep = model.cast_predicate
+
+    def cast(path: str, x: mx.array) -> mx.array:
+        return x.astype(mx.bfloat16) if keep(path) and mx.issubdtype(x.dtype, mx.floating) else x
+
+    model.update(tree_map_with_path(cast, model.parameters()))
+    if precision in BITS:
+        quantize_model(model, {}, group_size=64, bits=BITS[precision])
+    mx.eval(model.parameters())
+    return model
+
+
+def prefill(model: nn.Module, n: int) -> list[object]:
+    cache = model.make_cache()
+    prompt = mx.zeros((n,), dtype=mx.int32)
+    done = 0
+    while n - done > 1:
+        step = min(PREFILL_STEP, n - done - 1)
+        model(prompt[done : done + step][None], cache=cache)
+        mx.eval([c.state for c in cache])
+        done += step
+        mx.clear_cache()
+    logits = model(prompt[done:][None], cache=cache)[:, -1, :]
+    mx.eval(logits, [c.state for c in cache])
+    return cache
+
+
+def nbytes(tree: object) -> int:
+    return sum(v.nbytes for _, v in tree_flatten(tree) if isinstance(v, mx.array))
+
+
+def measure(name: str, precision: str, tokens: int) -> dict[str, object]:
+    mx.clear_cache()
+    mx.reset_peak_memory()
+    model = build(name, precision)
+    mx.clear_cache()
+    weights = nbytes(model.parameters())
+    active_loaded = mx.get_active_memory()
+    mx.reset_peak_memory()
+    t = time.time()
+    cache = prefill(model, tokens)
+    kv = sum(c.nbytes for c in cache if isinstance(c, mlx_lm.models.cache.KVCache))
+    state = sum(c.nbytes for c in cache if isinstance(c, mlx_lm.models.cache.ArraysCache))
+    row = {
+        "model": name,
+        "precision": precision,
+        "prompt_tokens": tokens,
+        "parallel": 1,
+        "weights_bytes": weights,
+        "active_loaded_bytes": active_loaded,
+        "kv_cache_bytes": kv,
+        "linear_state_bytes": state,
+        "active_after_bytes": mx.get_active_memory(),
+        "peak_bytes": mx.get_peak_memory(),
+        "seconds": round(time.time() - t, 1),
+    }
+    del model, cache
+    return row
+
+
+def main() -> None:
+    only = sys.argv[1:]
+    rows = [measure(m, p, n) for m, p, n, _ in CASES if not only or m in only]
+    print(
+        json.dumps(
+            {
+                "what": "MLX's own accounting (mx.get_active_memory / get_peak_memory, cache nbytes) "
+                "of the Qwen3.5 text model built by mlx-lm at real shapes on the CPU backend, "
+                "prefilled as mlx_lm.generate_step does",
+                "script": "benchmarks/mlx/measure_memory.py",
+                "mlx": mx.__version__,
+                "mlx_lm": mlx_lm.__version__,
+                "prefill_step_size": PREFILL_STEP,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
