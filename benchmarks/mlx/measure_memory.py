@@ -154,7 +154,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "what": "MLX's own accounting (mx.get_active_memory / get_peak_memory, cache nbytes) "
+                "what": "MLX accounting (get_active_memory / get_peak_memory, cache nbytes) "
                 "of the Qwen3.5 text model built by mlx-lm at real shapes on the CPU backend, "
                 "prefilled as mlx_lm.generate_step does",
                 "script": "benchmarks/mlx/measure_memory.py",

@@ -26,6 +26,7 @@ from qwenfit.cli.options import (
     nodes_option,
     offload_option,
     settings_options,
+    sweep_options,
 )
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ def models(ctx: click.Context, as_json: bool) -> None:
 @hardware_options
 @checkpoint_options
 @nodes_option
+@sweep_options
 @json_option
 @click.pass_context
 def estimate(
@@ -119,6 +121,9 @@ def estimate(
     nodes: int,
     online: bool,
     mmproj: str | None,
+    sweep: bool,
+    yarn: bool,
+    plot_file: str | None,
     as_json: bool,
 ) -> None:
     """Memory MODEL will take, part by part, in the chosen runtime.
@@ -129,6 +134,8 @@ def estimate(
     from qwenfit.cli import render
     from qwenfit.memory.estimator import estimate as run_estimate
 
+    if sweep or plot_file or yarn:
+        return _sweep(ctx, model, settings, hardware, online, mmproj, yarn, plot_file, as_json)
     machine = hardware.machine()
     table, spec = _resolve(_table(ctx), model, online, mmproj)
     est = run_estimate(spec, **settings, machine=machine, nodes=nodes, table=table)
@@ -136,6 +143,54 @@ def estimate(
         emit({"schema_version": 1, "estimate": est.model_dump(mode="json")})
     else:
         click.echo(render.estimate(est))
+
+
+def _sweep(
+    ctx: click.Context,
+    model: str,
+    settings: dict[str, Any],
+    hardware: MachineArgs,
+    online: bool,
+    mmproj: str | None,
+    yarn: bool,
+    plot_file: str | None,
+    as_json: bool,
+) -> None:
+    """`estimate --sweep` / `--plot`: contexts x KV types (one KV type with --kv-cache)."""
+    from qwenfit.cli import render
+    from qwenfit.cli.plot import check_path, plot_sweep
+    from qwenfit.errors import UsageError
+    from qwenfit.memory.sweep import sweep as run_sweep
+
+    if plot_file:
+        check_path(plot_file)
+    if settings.get("context") is not None:
+        raise UsageError("--context and --sweep do not go together: the sweep sets the context")
+    unused = [f"--{k.replace('_', '-')}" for k in ("ubatch",) if settings.get(k) is not None]
+    if unused:
+        raise UsageError(f"{unused[0]} is not used by --sweep")
+    machine = hardware.machine()
+    table, spec = _resolve(_table(ctx), model, online, mmproj)
+    kv = settings.get("kv_cache")
+    result = run_sweep(
+        spec,
+        kv_types=[kv] if kv else None,
+        machine=machine,
+        runtime=settings.get("runtime"),
+        quant=settings.get("quant"),
+        parallel=settings.get("parallel", 1),
+        text_only=settings.get("text_only", False),
+        yarn=yarn,
+        table=table,
+    )
+    if plot_file:
+        plot_sweep(result, plot_file)
+    if as_json:
+        emit({"schema_version": 1, "sweep": result.model_dump(mode="json")})
+    else:
+        click.echo(render.sweep(result))
+        if plot_file:
+            click.echo(f"plot written to {plot_file}")
 
 
 @main.command()

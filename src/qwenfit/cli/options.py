@@ -359,3 +359,27 @@ def margin_option(f: F) -> F:
         show_default=True,
         help="Memory to keep free per pool: a size (1GiB) or a percentage (10%).",
     )(f)
+
+
+def sweep_options(f: F) -> F:
+    """--sweep, --yarn and --plot FILE for `estimate`."""
+    return _stack(
+        f,
+        [
+            click.option(
+                "--sweep",
+                is_flag=True,
+                help="Tabulate memory and speed from 4k to the native context for every KV "
+                "cache type, and mark the largest context that fits.",
+            ),
+            click.option(
+                "--yarn", is_flag=True, help="With --sweep: go on to the YaRN-extended context."
+            ),
+            click.option(
+                "--plot",
+                "plot_file",
+                type=click.Path(dir_okay=False, writable=True),
+                help="Draw the sweep into FILE (.png or .svg; needs the plot extra).",
+            ),
+        ],
+    )

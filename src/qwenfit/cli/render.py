@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from qwenfit.hardware.machine import Machine
     from qwenfit.launch.commands import LaunchCommand
     from qwenfit.memory.record import Estimate
+    from qwenfit.memory.sweep import SweepResult
     from qwenfit.recommender.ranking import RecommendResult
     from qwenfit.specs.table import SpecTable
 
@@ -164,3 +165,32 @@ def recommendation(r: RecommendResult) -> str:
             )
     lines += ["", *(f"note: {n}" for n in r.notes)]
     return "\n".join(lines).rstrip()
+
+
+def sweep(r: SweepResult) -> str:
+    """Context x KV type table; the largest context that fits is marked per KV type."""
+    head = f"{r.model} on {r.runtime}, {r.quant}, x {r.parallel} sequence(s)"
+    if r.budget_bytes is not None:
+        margin = r.margin_bytes / GiB
+        head += f"; budget {r.budget_bytes / GiB:.2f} GiB (after a {margin:.2f} GiB margin)"
+    lines = [
+        head,
+        f"{'context':>8} {'KV':<7} {'total GiB':>9} {'GPU GiB':>8} {'RAM GiB':>8} "
+        f"{'tok/s':>6}  fits",
+    ]
+    for row in r.rows:
+        tps = f"{row.tokens_per_second:6.0f}" if row.tokens_per_second else f"{'-':>6}"
+        fits = (
+            ""
+            if row.fits is None
+            else ("yes" if row.fits else f"no, short {(row.missing_bytes or 0) / GiB:.2f} GiB")
+        )
+        yarn = " (YaRN)" if row.yarn else ""
+        lines.append(
+            f"{format_context(row.context):>8} {row.kv_cache:<7} {row.total_bytes / GiB:9.2f} "
+            f"{row.gpu_bytes / GiB:8.2f} {row.ram_bytes / GiB:8.2f} {tps}  {fits}{yarn}"
+        )
+    for kv, best in r.max_context.items():
+        where = format_context(best) if best else "nothing"
+        lines.append(f"largest context that fits with KV {kv}: {where}")
+    return "\n".join(lines)
