@@ -19,12 +19,14 @@ from qwenfit.cli.options import (
     QwenfitGroup,
     SpeedType,
     checkpoint_options,
+    disk_options,
     emit,
     hardware_options,
     json_option,
     margin_option,
     nodes_option,
     offload_option,
+    reserve_option,
     settings_options,
     sweep_options,
 )
@@ -108,6 +110,7 @@ def models(ctx: click.Context, as_json: bool) -> None:
 @click.argument("model")
 @settings_options()
 @hardware_options
+@reserve_option
 @checkpoint_options
 @nodes_option
 @sweep_options
@@ -197,10 +200,12 @@ def _sweep(
 @click.argument("model")
 @settings_options()
 @hardware_options
+@reserve_option
 @checkpoint_options
 @margin_option
 @offload_option
 @nodes_option
+@disk_options
 @json_option
 @click.pass_context
 def check(
@@ -213,12 +218,15 @@ def check(
     nodes: int,
     online: bool,
     mmproj: str | None,
+    disk: str | None,
+    download_speed: int | None,
     as_json: bool,
 ) -> ExitCode:
     """Does MODEL fit this machine as configured? Exit 0 if it fits, 3 if not.
 
     By default the whole model must fit the GPU(s); --allow-offload also accepts llama.cpp's
-    experts or layers in RAM.
+    experts or layers in RAM. On this machine (or with --disk) the download must also fit the
+    free space of the folder the runtime stores models in.
     """
     from qwenfit.cli import render
     from qwenfit.fit.preflight import check as run_check
@@ -233,6 +241,10 @@ def check(
         nodes=nodes,
         margin=margin.resolve(machine),
         table=table,
+        disk=disk,
+        # The local disk matters for a probed machine; a planned one only with --disk.
+        check_download=machine.source == "probe",
+        download_speed=download_speed,
     )
     if as_json:
         emit({"schema_version": 1, "check": result.model_dump(mode="json")})

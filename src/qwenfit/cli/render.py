@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qwenfit.units import GiB, format_bytes, format_context
+from qwenfit.units import GB, GiB, format_bytes, format_context
 
 if TYPE_CHECKING:
     from qwenfit.fit.preflight import CheckResult
@@ -121,12 +121,23 @@ def estimate(e: Estimate) -> str:
         if e.tokens_per_second
         else []
     )
-    return "\n".join([head, layout(e), "", *rows, *speed, *(f"note: {n}" for n in e.notes)])
+    download = (
+        [
+            f"download: {'' if e.download_exact else 'about '}{e.download_bytes / GB:.2f} GB "
+            f"({'published' if e.download_exact else 'computed'} file sizes)"
+        ]
+        if e.download_bytes is not None
+        else []
+    )
+    return "\n".join(
+        [head, layout(e), "", *rows, *speed, *download, *(f"note: {n}" for n in e.notes)]
+    )
 
 
 def check(r: CheckResult) -> str:
-    verdict = "fits" if r.fits else f"does not fit: {r.fit.reason}"
-    lines = [estimate(r.estimate), "", f"verdict: {verdict}"]
+    reason = r.disk.reason if r.fit.fits and r.disk is not None else r.fit.reason
+    verdict = "fits" if r.fits else f"does not fit: {reason}"
+    lines = [estimate(r.estimate), "", *fit_lines(r), *disk_lines(r), f"verdict: {verdict}"]
     if r.nearest:
         n = r.nearest
         lines.append(
@@ -134,6 +145,35 @@ def check(r: CheckResult) -> str:
             f"({n.total_bytes / GiB:.2f} GiB; changed {n.change})"
         )
     return "\n".join(lines)
+
+
+def fit_lines(r: CheckResult) -> list[str]:
+    """Need against budget for each pool, with the margin and any --reserve."""
+    out = []
+    for d in r.fit.devices:
+        name = "RAM" if d.device is None else f"GPU {d.device}"
+        kept = f"{r.fit.margin_bytes / GiB:.2f} GiB margin"
+        if d.reserved_bytes:
+            kept += f", {d.reserved_bytes / GiB:.2f} GiB reserved"
+        out.append(
+            f"fit {name:<6} needs {d.need_bytes / GiB:7.2f} GiB of {d.budget_bytes / GiB:7.2f} GiB "
+            f"({kept})"
+        )
+    return out
+
+
+def disk_lines(r: CheckResult) -> list[str]:
+    d = r.disk
+    if d is None:
+        return []
+    where = d.folder or "the stated disk"
+    approx = "" if d.download_exact else "about "
+    time = f", {d.download_seconds / 60:.0f} min at the given speed" if d.download_seconds else ""
+    verdict = "fits" if d.fits else f"short by {d.missing_bytes / GB:.2f} GB"
+    return [
+        f"fit disk   downloads {approx}{d.download_bytes / GB:.2f} GB to {where}, "
+        f"{d.free_bytes / GB:.2f} GB free: {verdict}{time}"
+    ]
 
 
 def launch(cmd: LaunchCommand) -> str:

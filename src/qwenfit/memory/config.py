@@ -12,6 +12,7 @@ from qwenfit.errors import UnsupportedError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import hf, llamacpp, mlx, runtimes
 from qwenfit.memory import layout as layouts
+from qwenfit.memory.download import download_bytes
 from qwenfit.memory.options import FlashAttn, Options
 from qwenfit.memory.record import ContextSource, Estimate, Layout, Part
 from qwenfit.specs.table import Artifact, ModelSpec, RuntimeName, SpecTable, load_specs
@@ -99,6 +100,7 @@ class Config:
         return cached
 
     def _build(self, context: int, source: ContextSource) -> Estimate:
+        size, exact = download_bytes(self.artifact, self.text_only)
         return Estimate.from_parts(
             self.parts(context),
             model=self.spec.name,
@@ -112,6 +114,8 @@ class Config:
             flash_attn=self.flash_attn,
             text_only=self.text_only,
             layout=self.layout,
+            download_bytes=size,
+            download_exact=exact,
             notes=self.notes(),
         )
 
