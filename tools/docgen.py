@@ -22,6 +22,7 @@ def _models() -> dict[str, type[BaseModel]]:
     from qwenfit.hardware.machine import Machine
     from qwenfit.launch.commands import LaunchCommand
     from qwenfit.memory.record import Estimate
+    from qwenfit.memory.sweep import SweepResult
     from qwenfit.recommender.ranking import RecommendResult
     from qwenfit.specs.table import ModelSpec, SpecTable
 
@@ -29,6 +30,7 @@ def _models() -> dict[str, type[BaseModel]]:
         "machine": Machine,
         "model": ModelSpec,
         "estimate": Estimate,
+        "sweep": SweepResult,
         "check": CheckResult,
         "recommend": RecommendResult,
         "launch": LaunchCommand,

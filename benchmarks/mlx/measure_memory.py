@@ -14,7 +14,7 @@ the final step) and MLX's allocator is read:
 - `peak_bytes`: `mx.get_peak_memory()` over the prefill (reset after loading).
 
 Run: `.venv/bin/python benchmarks/mlx/measure_memory.py > tests/fixtures/measured/mlx_memory.json`
-(needs `pip install "mlx[cpu]" mlx-lm`; ~10 minutes on 2 cores).
+(needs `pip install "mlx[cpu]" mlx-lm`; a few minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import mlx.nn as nn
 import mlx_lm
 from mlx.utils import tree_flatten, tree_map_with_path
 from mlx_lm.models import qwen3_5, qwen3_5_moe
+from mlx_lm.models.cache import ArraysCache, KVCache
 from mlx_lm.utils import quantize_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,26 +39,32 @@ from qwenfit.specs.table import load_specs  # noqa: E402
 
 PREFILL_STEP = 2048  # mlx_lm generate_step / mlx_lm.server --prefill-step-size default
 
-# (model, precision, prompt tokens, parallel)
-CASES = [
-    ("qwen3.5-0.8b", "bf16", 1000, 1),
-    ("qwen3.5-0.8b", "mlx-4bit", 3000, 1),
-    ("qwen3.5-0.8b", "mlx-8bit", 5000, 1),
-    ("qwen3.5-0.8b", "mlx-6bit", 300, 1),
-    ("qwen3.5-2b", "mlx-4bit", 2500, 1),
-    ("qwen3.5-2b", "bf16", 600, 1),
-    ("qwen3.5-4b", "mlx-4bit", 1200, 1),
-    ("qwen3.5-4b", "mlx-8bit", 260, 1),
+# Weights at the real, full shapes: (model, precision). Loading needs no prefill.
+WEIGHT_CASES = [
+    (m, p)
+    for m in ("qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b")
+    for p in ("bf16", "mlx-8bit", "mlx-6bit", "mlx-4bit")
+]
+# Cache and peak: the first LAYERS decoder layers at the real per-layer shapes (3 Gated
+# DeltaNet + 1 full-attention layer, the repeating unit), bfloat16, prefilled with N tokens.
+# MLX's CPU quantized matmul runs at tens of MFLOP/s, so prefills use bfloat16 weights
+# (activations, KV cache and state are the same dtype either way).
+LAYERS = 4
+PREFILL_CASES = [
+    ("qwen3.5-0.8b", 300),
+    ("qwen3.5-0.8b", 1000),
+    ("qwen3.5-2b", 600),
+    ("qwen3.5-4b", 257),
 ]
 BITS = {"mlx-4bit": 4, "mlx-6bit": 6, "mlx-8bit": 8}
 
 
-def text_config(name: str) -> dict[str, object]:
+def text_config(name: str, layers: int | None = None) -> dict[str, object]:
     a = load_specs().get(name).architecture
     cfg: dict[str, object] = {
         "model_type": "qwen3_5_moe_text" if a.moe else "qwen3_5_text",
         "hidden_size": a.hidden_size,
-        "num_hidden_layers": a.num_hidden_layers,
+        "num_hidden_layers": layers or a.num_hidden_layers,
         "num_attention_heads": a.num_attention_heads,
         "num_key_value_heads": a.num_key_value_heads,
         "head_dim": a.head_dim,
@@ -82,8 +89,8 @@ def text_config(name: str) -> dict[str, object]:
     return cfg
 
 
-def build(name: str, precision: str) -> nn.Module:
-    cfg = text_config(name)
+def build(name: str, precision: str, layers: int | None = None) -> nn.Module:
+    cfg = text_config(name, layers)
     module = qwen3_5_moe if "moe" in str(cfg["model_type"]) else qwen3_5
     model = module.Model(
         module.ModelArgs.from_dict({"model_type": cfg["model_type"], "text_config": cfg})
@@ -119,23 +126,37 @@ def nbytes(tree: object) -> int:
     return sum(v.nbytes for _, v in tree_flatten(tree) if isinstance(v, mx.array))
 
 
-def measure(name: str, precision: str, tokens: int) -> dict[str, object]:
+def measure_weights(name: str, precision: str) -> dict[str, object]:
     mx.clear_cache()
-    mx.reset_peak_memory()
     model = build(name, precision)
+    mx.clear_cache()
+    row = {
+        "model": name,
+        "precision": precision,
+        "weights_bytes": nbytes(model.parameters()),
+        "active_loaded_bytes": mx.get_active_memory(),
+    }
+    del model
+    mx.clear_cache()
+    return row
+
+
+def measure_prefill(name: str, tokens: int) -> dict[str, object]:
+    mx.clear_cache()
+    model = build(name, "bf16", LAYERS)
     mx.clear_cache()
     weights = nbytes(model.parameters())
     active_loaded = mx.get_active_memory()
     mx.reset_peak_memory()
     t = time.time()
     cache = prefill(model, tokens)
-    kv = sum(c.nbytes for c in cache if isinstance(c, mlx_lm.models.cache.KVCache))
-    state = sum(c.nbytes for c in cache if isinstance(c, mlx_lm.models.cache.ArraysCache))
+    kv = sum(c.nbytes for c in cache if isinstance(c, KVCache))
+    state = sum(c.nbytes for c in cache if isinstance(c, ArraysCache))
     row = {
         "model": name,
-        "precision": precision,
+        "layers": LAYERS,
+        "precision": "bf16",
         "prompt_tokens": tokens,
-        "parallel": 1,
         "weights_bytes": weights,
         "active_loaded_bytes": active_loaded,
         "kv_cache_bytes": kv,
@@ -145,27 +166,24 @@ def measure(name: str, precision: str, tokens: int) -> dict[str, object]:
         "seconds": round(time.time() - t, 1),
     }
     del model, cache
+    mx.clear_cache()
     return row
 
 
 def main() -> None:
-    only = sys.argv[1:]
-    rows = [measure(m, p, n) for m, p, n, _ in CASES if not only or m in only]
-    print(
-        json.dumps(
-            {
-                "what": "MLX accounting (get_active_memory / get_peak_memory, cache nbytes) "
-                "of the Qwen3.5 text model built by mlx-lm at real shapes on the CPU backend, "
-                "prefilled as mlx_lm.generate_step does",
-                "script": "benchmarks/mlx/measure_memory.py",
-                "mlx": mx.__version__,
-                "mlx_lm": mlx_lm.__version__,
-                "prefill_step_size": PREFILL_STEP,
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
+    out = {
+        "what": "MLX accounting (get_active_memory / get_peak_memory, cache nbytes) "
+        "of the Qwen3.5 text model built by mlx-lm on the CPU backend: weights at full real "
+        f"shapes; cache and peak on the first {LAYERS} layers at real shapes, prefilled as "
+        "mlx_lm.generate_step does",
+        "script": "benchmarks/mlx/measure_memory.py",
+        "mlx": mx.__version__,
+        "mlx_lm": mlx_lm.__version__,
+        "prefill_step_size": PREFILL_STEP,
+        "weights": [measure_weights(m, p) for m, p in WEIGHT_CASES],
+        "prefill": [measure_prefill(m, n) for m, n in PREFILL_CASES],
+    }
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -10,3 +10,11 @@ VERSION=$("$PY" -c 'import mlx_lm, mlx.core as mx; print(f"mlx-lm {mlx_lm.__vers
   COLUMNS=100 "$PY" -m mlx_lm server --help 2>/dev/null | sed 's/[[:space:]]*$//'
 } > "$OUT"
 echo "wrote $OUT ($VERSION)"
+# mlx-vlm (images): pip install mlx-vlm
+OUT=tests/fixtures/runtime_help/mlx_vlm-server.txt
+VLM=$("$PY" -c 'import importlib.metadata as m; print("mlx-vlm", m.version("mlx-vlm"))')
+{
+  echo "# $VLM: python -m mlx_vlm.server --help"
+  COLUMNS=100 "$PY" -m mlx_vlm.server --help 2>/dev/null | sed 's/[[:space:]]*$//'
+} > "$OUT"
+echo "wrote $OUT ($VLM)"

@@ -86,7 +86,7 @@ def calibrated_on(points: Measurements) -> Iterator[None]:
         _EFFICIENCIES.clear()
 
 
-Key = tuple[Literal["gpu", "cpu"], bool]  # (device, is_moe)
+Key = tuple[str, bool]  # (device "gpu" / "cpu", or runtime "mlx"; is_moe)
 _EFFICIENCIES: dict[int, tuple[SpecTable, dict[Key, float]]] = {}
 
 
@@ -111,12 +111,18 @@ def efficiencies(table: SpecTable) -> dict[Key, float]:
         cfg = configure(m.model, options, machine, table)
         est = plan(cfg, m.context, machine, 0).build(m.context)
         ideal = bandwidth / sum(read_bytes(est).values())
-        key = (m.device, table.get(m.model).is_moe)
+        # MLX on the Apple GPU is calibrated on its own (Metal kernels, not llama.cpp's).
+        key = ("mlx" if m.runtime == "mlx" else m.device, table.get(m.model).is_moe)
         ratios.setdefault(key, []).append(m.tokens_per_s / ideal)
     result = {k: statistics.median(v) for k, v in ratios.items()}
-    for device in ("gpu", "cpu"):
+    for device in ("gpu", "cpu", "mlx"):
         if (device, False) in result:
             result.setdefault((device, True), result[(device, False)])
+    # No published dense MLX run of a Qwen3.5 size with its device: dense MLX borrows the
+    # dense GPU figure (Rapid-MLX PR #159 reports Qwen3.6-27B, the same shapes, at 36.5 t/s on
+    # an M3 Ultra; this gives 35).
+    if ("mlx", True) in result and ("gpu", False) in result:
+        result.setdefault(("mlx", False), result[("gpu", False)])
     _EFFICIENCIES[id(table)] = (table, result)
     return result
 
@@ -147,7 +153,8 @@ def estimate_speed(est: Estimate, machine: Machine, table: SpecTable) -> float |
         if gpu is None or not gpu.bandwidth_bytes_per_s:
             return None
         stage = device // len(est.layout.devices) if est.layout.tensor_parallel else device
-        rate = eff[("gpu", moe)] * gpu.bandwidth_bytes_per_s
+        kind = "mlx" if est.runtime == "mlx" and ("mlx", moe) in eff else "gpu"
+        rate = eff[(kind, moe)] * gpu.bandwidth_bytes_per_s
         seconds[stage] = max(seconds.get(stage, 0.0), n / rate)
     ram = reads.get(None, 0)
     time = sum(seconds.values())
