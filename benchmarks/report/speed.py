@@ -60,7 +60,7 @@ def _machine(point: dict[str, Any]) -> Any:
 def _qwenfit_tps(point: dict[str, Any]) -> float | None:
     from qwenfit import estimate
 
-    est = estimate(point["model"], runtime="llama.cpp", quant=point["quant"],
+    est = estimate(point["model"], runtime=point.get("runtime", "llama.cpp"), quant=point["quant"],
                    context=point["context"], kv_cache=point["kv_cache"], text_only=True,
                    machine=_machine(point))
     return est.tokens_per_second
