@@ -19,6 +19,7 @@ Run: `.venv/bin/python benchmarks/mlx/measure_memory.py > tests/fixtures/measure
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -102,7 +103,8 @@ def build(name: str, precision: str, layers: int | None = None) -> nn.Module:
 
     model.update(tree_map_with_path(cast, model.parameters()))
     if precision in BITS:
-        quantize_model(model, {}, group_size=64, bits=BITS[precision])
+        with contextlib.redirect_stdout(sys.stderr):  # quantize_model prints its bits/weight
+            quantize_model(model, {}, group_size=64, bits=BITS[precision])
     mx.eval(model.parameters())
     return model
 
