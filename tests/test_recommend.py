@@ -211,7 +211,7 @@ def test_apple_never_gets_vllm(table: SpecTable) -> None:
 @pytest.mark.parametrize(("gpu", "runtime"), [
     ("H100", "vllm"), ("8x H100", "vllm"), ("MI300X", "vllm"), ("4x RTX 3090", "vllm"),
     ("RTX 4090", "ollama"), ("2x RTX 4090", "ollama"), ("RX 7900 XTX", "ollama"),
-    ("M4 Max", "ollama"),
+    ("M4 Max", "mlx"),
 ])
 def test_the_runtime_follows_the_hardware(gpu: str, runtime: str) -> None:
     from qwenfit.hardware.catalog import with_overrides
@@ -227,9 +227,10 @@ def test_what_is_installed_wins() -> None:
     h100 = with_overrides(None, gpu="H100", ram="256GB").model_copy(
         update={"runtimes": {"llama.cpp": None}})
     assert default_runtime(h100) == "llama.cpp"
-    mac = with_overrides(None, gpu="M4 Max", ram="64GB").model_copy(
-        update={"runtimes": {"vllm": "0.17.0"}})
-    assert default_runtime(mac) == "ollama"
+    mac = with_overrides(None, gpu="M4 Max", ram="64GB")
+    assert default_runtime(mac.model_copy(update={"runtimes": {"vllm": "0.17.0"}})) == "mlx"
+    assert default_runtime(mac.model_copy(update={"runtimes": {"ollama": None}})) == "ollama"
+    assert default_runtime(mac.model_copy(update={"runtimes": {"mlx": "0.32.2"}})) == "mlx"
 
 
 def test_a_gpu_without_ram_is_refused_naming_ram() -> None:

@@ -21,6 +21,7 @@ def _models() -> dict[str, type[BaseModel]]:
     from qwenfit.fit.preflight import CheckResult
     from qwenfit.hardware.machine import Machine
     from qwenfit.memory.record import Estimate
+    from qwenfit.memory.sweep import SweepResult
     from qwenfit.recommender.launching import LaunchPlan
     from qwenfit.recommender.ranking import RecommendResult
     from qwenfit.specs.table import ModelSpec, SpecTable
@@ -29,6 +30,7 @@ def _models() -> dict[str, type[BaseModel]]:
         "machine": Machine,
         "model": ModelSpec,
         "estimate": Estimate,
+        "sweep": SweepResult,
         "check": CheckResult,
         "recommend": RecommendResult,
         "launch": LaunchPlan,

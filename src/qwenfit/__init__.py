@@ -28,6 +28,8 @@ _EXPORTS = {
     "max_context": "qwenfit.memory",
     "Estimate": "qwenfit.memory",
     "Part": "qwenfit.memory",
+    "sweep": "qwenfit.memory",
+    "SweepResult": "qwenfit.memory",
     "check": "qwenfit.fit",
     "CheckResult": "qwenfit.fit",
     "Fit": "qwenfit.fit",
@@ -63,6 +65,7 @@ __all__ = [
     "Recommendation",
     "SpecError",
     "SpecTable",
+    "SweepResult",
     "UnknownModelError",
     "UnsupportedError",
     "UsageError",
@@ -76,6 +79,7 @@ __all__ = [
     "max_context",
     "probe",
     "recommend",
+    "sweep",
     "with_overrides",
 ]
 
@@ -92,7 +96,15 @@ if TYPE_CHECKING:
     from qwenfit.fit import CheckResult, Fit, check, check_fit
     from qwenfit.hardware import GPU, Machine, load_machine, probe, with_overrides
     from qwenfit.launch import LaunchCommand, launch_command
-    from qwenfit.memory import Estimate, Options, Part, estimate, max_context
+    from qwenfit.memory import (
+        Estimate,
+        Options,
+        Part,
+        SweepResult,
+        estimate,
+        max_context,
+        sweep,
+    )
     from qwenfit.recommender import Recommendation, RecommendResult, recommend
     from qwenfit.specs import ModelSpec, SpecTable, load_specs
 

@@ -18,6 +18,7 @@ from qwenfit.cli.options import (
     QwenfitGroup,
     SpeedType,
     checkpoint_options,
+    disk_options,
     emit,
     family_option,
     hardware_options,
@@ -25,7 +26,9 @@ from qwenfit.cli.options import (
     margin_option,
     nodes_option,
     offload_option,
+    reserve_option,
     settings_options,
+    sweep_options,
 )
 
 if TYPE_CHECKING:
@@ -110,8 +113,10 @@ def models(ctx: click.Context, family: str, as_json: bool) -> None:
 @click.argument("model")
 @settings_options()
 @hardware_options
+@reserve_option
 @checkpoint_options
 @nodes_option
+@sweep_options
 @json_option
 @click.pass_context
 def estimate(
@@ -122,6 +127,9 @@ def estimate(
     nodes: int,
     online: bool,
     mmproj: str | None,
+    sweep: bool,
+    yarn: bool,
+    plot_file: str | None,
     as_json: bool,
 ) -> None:
     """Memory MODEL will take, part by part, in the chosen runtime.
@@ -132,6 +140,8 @@ def estimate(
     from qwenfit.cli import render
     from qwenfit.memory.estimator import estimate as run_estimate
 
+    if sweep or plot_file or yarn:
+        return _sweep(ctx, model, settings, hardware, online, mmproj, yarn, plot_file, as_json)
     machine = hardware.machine()
     table, spec = _resolve(_table(ctx), model, online, mmproj)
     est = run_estimate(spec, **settings, machine=machine, nodes=nodes, table=table)
@@ -141,14 +151,64 @@ def estimate(
         click.echo(render.estimate(est, machine))
 
 
+def _sweep(
+    ctx: click.Context,
+    model: str,
+    settings: dict[str, Any],
+    hardware: MachineArgs,
+    online: bool,
+    mmproj: str | None,
+    yarn: bool,
+    plot_file: str | None,
+    as_json: bool,
+) -> None:
+    """`estimate --sweep` / `--plot`: contexts x KV types (one KV type with --kv-cache)."""
+    from qwenfit.cli import render
+    from qwenfit.cli.plot import check_path, plot_sweep
+    from qwenfit.errors import UsageError
+    from qwenfit.memory.sweep import sweep as run_sweep
+
+    if plot_file:
+        check_path(plot_file)
+    if settings.get("context") is not None:
+        raise UsageError("--context and --sweep do not go together: the sweep sets the context")
+    unused = [f"--{k.replace('_', '-')}" for k in ("ubatch",) if settings.get(k) is not None]
+    if unused:
+        raise UsageError(f"{unused[0]} is not used by --sweep")
+    machine = hardware.machine()
+    table, spec = _resolve(_table(ctx), model, online, mmproj)
+    kv = settings.get("kv_cache")
+    result = run_sweep(
+        spec,
+        kv_types=[kv] if kv else None,
+        machine=machine,
+        runtime=settings.get("runtime"),
+        quant=settings.get("quant"),
+        parallel=settings.get("parallel", 1),
+        text_only=settings.get("text_only", False),
+        yarn=yarn,
+        table=table,
+    )
+    if plot_file:
+        plot_sweep(result, plot_file)
+    if as_json:
+        emit({"schema_version": 1, "sweep": result.model_dump(mode="json")})
+    else:
+        click.echo(render.sweep(result))
+        if plot_file:
+            click.echo(f"plot written to {plot_file}")
+
+
 @main.command()
 @click.argument("model")
 @settings_options()
 @hardware_options
+@reserve_option
 @checkpoint_options
 @margin_option
 @offload_option
 @nodes_option
+@disk_options
 @json_option
 @click.pass_context
 def check(
@@ -161,12 +221,15 @@ def check(
     nodes: int,
     online: bool,
     mmproj: str | None,
+    disk: str | None,
+    download_speed: int | None,
     as_json: bool,
 ) -> ExitCode:
     """Does MODEL fit this machine as configured? Exit 0 if it fits, 3 if not.
 
     By default the whole model must fit the GPU(s); --allow-offload also accepts llama.cpp's
-    experts or layers in RAM.
+    experts or layers in RAM. On this machine (or with --disk) the download must also fit the
+    free space of the folder the runtime stores models in.
     """
     from qwenfit.cli import render
     from qwenfit.fit.preflight import check as run_check
@@ -181,6 +244,10 @@ def check(
         nodes=nodes,
         margin=margin.resolve(machine),
         table=table,
+        disk=disk,
+        # The local disk matters for a probed machine; a planned one only with --disk.
+        check_download=machine.source == "probe",
+        download_speed=download_speed,
     )
     if as_json:
         emit({"schema_version": 1, "check": result.model_dump(mode="json")})

@@ -170,6 +170,7 @@ class MachineArgs:
     ram: int | None
     ram_bandwidth: int | None
     machine_file: str | None
+    reserve: str | None = None
 
     def machine(self) -> Machine:
         from qwenfit.hardware.catalog import load_machine, with_overrides
@@ -183,7 +184,12 @@ class MachineArgs:
 
             base = probe()
         machine = with_overrides(
-            base, gpu=self.gpu, vram=self.vram, ram=self.ram, ram_bandwidth=self.ram_bandwidth
+            base,
+            gpu=self.gpu,
+            vram=self.vram,
+            ram=self.ram,
+            ram_bandwidth=self.ram_bandwidth,
+            reserve=self.reserve,
         )
         for w in machine.warnings:
             click.echo(f"warning: {w}", err=True)
@@ -357,3 +363,67 @@ def margin_option(f: F) -> F:
         show_default=True,
         help="Memory to keep free per pool: a size (1GiB) or a percentage (10%).",
     )(f)
+
+
+def sweep_options(f: F) -> F:
+    """--sweep, --yarn and --plot FILE for `estimate`."""
+    return _stack(
+        f,
+        [
+            click.option(
+                "--sweep",
+                is_flag=True,
+                help="Tabulate memory and speed from 4k to the native context for every KV "
+                "cache type, and mark the largest context that fits.",
+            ),
+            click.option(
+                "--yarn", is_flag=True, help="With --sweep: go on to the YaRN-extended context."
+            ),
+            click.option(
+                "--plot",
+                "plot_file",
+                type=click.Path(dir_okay=False, writable=True),
+                help="Draw the sweep into FILE (.png or .svg; needs the plot extra).",
+            ),
+        ],
+    )
+
+
+def reserve_option(f: F) -> F:
+    """--reserve SIZE | SIZE@N, folded into the command's `hardware` (MachineArgs)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        reserve = kwargs.pop("reserve")
+        if reserve is not None:
+            from dataclasses import replace
+
+            kwargs["hardware"] = replace(kwargs["hardware"], reserve=reserve)
+        return f(*args, **kwargs)
+
+    return click.option(
+        "--reserve",
+        envvar="QWENFIT_RESERVE",
+        help="Memory to keep free for the desktop and other programs, per GPU (1.5GB) or for "
+        "one GPU (1.5GB@0; comma-separated for several); probed and planned machines alike.",
+    )(cast(F, wrapper))
+
+
+def disk_options(f: F) -> F:
+    """--disk PATH|SIZE and --download-speed SPEED."""
+    return _stack(
+        f,
+        [
+            click.option(
+                "--disk",
+                help="Check the download against this folder's free space, or a free size "
+                "(200GB); default: the runtime's model folder (Hugging Face cache, Ollama's).",
+            ),
+            click.option(
+                "--download-speed",
+                "download_speed",
+                type=BandwidthType(),
+                help="Download speed, e.g. 50MB/s: shows how long the download takes.",
+            ),
+        ],
+    )

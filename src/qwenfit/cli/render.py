@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qwenfit.units import GiB, format_bytes, format_context
+from qwenfit.units import GB, GiB, format_bytes, format_context
 
 if TYPE_CHECKING:
     from qwenfit.fit.preflight import CheckResult
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from qwenfit.hardware.machine import Machine
     from qwenfit.launch.commands import LaunchCommand
     from qwenfit.memory.record import Estimate
+    from qwenfit.memory.sweep import SweepResult
     from qwenfit.recommender.ranking import RecommendResult
     from qwenfit.specs.table import SpecTable
 
@@ -148,7 +149,17 @@ def _estimate(e: Estimate) -> str:
         f"RAM {e.ram_bytes / GiB:.2f} GiB"
     )
     speed = [speed_line(e)] if e.tokens_per_second else []
-    return "\n".join([head, layout(e), "", *rows, *speed, *(f"note: {n}" for n in e.notes)])
+    download = (
+        [
+            f"download: {'' if e.download_exact else 'about '}{e.download_bytes / GB:.2f} GB "
+            f"({'published' if e.download_exact else 'computed'} file sizes)"
+        ]
+        if e.download_bytes is not None
+        else []
+    )
+    return "\n".join(
+        [head, layout(e), "", *rows, *speed, *download, *(f"note: {n}" for n in e.notes)]
+    )
 
 
 def speed_line(e: Estimate) -> str:
@@ -168,8 +179,12 @@ def speed_line(e: Estimate) -> str:
 
 
 def check(r: CheckResult) -> str:
-    verdict = "fits" if r.fits else f"does not fit: {r.fit.reason}"
-    lines = [_estimate(r.estimate), "", f"verdict: {verdict} ({needs(r.fit)})"]
+    reason = r.disk.reason if r.fit.fits and r.disk is not None else r.fit.reason
+    verdict = "fits" if r.fits else f"does not fit: {reason}"
+    lines = [
+        _estimate(r.estimate), "", *fit_lines(r), *disk_lines(r),
+        f"verdict: {verdict} ({needs(r.fit)})",
+    ]
     if r.nearest:
         n = r.nearest
         lines.append(
@@ -177,6 +192,35 @@ def check(r: CheckResult) -> str:
             f"({n.total_bytes / GiB:.2f} GiB; changed {n.change})"
         )
     return "\n".join(lines)
+
+
+def fit_lines(r: CheckResult) -> list[str]:
+    """Need against budget for each pool, with the margin and any --reserve."""
+    out = []
+    for d in r.fit.devices:
+        name = "RAM" if d.device is None else f"GPU {d.device}"
+        kept = f"{r.fit.margin_bytes / GiB:.2f} GiB margin"
+        if d.reserved_bytes:
+            kept += f", {d.reserved_bytes / GiB:.2f} GiB reserved"
+        out.append(
+            f"fit {name:<6} needs {d.need_bytes / GiB:7.2f} GiB of {d.budget_bytes / GiB:7.2f} GiB "
+            f"({kept})"
+        )
+    return out
+
+
+def disk_lines(r: CheckResult) -> list[str]:
+    d = r.disk
+    if d is None:
+        return []
+    where = d.folder or "the stated disk"
+    approx = "" if d.download_exact else "about "
+    time = f", {d.download_seconds / 60:.0f} min at the given speed" if d.download_seconds else ""
+    verdict = "fits" if d.fits else f"short by {d.missing_bytes / GB:.2f} GB"
+    return [
+        f"fit disk   downloads {approx}{d.download_bytes / GB:.2f} GB to {where}, "
+        f"{d.free_bytes / GB:.2f} GB free: {verdict}{time}"
+    ]
 
 
 def launch(cmd: LaunchCommand) -> str:
@@ -220,3 +264,32 @@ def recommendation(r: RecommendResult) -> str:
             )
     lines += ["", *(f"warning: {w}" for w in r.warnings), *(f"note: {n}" for n in r.notes)]
     return "\n".join(lines).rstrip()
+
+
+def sweep(r: SweepResult) -> str:
+    """Context x KV type table; the largest context that fits is marked per KV type."""
+    head = f"{r.model} on {r.runtime}, {r.quant}, x {r.parallel} sequence(s)"
+    if r.budget_bytes is not None:
+        margin = r.margin_bytes / GiB
+        head += f"; budget {r.budget_bytes / GiB:.2f} GiB (after a {margin:.2f} GiB margin)"
+    lines = [
+        head,
+        f"{'context':>8} {'KV':<7} {'total GiB':>9} {'GPU GiB':>8} {'RAM GiB':>8} "
+        f"{'tok/s':>6}  fits",
+    ]
+    for row in r.rows:
+        tps = f"{row.tokens_per_second:6.0f}" if row.tokens_per_second else f"{'-':>6}"
+        fits = (
+            ""
+            if row.fits is None
+            else ("yes" if row.fits else f"no, short {(row.missing_bytes or 0) / GiB:.2f} GiB")
+        )
+        yarn = " (YaRN)" if row.yarn else ""
+        lines.append(
+            f"{format_context(row.context):>8} {row.kv_cache:<7} {row.total_bytes / GiB:9.2f} "
+            f"{row.gpu_bytes / GiB:8.2f} {row.ram_bytes / GiB:8.2f} {tps}  {fits}{yarn}"
+        )
+    for kv, best in r.max_context.items():
+        where = format_context(best) if best else "nothing"
+        lines.append(f"largest context that fits with KV {kv}: {where}")
+    return "\n".join(lines)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from qwenfit.errors import UsageError
+from qwenfit.fit.disk import DiskFit, check_disk
 from qwenfit.fit.verdict import Fit, check_fit
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import runtimes
@@ -44,6 +45,9 @@ class CheckResult(BaseModel):
     estimate: Estimate
     fit: Fit
     nearest: Alternative | None = None
+    disk: DiskFit | None = Field(
+        None, description="The download against the disk, when checked; fits needs both."
+    )
 
 
 def check(
@@ -63,8 +67,16 @@ def check(
     nodes: int = 1,
     margin: int = DEFAULT_MARGIN,
     table: SpecTable | None = None,
+    disk: str | None = None,
+    check_download: bool = False,
+    download_speed: int | None = None,
 ) -> CheckResult:
-    """Estimate `model` as configured, lay it out on `machine`, and look for the nearest fit."""
+    """Estimate `model` as configured, lay it out on `machine`, and look for the nearest fit.
+
+    With `check_download` (or a `disk`: a folder, or a free size such as '200GB') the download
+    is also checked against the free space of the runtime's model folder (`fit.disk`);
+    `download_speed` (bytes/s) adds how long it takes.
+    """
     options = Options.of(
         runtime=runtime,
         quant=quant,
@@ -79,7 +91,25 @@ def check(
         nodes=nodes,
         margin=margin,
     )
-    return check_with(model, machine, options, table)
+    result = check_with(model, machine, options, table)
+    if check_download or disk is not None:
+        result = with_disk(result, disk, download_speed)
+    return result
+
+
+def with_disk(result: CheckResult, disk: str | None, download_speed: int | None) -> CheckResult:
+    """`result` with the download checked against the disk (and `fits` requiring both)."""
+    est = result.estimate
+    if est.download_bytes is None:
+        return result
+    d = check_disk(
+        est.download_bytes,
+        bool(est.download_exact),
+        est.runtime,
+        disk=disk,
+        download_speed=download_speed,
+    )
+    return result.model_copy(update={"disk": d, "fits": result.fits and d.fits})
 
 
 def check_with(

@@ -26,6 +26,9 @@ class DeviceFit(BaseModel):
     )
     need_bytes: int
     budget_bytes: int
+    reserved_bytes: int = Field(
+        0, ge=0, description="Kept free for the desktop (--reserve), already off the budget."
+    )
 
 
 class Fit(BaseModel):
@@ -47,8 +50,13 @@ class Fit(BaseModel):
 
 def check_fit(est: Estimate, machine: Machine, margin: int = DEFAULT_MARGIN) -> Fit:
     """Place `est` (already laid out on devices) on `machine` and say whether it fits."""
+    gpus = machine.gpus
+
+    def reserved(d: int | None) -> int:
+        return gpus[d % len(gpus)].reserved_bytes if d is not None and gpus else 0
+
     devices = [
-        DeviceFit(device=d, need_bytes=need, budget_bytes=budget)
+        DeviceFit(device=d, need_bytes=need, budget_bytes=budget, reserved_bytes=reserved(d))
         for d, need, budget in layouts.pools(est, machine, margin)
     ]
     ram = devices[-1].budget_bytes

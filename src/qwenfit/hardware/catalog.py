@@ -132,6 +132,7 @@ def with_overrides(
     vram: str | int | None = None,
     ram: str | int | None = None,
     ram_bandwidth: str | int | None = None,
+    reserve: str | int | None = None,
 ) -> Machine:
     """`base` (or an empty machine) with GPUs and RAM replaced by what the user stated.
 
@@ -194,4 +195,37 @@ def with_overrides(
         )
     if update:
         update["source"] = "hypothetical" if m.source == "probe" else m.source
-    return m.model_copy(update=update)
+    m = m.model_copy(update=update)
+    return m if reserve is None else _reserve(m, reserve)
+
+
+def _reserve(m: Machine, reserve: str | int) -> Machine:
+    """`m` with memory kept free: 'SIZE' on every GPU, 'SIZE@N' on GPU N (comma-separated)."""
+    per_gpu: dict[int | None, int] = {}
+    for item in [reserve] if isinstance(reserve, int) else str(reserve).split(","):
+        size, _, index = str(item).strip().partition("@")
+        if index and not index.strip().isdigit():
+            raise UsageError(f"invalid --reserve {reserve!r}: after @ comes a GPU index")
+        key = int(index) if index else None
+        per_gpu[key] = parse_size(size, what="--reserve", allow_zero=True)
+    known = {g.index for g in m.gpus}
+    bad = [i for i in per_gpu if i is not None and i not in known]
+    if bad:
+        raise UsageError(
+            f"invalid --reserve {reserve!r}: no GPU {bad[0]}; GPUs: {sorted(known) or 'none'}"
+        )
+    if not m.gpus:
+        amount = per_gpu.get(None, 0)
+        return m.model_copy(update={"ram_usable_bytes": max(0, m.ram_usable_bytes - amount)})
+    gpus = []
+    for g in m.gpus:
+        amount = per_gpu.get(g.index, per_gpu.get(None, 0))
+        gpus.append(
+            g.model_copy(
+                update={
+                    "memory_free_bytes": max(0, g.memory_free_bytes - amount),
+                    "reserved_bytes": g.reserved_bytes + amount,
+                }
+            )
+        )
+    return m.model_copy(update={"gpus": gpus})

@@ -36,6 +36,12 @@ class GPU(BaseModel):
     )
     unified_memory: bool = Field(False, description="Shares RAM with the CPU (Apple Silicon).")
     mig: bool = Field(False, description="A MIG instance rather than a whole GPU.")
+    reserved_bytes: int = Field(
+        0,
+        ge=0,
+        description="Kept free for the desktop and other programs (--reserve), "
+        "already taken off memory_free_bytes.",
+    )
 
 
 def apple_gpu_share(ram_total: int) -> int:

@@ -30,7 +30,7 @@ PYTHON_RUNTIMES = {
     "vllm": "vllm",
     "transformers": "transformers",
     "torch": "torch",
-    "mlx_lm": "mlx-lm",
+    "mlx": "mlx-lm",  # the runtime name; mlx-lm is the package that serves models
     "llama_cpp_python": "llama-cpp-python",
 }
 

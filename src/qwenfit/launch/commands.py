@@ -2,7 +2,7 @@
 
 `LaunchCommand.shell` is the display form (each argument quoted with shlex), so a model path
 with spaces, quotes, ';' or '$(...)' stays one argument when pasted into a shell. One module per
-runtime builds the steps (`ollama`, `llamacpp`, `vllm`, `transformers`) into the records of
+runtime builds the steps (`ollama`, `llamacpp`, `vllm`, `transformers`, `mlx`) into the records of
 `record`; `common` holds what they share (sampling presets per task, YaRN, device pinning).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import llamacpp, ollama, transformers, vllm
 from qwenfit.launch.common import Task
+from qwenfit.launch.mlx import mlx_command
 from qwenfit.launch.record import LaunchCommand, LaunchFile, Step, shell_line
 from qwenfit.memory.record import Estimate
 from qwenfit.specs.table import SpecTable
@@ -43,4 +44,6 @@ def launch_command(
         return llamacpp.command(est, spec, table, task, machine, mmproj)
     if est.runtime == "vllm":
         return vllm.command(est, spec, table, task, machine)
+    if est.runtime == "mlx":
+        return mlx_command(est, spec, table)
     return transformers.command(est, spec, table, task, machine)

@@ -16,8 +16,20 @@ if TYPE_CHECKING:
     from qwenfit.memory.estimator import estimate, estimate_with
     from qwenfit.memory.options import Options
     from qwenfit.memory.record import Estimate, Layout, Part
+    from qwenfit.memory.sweep import SweepResult, SweepRow, sweep
 
-__all__ = ["Estimate", "Layout", "Options", "Part", "estimate", "estimate_with", "max_context"]
+__all__ = [
+    "Estimate",
+    "Layout",
+    "Options",
+    "Part",
+    "SweepResult",
+    "SweepRow",
+    "estimate",
+    "estimate_with",
+    "max_context",
+    "sweep",
+]
 __getattr__, __dir__ = attach(
     __name__,
     {
@@ -28,5 +40,8 @@ __getattr__, __dir__ = attach(
         "estimate": ".estimator",
         "estimate_with": ".estimator",
         "max_context": ".context",
+        "sweep": ".sweep",
+        "SweepResult": ".sweep",
+        "SweepRow": ".sweep",
     },
 )

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field, replace
 
 from qwenfit.errors import UnsupportedError
 from qwenfit.hardware.machine import Machine
-from qwenfit.memory import hf, llamacpp, runtimes
+from qwenfit.memory import hf, llamacpp, mlx, runtimes
 from qwenfit.memory import layout as layouts
+from qwenfit.memory.download import download_bytes
 from qwenfit.memory.options import FlashAttn, Options
 from qwenfit.memory.record import ContextSource, Estimate, Layout, Part, parts_by_device
 from qwenfit.specs import arch
@@ -57,6 +58,18 @@ class Config:
     )
 
     def parts(self, context: int) -> list[Part]:
+        if self.runtime == "mlx":
+            return mlx.parts(
+                mlx.MLXRequest(
+                    self.spec,
+                    self.quant,
+                    context,
+                    self.parallel,
+                    self.kv_cache,
+                    self.text_only,
+                    self.layout,
+                )
+            )
         if self.runtime in ("llama.cpp", "ollama"):
             assert self.ubatch is not None and self.flash_attn is not None
             return llamacpp.parts(
@@ -125,6 +138,7 @@ class Config:
         return cached
 
     def _build(self, context: int, source: ContextSource) -> Estimate:
+        size, exact = download_bytes(self.artifact, self.text_only)
         return Estimate.from_parts(
             self.parts(context),
             model=self.spec.name,
@@ -150,6 +164,8 @@ class Config:
             ),
             ctx_checkpoints=self.ctx_checkpoints if self.bounded else None,
             cache_ram_bytes=self.cache_ram if self.bounded else None,
+            download_bytes=size,
+            download_exact=exact,
             notes=self.notes(),
         )
 
@@ -193,6 +209,8 @@ class Config:
             )
         if self.runtime == "ollama":
             notes.append("Ollama runs its own GGUF build; sizes are llama.cpp's for the same quant")
+        if self.runtime == "mlx":
+            notes.extend(mlx.notes(self.text_only))
         if kind == "offload":
             notes.append(
                 "does not fit the GPU whole: part of the weights run from RAM, which is much slower"
@@ -215,12 +233,14 @@ def configure(
     table = table or load_specs()
     spec = model if isinstance(model, ModelSpec) else table.get(model)
     o = options
-    rt = runtimes.check_runtime_on(
-        machine,
+    asked = (
         runtimes.check_runtime(o.runtime)
         if o.runtime
-        else runtimes.runtime_for(spec, runtimes.default_runtime(machine)),
+        else runtimes.runtime_for(spec, runtimes.default_runtime(machine))
     )
+    if asked == "mlx":
+        mlx.check_machine(machine)  # says why: MLX runs on Apple Silicon only
+    rt = runtimes.check_runtime_on(machine, asked)
     quant = o.quant
     if quant is None:
         quant = runtimes.default_quant(spec, rt)
@@ -305,6 +325,8 @@ def plan(
             allow_offload=allow_offload,
             expert_offload=cfg.runtime == "llama.cpp",
         )
+    elif cfg.runtime == "mlx":
+        layout = Layout(kind="gpu", devices=[0])  # Metal's share of unified memory, no offload
     elif cfg.runtime == "vllm":
         layout = layouts.plan_vllm(measure, cfg.spec, cfg.quant, machine, margin, nodes)
     else:

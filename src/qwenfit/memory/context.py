@@ -18,9 +18,7 @@ from qwenfit.memory.runtimes import LLAMACPP_CTX_PAD
 from qwenfit.specs.table import ModelSpec, SpecTable
 
 
-def default_context(
-    cfg: Config, machine: Machine | None, margin: int
-) -> tuple[int, ContextSource]:
+def default_context(cfg: Config, machine: Machine | None, margin: int) -> tuple[int, ContextSource]:
     """The context the runtime itself would use without one being given, and why."""
     native = cfg.spec.context.native
     if cfg.runtime == "ollama":

@@ -210,6 +210,15 @@ class Estimate(BaseModel):
         description="Estimated decode tokens/s summed over `parallel` sequences generating at "
         "once (parallel > 1); each user sees this divided by parallel.",
     )
+    download_bytes: int | None = Field(
+        None,
+        ge=0,
+        description="What the runtime downloads for this configuration: the artifact's files "
+        "(all shards) and, for a GGUF with vision, the mmproj.",
+    )
+    download_exact: bool | None = Field(
+        None, description="True: published file sizes; false: computed from the tensors."
+    )
     notes: list[str] = []
 
     @model_validator(mode="after")

@@ -150,10 +150,11 @@ SERVER_MIN_GPUS = 4
 # cpu.html), so qwenfit never plans vLLM there. AMD: llama.cpp has a HIP/ROCm backend
 # (docs/build.md "HIP"), Ollama ships ROCm builds (docs/gpu.md "AMD Radeon"), vLLM has a ROCm
 # build (docs.vllm.ai installation/gpu "ROCm"), transformers runs on PyTorch's ROCm wheels.
+# MLX runs on Apple Silicon's Metal only (ml-explore/mlx README).
 GPU_BUILDS: dict[str, tuple[RuntimeName, ...]] = {
     "nvidia": ("llama.cpp", "ollama", "vllm", "transformers"),
     "amd": ("llama.cpp", "ollama", "vllm", "transformers"),
-    "apple": ("llama.cpp", "ollama", "transformers"),
+    "apple": ("llama.cpp", "ollama", "transformers", "mlx"),
     "other": ("llama.cpp", "ollama", "vllm", "transformers"),
 }
 
@@ -201,20 +202,21 @@ def is_datacenter(machine: Machine) -> bool:
 def default_runtime(machine: Machine | None) -> RuntimeName:
     """The runtime a person on `machine` would use, for probed and hypothetical machines alike.
 
-    NVIDIA/AMD datacenter GPUs and multi-GPU servers: vLLM. Consumer GPUs, Apple Silicon and
-    CPUs: Ollama, or llama.cpp when llama-server is installed and Ollama is not. Apple never
-    gets vLLM. What is installed wins: when the class's runtime is missing but another one that
-    runs on this hardware is installed, that one is used.
+    NVIDIA/AMD datacenter GPUs and multi-GPU servers: vLLM. Apple Silicon: MLX (mlx-lm), what
+    most Mac users run. Consumer GPUs and CPUs: Ollama, or llama.cpp when llama-server is
+    installed and Ollama is not. Apple never gets vLLM. What is installed wins: when the
+    class's runtime is missing but another one that runs on this hardware is installed, that
+    one is used.
     """
     if machine is None:
         return "ollama"
     found = machine.runtimes
     allowed: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm")
-    if is_apple(machine):
-        allowed = ("llama.cpp", "ollama")
     only_llamacpp = "llama.cpp" in found and "ollama" not in found
     desktop: RuntimeName = "llama.cpp" if only_llamacpp else "ollama"
-    preferred: RuntimeName = "vllm" if "vllm" in allowed and is_datacenter(machine) else desktop
+    preferred: RuntimeName = "vllm" if is_datacenter(machine) else desktop
+    if is_apple(machine):
+        allowed, preferred = ("mlx", "llama.cpp", "ollama"), "mlx"
     if preferred in found or not found:
         return preferred
     installed = [r for r in allowed if r in found]
@@ -227,6 +229,7 @@ ARTIFACT_FORMAT: dict[RuntimeName, Format] = {
     "ollama": "ollama",
     "vllm": "safetensors",
     "transformers": "safetensors",
+    "mlx": "mlx",
 }
 
 
@@ -242,7 +245,12 @@ def default_quant(spec: ModelSpec, runtime: RuntimeName) -> str | None:
     """The precision a user gets without asking: Ollama's tag default, Q4_K_M GGUF, BF16 weights,
     else the only build a checkpoint has."""
     fmt = ARTIFACT_FORMAT[runtime]
-    usual = {"llama.cpp": "q4_k_m", "vllm": "bf16", "transformers": "bf16"}.get(runtime)
+    usual = {
+        "llama.cpp": "q4_k_m",
+        "vllm": "bf16",
+        "transformers": "bf16",
+        "mlx": "mlx-4bit",
+    }.get(runtime)
     builds = [a.precision for a in spec.artifacts if a.format == fmt]
     if runtime == "ollama" and all(a.format == "gguf" for a in spec.artifacts):
         builds = ollama_hub_precisions(spec)  # a GGUF checkpoint: Ollama runs the file itself

@@ -262,6 +262,14 @@ def calibration(table: SpecTable) -> Calibration:
         a_dense, a_moe, c = _fit_decode(rows)
         decode[(kind, False)], decode[(kind, True)] = 1 / a_dense, 1 / a_moe
         per_layer[kind] = c
+    gpu_moe_rows = any(moe for *_, moe in decode_rows.get("gpu", []))
+    for kind, rows in decode_rows.items():
+        # A kind measured on dense models only: MoE reads scattered expert rows, which the GPU
+        # points show costs efficiency; scale its dense figure by the GPUs' MoE/dense ratio.
+        if kind != "gpu" and gpu_moe_rows and not any(moe for *_, moe in rows):
+            decode[(kind, True)] = decode[(kind, False)] * (
+                decode[("gpu", True)] / decode[("gpu", False)]
+            )
     if ("gpu", False) in decode:  # Apple without points borrows the discrete GPUs' fit
         for moe in (False, True):
             decode.setdefault(("apple", moe), decode[("gpu", moe)])

@@ -63,6 +63,8 @@ SEARCH_KV_TYPES: dict[str, tuple[str, ...]] = {
     "ollama": ("f16", "q8_0", "q4_0"),
     "vllm": ("bf16",),
     "transformers": ("bf16",),
+    # mlx-lm's --kv-bits 8 / 4 have no published quality measurement: used only when asked.
+    "mlx": ("bf16",),
 }
 
 
@@ -103,7 +105,7 @@ Variant = tuple[str, bool]  # (kv cache type, text only)
 
 # Runtimes that can leave the vision tower out: llama-server without --mmproj, vLLM
 # --language-model-only, transformers' text-only classes. An Ollama tag carries its tower.
-DROPS_VISION = ("llama.cpp", "vllm", "transformers")
+DROPS_VISION = ("llama.cpp", "vllm", "transformers", "mlx")  # mlx: mlx_lm instead of mlx_vlm
 
 
 def variants(

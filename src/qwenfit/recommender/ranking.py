@@ -263,6 +263,8 @@ def _runtime_reason(machine: Machine, rt: str) -> str:
     if rt == "vllm":
         return "datacenter GPUs or a multi-GPU server (none installed here)"
     if runtimes.is_apple(machine):
+        if rt == "mlx":
+            return "Apple Silicon: most Mac users run MLX conversions with mlx-lm (none here)"
         return "Apple Silicon runs GGUF builds on Metal (none installed here)"
     return "a desktop GPU or CPU (none installed here)"
 

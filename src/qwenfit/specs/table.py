@@ -18,9 +18,9 @@ from qwenfit.datafiles import data_text
 from qwenfit.errors import SpecError, UnknownModelError
 from qwenfit.specs.architecture import Architecture, Strict
 
-Format = Literal["safetensors", "gguf", "ollama"]
-RuntimeName = Literal["llama.cpp", "ollama", "vllm", "transformers"]
-RUNTIMES: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm", "transformers")
+Format = Literal["safetensors", "gguf", "ollama", "mlx"]
+RuntimeName = Literal["llama.cpp", "ollama", "vllm", "transformers", "mlx"]
+RUNTIMES: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm", "transformers", "mlx")
 # Release lines on the Qwen3.5 architecture (same model_type, layer pattern and memory model).
 Family = Literal["qwen3.5", "qwen3.6", "qwen3.8"]
 FAMILIES: tuple[Family, ...] = ("qwen3.5", "qwen3.6", "qwen3.8")
@@ -67,7 +67,7 @@ class Artifact(Strict):
 
     precision: str
     format: Format
-    repo: str | None = Field(None, description="Hugging Face repo id (safetensors, gguf).")
+    repo: str | None = Field(None, description="Hugging Face repo id (safetensors, gguf, mlx).")
     tag: str | None = Field(None, description="Ollama tag (format ollama).")
     tag_aliases: list[str] = Field(
         default_factory=list,
@@ -154,7 +154,7 @@ class ModelSpec(Strict):
 
 class PrecisionInfo(Strict):
     label: str
-    kind: Literal["float", "fp8", "int4", "gguf"]
+    kind: Literal["float", "fp8", "int4", "gguf", "mlx"]
     quality_loss: float = Field(
         ge=0, description="Relative quality loss vs BF16 used in ranking (0 = none)."
     )

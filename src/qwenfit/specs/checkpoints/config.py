@@ -19,7 +19,6 @@ from qwenfit.specs.table import (
 COMPATIBLE_PREFIXES = ("qwen3_5", "qwen3_6")
 
 
-
 def read_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():

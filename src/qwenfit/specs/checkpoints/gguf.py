@@ -16,7 +16,6 @@ GGUF_ARCHS = ("qwen35", "qwen35moe")
 SPLIT_GGUF = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
-
 def gguf_stem(filename: str) -> str:
     m = SPLIT_GGUF.match(filename)
     return m["stem"] if m else filename.removesuffix(".gguf").removesuffix(".GGUF")

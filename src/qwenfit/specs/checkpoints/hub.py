@@ -393,9 +393,7 @@ def _summarize_hf_cache(
     if mm_local is None or not mm_local.is_file():
         name = mmproj or _pick_mmproj(files)
         mm_local = snapshot / name if name and (snapshot / name).is_file() else None
-    summary = summarize_gguf(
-        [snapshot / p for p in parts], [mm_local] if mm_local else None
-    )
+    summary = summarize_gguf([snapshot / p for p in parts], [mm_local] if mm_local else None)
     return summary, safe_name(f"{repo}:{_quant_label(parts)}")
 
 
@@ -471,9 +469,7 @@ def _refresh_model(api: Any, info: Any, table: SpecTable, repo: str, entry: dict
     config = _download_json(repo, "config.json", sha)
     if not isinstance(config, dict):
         raise UsageError(f"{repo}: config.json is not a JSON object")
-    a, from_config = architecture_from_config(
-        config, table, entry["architecture"]["source"]
-    )
+    a, from_config = architecture_from_config(config, table, entry["architecture"]["source"])
     new = a.model_dump(mode="json")
     if not from_config:
         new["vision"] = entry["architecture"]["vision"]

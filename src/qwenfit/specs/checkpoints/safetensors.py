@@ -16,7 +16,6 @@ from qwenfit.units import MiB
 MAX_SAFETENSORS_HEADER = 100 * MiB  # the safetensors format itself caps headers at 100 MB
 
 
-
 def read_safetensors_header(path: Path) -> dict[str, Any]:
     """The JSON header of one .safetensors file: the 8-byte length, then the JSON; no data."""
     try:

@@ -1,0 +1,74 @@
+"""The MLX launch command: `mlx_lm.server` for text, `mlx_vlm.server` when images are wanted.
+
+Flags checked against the packages' own `--help` (mlx-lm 0.32.2, mlx-vlm 0.7.10;
+`tests/fixtures/runtime_help/mlx_lm-server.txt`, `mlx_vlm-server.txt`). Neither server takes a
+context length: mlx-lm's KV cache grows as the conversation does (steps of 256 tokens), so the
+estimate's context is what the memory budget allows, stated in a note.
+"""
+
+from __future__ import annotations
+
+from qwenfit.launch.record import LaunchCommand, Step
+from qwenfit.memory.mlx import MLX_KV_BITS, MLX_KV_GROUP_SIZE
+from qwenfit.memory.record import Estimate
+from qwenfit.specs.table import ModelSpec, SpecTable
+
+MLX_PORT = 8080  # both servers' default --port
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def mlx_command(est: Estimate, spec: ModelSpec, table: SpecTable) -> LaunchCommand:
+    """The command that serves `est` (runtime mlx) with mlx-lm, or mlx-vlm for images."""
+    artifact = spec.artifact(est.quant, "mlx")
+    assert artifact is not None and artifact.repo is not None
+    key = "non_thinking_general" if spec.size_label in ("0.8b", "2b") else "thinking_general"
+    s = table.sampling[key]
+    kv = []
+    if est.kv_cache in MLX_KV_BITS:
+        kv = ["--kv-bits", str(MLX_KV_BITS[est.kv_cache]), "--kv-group-size"]
+        kv.append(str(MLX_KV_GROUP_SIZE))
+    notes = [
+        f"neither server takes a context length; {est.context} tokens per sequence is what "
+        "this estimate sized",
+        "presence_penalty from the model card has no server flag; set it per request",
+    ]
+    if est.text_only:
+        argv = [
+            "mlx_lm.server",
+            "--model",
+            artifact.repo,
+            "--port",
+            str(MLX_PORT),
+            "--temp",
+            _num(s["temperature"]),
+            "--top-p",
+            _num(s["top_p"]),
+            "--top-k",
+            _num(s["top_k"]),
+            "--min-p",
+            _num(s["min_p"]),
+            *kv,
+        ]
+        if est.parallel > 1:
+            argv += ["--decode-concurrency", str(est.parallel)]
+        purpose = f"download (first run) and serve an OpenAI-compatible API on :{MLX_PORT}"
+        install = ["pip", "install", "mlx-lm"]
+    else:
+        argv = ["mlx_vlm.server", "--model", artifact.repo, "--port", str(MLX_PORT), *kv]
+        if est.parallel > 1:
+            argv += ["--max-num-seqs", str(est.parallel)]
+        purpose = f"serve text and images (OpenAI-compatible) on :{MLX_PORT}"
+        install = ["pip", "install", "mlx-vlm"]
+        notes.append("mlx_vlm.server takes sampling settings per request")
+    return LaunchCommand(
+        runtime="mlx",
+        model=spec.name,
+        steps=[
+            Step(argv=install, purpose="install the MLX server (Apple Silicon, macOS)"),
+            Step(argv=argv, purpose=purpose),
+        ],
+        notes=notes,
+    )
