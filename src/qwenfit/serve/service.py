@@ -31,7 +31,6 @@ from qwenfit.specs.table import ModelSpec, SpecTable
 SCHEMA_VERSION = 1
 MAX_TEXT = 200  # characters in any string field: model refs, GPU names, sizes
 MAX_MODELS = 16  # models a recommend request may restrict itself to
-SWEEP_FIRST_CONTEXT = 4096  # the sweep's first context; it doubles up to the model's native one
 
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Size = Annotated[int, Field(ge=0, le=1 << 60)] | Text
@@ -152,7 +151,8 @@ class RecommendRequest(Hardware):
 
 
 class SweepRequest(Hardware):
-    """POST /v1/sweep: memory and fit of one configuration at each context and KV type."""
+    """POST /v1/sweep: memory, speed and fit of one configuration at each context and KV type
+    (`qwenfit estimate MODEL --sweep --json`)."""
 
     model: Text
     runtime: Text | None = None
@@ -160,15 +160,13 @@ class SweepRequest(Hardware):
     kv_caches: list[Text] | None = Field(
         None,
         max_length=8,
-        description="KV types to sweep; none: every type the runtime accepts for this model.",
+        description="KV types to sweep; none: every type the runtime offers.",
     )
     parallel: int = Field(1, ge=1, le=4096)
-    ubatch: int | None = Field(None, ge=1, le=65536)
-    flash_attn: Literal["auto", "on", "off"] = "auto"
     text_only: bool = False
-    nodes: int = Field(1, ge=1, le=1024)
+    yarn: bool = Field(False, description="Go on past the native context with YaRN.")
     margin: Size = "1GiB"
-    allow_offload: bool = True
+    allow_offload: bool = False
 
 
 class ProbeRequest(Hardware):
@@ -412,84 +410,23 @@ class Service:
         return plan.model_dump(mode="json")
 
     def sweep(self, req: SweepRequest) -> dict[str, Any]:
-        """One estimate per context (4k, 8k, ... up to the native context) and KV type.
-
-        KV types the runtime refuses for this model (an `UnsupportedError`) are left out when
-        none were asked for; asked for, they are a usage error like on the CLI.
-        """
-        from qwenfit.errors import UnsupportedError
-        from qwenfit.fit.verdict import check_fit
-        from qwenfit.memory.estimator import estimate
+        """What `qwenfit estimate MODEL --sweep --json` prints: memory, speed and fit at each
+        context (4k, 8k, ... up to the native context, or YaRN's) and KV cache type."""
+        from qwenfit.memory.sweep import sweep
 
         machine = self.machine(req)
         table, spec = self.resolve(req.model)
-        margin = self.margin(req.margin, machine)
-        contexts = []
-        c = SWEEP_FIRST_CONTEXT
-        while c < spec.context.native:
-            contexts.append(c)
-            c *= 2
-        contexts.append(spec.context.native)
-        every_kv = dict.fromkeys(k for r in table.runtimes.values() for k in r.kv_cache_types)
-        kv_types = list(req.kv_caches) if req.kv_caches else list(every_kv)
-        rows: list[dict[str, Any]] = []
-        skipped: list[str] = []
-        for kv in kv_types:
-            for context in contexts:
-                try:
-                    est = estimate(
-                        spec,
-                        runtime=req.runtime,
-                        quant=req.quant,
-                        context=context,
-                        kv_cache=kv,
-                        parallel=req.parallel,
-                        ubatch=req.ubatch,
-                        flash_attn=req.flash_attn,
-                        text_only=req.text_only,
-                        machine=machine,
-                        allow_offload=req.allow_offload,
-                        nodes=req.nodes,
-                        table=table,
-                    )
-                except UnsupportedError:
-                    if req.kv_caches:
-                        raise
-                    skipped.append(kv)
-                    break
-                fit = check_fit(est, machine, margin)
-                rows.append(
-                    {
-                        "kv_cache": est.kv_cache,
-                        "context": est.context,
-                        "runtime": est.runtime,
-                        "quant": est.quant,
-                        "total_bytes": est.total_bytes,
-                        "gpu_bytes": est.gpu_bytes,
-                        "ram_bytes": est.ram_bytes,
-                        "kv_cache_bytes": est.kv_cache_bytes,
-                        "placement": est.layout.kind,
-                        "fits": fit.fits,
-                        "gpu_budget_bytes": fit.gpu_budget_bytes,
-                        "ram_budget_bytes": fit.ram_budget_bytes,
-                        "missing_bytes": fit.missing_bytes,
-                        "tokens_per_second": est.tokens_per_second,
-                    }
-                )
-        # Types a runtime maps onto another (e.g. one 16-bit type for both) appear once.
-        seen: set[tuple[str, int]] = set()
-        unique = []
-        for row in rows:
-            key = (row["kv_cache"], row["context"])
-            if key not in seen:
-                seen.add(key)
-                unique.append(row)
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "sweep": {
-                "model": spec.name,
-                "contexts": contexts,
-                "kv_caches_skipped": sorted(set(skipped)),
-                "rows": unique,
-            },
-        }
+        result = sweep(
+            spec,
+            kv_types=list(req.kv_caches) if req.kv_caches else None,
+            machine=machine,
+            runtime=req.runtime,
+            quant=req.quant,
+            parallel=req.parallel,
+            text_only=req.text_only,
+            yarn=req.yarn,
+            allow_offload=req.allow_offload,
+            margin=self.margin(req.margin, machine),
+            table=table,
+        )
+        return {"schema_version": SCHEMA_VERSION, "sweep": result.model_dump(mode="json")}

@@ -103,8 +103,10 @@ function renderCurve(sweep) {
   const W = 640, H = 300, L = 56, R = 12, T = 12, B = 36;
   const xs = sweep.contexts, lx = (c) => Math.log2(c);
   const x0 = lx(xs[0]), x1 = lx(xs[xs.length - 1]) || x0 + 1;
-  const budget = rows[0].gpu_budget_bytes || rows[0].ram_budget_bytes;
-  const ymax = Math.max(budget, ...rows.map((r) => r.total_bytes)) * 1.05;
+  const budget = sweep.budget_bytes || 0;
+  // The pool the model lands in, as the budget line is: GPU memory, or RAM without a GPU part.
+  const need = (r) => r.gpu_bytes || r.ram_bytes;
+  const ymax = Math.max(budget, ...rows.map(need)) * 1.05;
   const X = (c) => L + (W - L - R) * (x1 === x0 ? 0 : (lx(c) - x0) / (x1 - x0));
   const Y = (b) => T + (H - T - B) * (1 - b / ymax);
   const ns = "http://www.w3.org/2000/svg";
@@ -129,18 +131,18 @@ function renderCurve(sweep) {
   add("text", { x: 4, y: T + 8 }, "GiB");
   add("text", { x: W - R, y: H - 4, "text-anchor": "end" }, "context (tokens)");
   add("line", { x1: L, y1: Y(budget), x2: W - R, y2: Y(budget), stroke: "#b42318", "stroke-dasharray": "6 4" });
-  add("text", { x: W - R, y: Y(budget) - 4, "text-anchor": "end" }, rows[0].gpu_budget_bytes ? "GPU budget" : "RAM budget");
+  add("text", { x: W - R, y: Y(budget) - 4, "text-anchor": "end" }, "budget");
   const kinds = [...new Set(rows.map((r) => r.kv_cache))];
   kinds.forEach((kv, i) => {
     const pts = rows.filter((r) => r.kv_cache === kv);
     const color = KV_COLORS[kv] || "#333";
-    add("polyline", { points: pts.map((r) => `${X(r.context)},${Y(r.total_bytes)}`).join(" "),
+    add("polyline", { points: pts.map((r) => `${X(r.context)},${Y(need(r))}`).join(" "),
       fill: "none", stroke: color, "stroke-width": 2 });
-    for (const r of pts) add("circle", { cx: X(r.context), cy: Y(r.total_bytes), r: 3, fill: r.fits ? color : "#fff", stroke: color });
+    for (const r of pts) add("circle", { cx: X(r.context), cy: Y(need(r)), r: 3, fill: r.fits ? color : "#fff", stroke: color });
     add("text", { x: L + 8 + i * 70, y: T + 10, style: `fill:${color};font-weight:600` }, `KV ${kv}`);
   });
   $("curve").replaceChildren(svg);
-  $("curve-caption").textContent = `Total memory of ${sweep.model} (${rows[0].runtime}, ${rows[0].quant}) at each context; ` +
+  $("curve-caption").textContent = `Memory of ${sweep.model} on the pool it lands in (${sweep.runtime}, ${sweep.quant}) at each context; ` +
     "filled dots fit the machine, hollow ones do not.";
 }
 
@@ -208,6 +210,7 @@ async function submit(event) {
     $("result").hidden = false;
     status(`Pick: ${best.display_name} ${best.quant}`);
     const sweep = await api("/v1/sweep", { ...hw, model: best.model, runtime: best.runtime, quant: best.quant,
+      text_only: best.estimate.text_only, parallel: best.estimate.parallel,
       allow_offload: best.placement === "offload" || body.allow_offload });
     renderCurve(sweep.sweep);
   } catch (e) {
