@@ -20,9 +20,10 @@ from qwenfit.datafiles import data_text
 from qwenfit.hardware.catalog import catalog_gpus
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory.config import configure, plan
+from qwenfit.memory.layout import gpu_index_of
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
-from qwenfit.specs.table import SpecTable
+from qwenfit.specs.table import SpecTable, load_specs
 from qwenfit.units import TiB
 
 # RAM reads below this share of the total (the token-embedding row, say) do not need a RAM
@@ -108,10 +109,12 @@ def efficiencies(table: SpecTable) -> dict[Key, float]:
         assert bandwidth
         machine = None if m.device == "gpu" else _CPU
         options = Options(runtime=m.runtime, quant=m.quant, kv_cache=m.kv_cache, text_only=True)
-        cfg = configure(m.model, options, machine, table)
+        # A measured model the given table lacks (a --specs copy): the shipped table's row.
+        source = table if any(x.name == m.model for x in table.models) else load_specs()
+        cfg = configure(m.model, options, machine, source)
         est = plan(cfg, m.context, machine, 0).build(m.context)
         ideal = bandwidth / sum(read_bytes(est).values())
-        key = (m.device, table.get(m.model).is_moe)
+        key = (m.device, source.get(m.model).is_moe)
         ratios.setdefault(key, []).append(m.tokens_per_s / ideal)
     result = {k: statistics.median(v) for k, v in ratios.items()}
     for device in ("gpu", "cpu"):
@@ -138,12 +141,12 @@ def estimate_speed(est: Estimate, machine: Machine, table: SpecTable) -> float |
         return None
     moe = table.get(est.model).is_moe
     eff = efficiencies(table)
-    gpus = machine.gpus
+    by_index = {g.index: g for g in machine.gpus}
     seconds: dict[int, float] = {}  # per pipeline stage (node), tensor-parallel ranks in parallel
     for device, n in reads.items():
         if device is None:
             continue
-        gpu = gpus[device % len(gpus)] if gpus else None
+        gpu = by_index.get(gpu_index_of(est, device))
         if gpu is None or not gpu.bandwidth_bytes_per_s:
             return None
         stage = device // len(est.layout.devices) if est.layout.tensor_parallel else device

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from qwenfit.errors import UsageError
+from qwenfit.errors import BadFileError, UsageError
 from qwenfit.specs import arch
 from qwenfit.specs.architecture import Architecture
 from qwenfit.specs.checkpoints.config import architecture_from_config, build_arch
@@ -72,7 +72,22 @@ def ensure_precision(
 def add_to_table(
     table: SpecTable, s: Summary, ref: str, *, name: str, repo: str | None = None
 ) -> tuple[SpecTable, ModelSpec]:
-    """Build the spec from a summary and return a copy of the table with it appended."""
+    """Build the spec from a summary and return a copy of the table with it appended.
+
+    Raises BadFileError when the numbers the files hold do not make a valid spec row
+    (parameter counts that do not add up, zero bytes)."""
+    try:
+        return _add_to_table(table, s, ref, name=name, repo=repo)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "spec"
+        msg = first["msg"].removeprefix("Value error, ")
+        raise BadFileError(f"{ref}: cannot describe this checkpoint ({loc}: {msg})") from None
+
+
+def _add_to_table(
+    table: SpecTable, s: Summary, ref: str, *, name: str, repo: str | None = None
+) -> tuple[SpecTable, ModelSpec]:
     digest = hashlib.sha256(f"{s.format}:{s.origin}".encode()).hexdigest()[:10]
     source_key = f"checkpoint-{digest}"
     spec_arch, vision_known = _architecture(s, table, source_key)
