@@ -168,7 +168,7 @@ def check(
     from qwenfit.cli import render
     from qwenfit.fit.preflight import check as run_check
 
-    machine = hardware.machine()
+    machine, margin_bytes = margin.apply(hardware.machine())
     table, spec = _resolve(_table(ctx), model, online, mmproj)
     result = run_check(
         spec,
@@ -176,7 +176,7 @@ def check(
         **settings,
         allow_offload=allow_offload,
         nodes=nodes,
-        margin=margin.resolve(machine),
+        margin=margin_bytes,
         table=table,
     )
     if as_json:

@@ -7,10 +7,13 @@ its usual message and exit 2 before any work starts. Errors raised later by the 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
 import math
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -68,9 +71,27 @@ class QwenfitGroup(click.Group):
             # As click shows its own errors: 'Error: ...' on stderr, one line whatever it held.
             click.echo(f"Error: {' '.join(str(e).split())}", err=True)
             ctx.exit(next(int(code) for cls, code in ERROR_EXIT_CODES if isinstance(e, cls)))
+        except OSError as e:
+            # stdout closed (a pipe whose reader left) or full (/dev/full): the output cannot be
+            # written. Point stdout at /dev/null so the exit flush cannot fail a second time.
+            _silence_stdout()
+            reason = (e.strerror or type(e).__name__).lower()
+            with contextlib.suppress(OSError):
+                click.echo(f"Error: cannot write the output ({reason})", err=True)
+            ctx.exit(int(ExitCode.ERROR))
         if isinstance(result, ExitCode) and result is not ExitCode.OK:
             ctx.exit(int(result))
         return result
+
+
+def _silence_stdout() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (click's test runner)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def emit(payload: dict[str, Any]) -> None:
@@ -131,15 +152,29 @@ class Margin:
     bytes: int = 0
     percent: float | None = None
 
-    def resolve(self, machine: Machine) -> int:
-        """Bytes to keep free: a percentage is taken of the largest pool the plan will use."""
-        if self.percent is None:
-            return self.bytes
-        from qwenfit.memory.layout import best_gpu
+    def apply(self, machine: Machine) -> tuple[Machine, int]:
+        """The machine to plan on and the bytes to keep free on each of its pools.
 
-        gpu = best_gpu(machine)
-        pool = gpu.memory_total_bytes if gpu else machine.ram_usable_bytes
-        return int(pool * self.percent / 100)
+        Bytes are kept free on every GPU and in RAM alike. A percentage is taken of each pool
+        on its own: every GPU keeps that share of its total memory free and RAM that share of
+        its usable memory, so `--margin 50%` never takes a GPU's share from RAM. It is applied
+        by lowering each pool's free memory, with no further margin.
+        """
+        if self.percent is None:
+            return machine, self.bytes
+        share = self.percent / 100
+        gpus = [
+            g.model_copy(
+                update={
+                    "memory_free_bytes": max(
+                        0, g.memory_free_bytes - int(g.memory_total_bytes * share)
+                    )
+                }
+            )
+            for g in machine.gpus
+        ]
+        ram = machine.ram_usable_bytes - int(machine.ram_usable_bytes * share)
+        return machine.model_copy(update={"gpus": gpus, "ram_usable_bytes": ram}), 0
 
 
 class MarginType(_Parsed):
