@@ -135,6 +135,10 @@ def with_overrides(
     `--vram 0` means no GPU. `ram_bandwidth` ('80GB/s') sets the RAM's bandwidth, which speed
     estimates need for CPU and offloaded runs.
     """
+    if base is not None and not isinstance(base, Machine):
+        raise UsageError(f"invalid base {base!r:.60}: must be a Machine or None")
+    if gpu is not None and not isinstance(gpu, str):
+        raise UsageError(f"invalid --gpu {gpu!r:.60}: must be a GPU name such as '2x RTX 4090'")
     m = base or Machine(
         source="hypothetical", ram_total_bytes=0, ram_available_bytes=0, ram_usable_bytes=0
     )

@@ -222,7 +222,11 @@ def _transformers(est: Estimate, spec: ModelSpec) -> LaunchCommand:
 
 def launch_command(est: Estimate, *, table: SpecTable | None = None) -> LaunchCommand:
     """The command(s) that start the configuration `est` describes."""
+    from qwenfit.errors import UsageError
     from qwenfit.specs.table import load_specs
+
+    if not isinstance(est, Estimate) or not isinstance(table, (SpecTable, type(None))):
+        raise UsageError(f"invalid estimate {est!r:.60}: must be an Estimate (see estimate())")
 
     table = table or load_specs()
     spec = table.get(est.model)

@@ -233,6 +233,13 @@ def plan_transformers(measure: Measure, machine: Machine | None, margin: int) ->
     if best is None:
         return Layout(kind="cpu")
     layout = Layout(kind="gpu", devices=[best.index])
-    if len(machine.gpus) > 1 and not _fits(measure(layout), machine, margin):
+    if _fits(measure(layout), machine, margin):
+        return layout
+    if len(machine.gpus) > 1:
         layout = Layout(kind="multi_gpu", devices=sorted(g.index for g in machine.gpus))
-    return layout
+        if _fits(measure(layout), machine, margin):
+            return layout
+    # device_map="auto" places what the GPUs cannot hold on the CPU; when the GPUs cannot
+    # hold it, the whole model in RAM is what runs (a GPU never makes a fit worse).
+    cpu = Layout(kind="cpu")
+    return cpu if _fits(measure(cpu), machine, margin) else layout

@@ -8,6 +8,7 @@ did not pin the context) are contexts lowered, never below 4096 tokens.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -152,6 +153,29 @@ class _Candidate:
         )
 
 
+def _check_arguments(
+    machine: object, context: object, limit: object, min_speed: object, models: object
+) -> None:
+    """Wrong-typed arguments of `recommend` as UsageError (the rest goes through `Options`)."""
+    if not isinstance(machine, Machine):
+        raise UsageError(f"invalid machine {machine!r:.60}: must be a Machine (see probe())")
+    if context is not None:
+        Options.of(context=context)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise UsageError(f"invalid limit {limit!r:.60}: must be a whole number of at least 1")
+    if min_speed is not None and (
+        isinstance(min_speed, bool)
+        or not isinstance(min_speed, (int, float))
+        or not math.isfinite(min_speed)
+        or min_speed < 0
+    ):
+        raise UsageError(f"invalid min_speed {min_speed!r:.60}: must be a finite number >= 0")
+    if models is not None and (
+        not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models)
+    ):
+        raise UsageError(f"invalid models {models!r:.60}: must be a list of model names")
+
+
 def recommend(
     machine: Machine,
     *,
@@ -178,6 +202,7 @@ def recommend(
     it runs, but reads part of the weights at RAM speed. Returns an empty `recommendations`
     list (and `closest`) when nothing fits at all.
     """
+    _check_arguments(machine, context, limit, min_speed, models)
     table = table or load_specs()
     if task not in TASK_BENCHMARKS:
         raise UsageError(f"unknown task {task!r}; allowed: {', '.join(TASK_BENCHMARKS)}")
@@ -187,6 +212,8 @@ def recommend(
         raise UsageError(f"invalid -n {limit}: must be at least 1")
     rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
     chosen = {table.get(m).name for m in models} if models else None
+    if models and not runtime:  # as check does: a runtime that loads the chosen model
+        rt = runtimes.runtime_for(table.get(models[0]), rt)
     options = Options.of(
         kv_cache=kv_cache,
         parallel=parallel,

@@ -219,6 +219,8 @@ class SpecTable(Strict):
 
     def get(self, name: str) -> ModelSpec:
         """Find a model by name or alias: '9b', 'Qwen3.5-9B', 'Qwen/Qwen3.5-9B', 'qwen3.5:9b'."""
+        if not isinstance(name, str):
+            raise UsageError(f"invalid model {name!r:.60}: must be a model name (a string)")
         key = _normalize(name)
         for m in self.models:
             if key in {_normalize(n) for n in (m.name, *m.aliases, *_implicit_aliases(m))}:
