@@ -485,3 +485,15 @@ def test_corrupted_bandwidth_cache_is_measured_again(
 def test_unchanged_table_copy_is_still_equal() -> None:
     t = load_specs()
     assert SpecTable.model_validate(copy.deepcopy(t.model_dump())) == t
+
+
+def test_gguf_holding_one_tensor_is_a_bad_file(tmp_path: Path, table: SpecTable) -> None:
+    """Found by the fuzzer: a GGUF whose metadata describes 4 layers but whose tensor table
+    holds only token_embd gave negative bytes deep in the llama.cpp model."""
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
+    import fuzz_inputs as fz
+
+    f = tmp_path / "one.gguf"
+    f.write_bytes(fz.pack_gguf(fz.SEED_KVS, fz.SEED_TENSORS[:1], None, fz.SEED_DATA))
+    with pytest.raises(BadFileError, match="the files do not match"):
+        resolve_model(str(f), table)

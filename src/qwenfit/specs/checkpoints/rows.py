@@ -93,6 +93,7 @@ def _add_to_table(
     spec_arch, vision_known = _architecture(s, table, source_key)
     params = _params(s, spec_arch, source_key)
     precision = gguf_precision(s.config, s) if s.format == "gguf" else safetensors_precision(s)
+    _check_tensors_match(s, spec_arch, ref)
     precisions, sources = ensure_precision(table, precision, s.format)
     vision_exact = s.vision.bytes > 0
     vision_bytes = s.vision.bytes if vision_exact else 2 * params.vision
@@ -156,6 +157,25 @@ def _add_to_table(
     except ValidationError as e:
         raise UsageError(f"{ref}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     return new, spec
+
+
+# How far the parameters counted from the tensors may be from what the config describes. Real
+# checkpoints agree exactly (the official ones: to the parameter); a larger gap means files that
+# do not belong together, and the memory model would split bytes it does not have.
+PARAM_TOLERANCE = 0.10
+
+
+def _check_tensors_match(s: Summary, a: Architecture, ref: str) -> None:
+    counted = s.text.elements
+    described = arch.text_params(a)
+    if abs(counted - described) > PARAM_TOLERANCE * described:
+        raise BadFileError(
+            f"{ref}: the tensors hold {counted} language-model parameters but the "
+            f"{'config' if s.format == 'safetensors' else 'metadata'} describes {described} "
+            f"(more than {PARAM_TOLERANCE:.0%} apart): the files do not match"
+        )
+    if s.text.bytes <= 0 or s.embedding.bytes > s.text.bytes:
+        raise BadFileError(f"{ref}: the tensors' byte counts do not add up")
 
 
 def _architecture(s: Summary, table: SpecTable, source: str) -> tuple[Architecture, bool]:
