@@ -15,7 +15,6 @@ import errno
 import json
 import math
 import os
-import re
 import stat
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +29,6 @@ MAX_JSON_BYTES = 16 * MiB
 # interpreter's recursion limit.
 MAX_JSON_DEPTH = 64
 _SHOWN = 120
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]+|\\.)*"|[\[\]{}]')
 
 
 def shown(path: str | os.PathLike[str]) -> str:
@@ -119,21 +117,19 @@ def read_text(
     return decode_utf8(data, what=what, origin=shown(path), error=error)
 
 
-def json_depth_ok(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
-    """Whether no array or object in `text` nests deeper than `max_depth` (strings skipped).
+def json_depth_ok(value: Any, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether no array or object in a parsed JSON value nests deeper than `max_depth`.
 
-    One linear pass; run before json.loads, whose C scanner recurses once per level.
+    Iterative (an explicit stack), one visit per value: time linear in the document.
     """
-    s = text if isinstance(text, str) else text.decode("utf-8", "replace")
-    depth = 0
-    for m in _JSON_TOKEN.finditer(s):
-        c = m.group()
-        if c in "[{":
-            depth += 1
-            if depth > max_depth:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth + 1 > max_depth:
                 return False
-        elif c in "]}":
-            depth -= 1
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
     return True
 
 
@@ -149,19 +145,26 @@ def parse_json(
     error: type[QwenfitError] = BadFileError,
     max_depth: int = MAX_JSON_DEPTH,
 ) -> Any:
-    """JSON with bounded nesting; NaN / Infinity (not JSON) refused; one-line errors."""
+    """JSON with bounded nesting; NaN / Infinity (not JSON) refused; one-line errors.
+
+    Parsed by the C scanner (linear time); a document nested past the interpreter's
+    recursion limit fails there as RecursionError, and anything deeper than `max_depth`
+    after parsing is refused too."""
     if isinstance(text, bytes):
         text = decode_utf8(text, what=what, origin=origin, error=error)
-    if not json_depth_ok(text, max_depth):
-        raise error(f"{what} {origin}: JSON nested deeper than {max_depth} levels")
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        value = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise error(
             f"{what} {origin}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})"
         ) from None
-    except (ValueError, RecursionError) as e:
+    except RecursionError:  # CPython's scanner recurses per level and stops at the limit
+        raise error(f"{what} {origin}: JSON nested deeper than {max_depth} levels") from None
+    except ValueError as e:  # NaN / Infinity, integers beyond the interpreter's digit limit
         raise error(f"{what} {origin}: not valid JSON ({e})") from None
+    if not json_depth_ok(value, max_depth):
+        raise error(f"{what} {origin}: JSON nested deeper than {max_depth} levels")
+    return value
 
 
 def read_json(
