@@ -75,7 +75,7 @@ def test_fuzz_benchmark_runs_under_a_memory_limit() -> None:
 def test_many_examples(target: str) -> None:
     strategy, run = fz.TARGETS[target]
 
-    @settings(EVERYDAY, max_examples=300)
+    @settings(EVERYDAY, max_examples=200)
     @given(strategy)
     def prop(case: Any) -> None:
         run(case)

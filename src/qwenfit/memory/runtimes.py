@@ -39,6 +39,8 @@ TRANSFORMERS_DEFAULT_CONTEXT = 32768
 
 
 def check_runtime(name: str) -> RuntimeName:
+    if not isinstance(name, str):
+        raise UnsupportedError(f"invalid runtime {name!r:.60}; allowed: {', '.join(RUNTIMES)}")
     for r in RUNTIMES:
         if name.lower() == r:
             return r

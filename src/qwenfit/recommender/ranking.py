@@ -204,8 +204,8 @@ def recommend(
     """
     _check_arguments(machine, context, limit, min_speed, models)
     table = table or load_specs()
-    if task not in TASK_BENCHMARKS:
-        raise UsageError(f"unknown task {task!r}; allowed: {', '.join(TASK_BENCHMARKS)}")
+    if not isinstance(task, str) or task not in TASK_BENCHMARKS:
+        raise UsageError(f"unknown task {task!r:.60}; allowed: {', '.join(TASK_BENCHMARKS)}")
     if task == "vision" and text_only:
         raise UsageError("--task vision needs the vision tower; drop --text-only")
     if limit < 1:

@@ -393,7 +393,7 @@ def gguf_precision(meta: dict[str, Any], s: Summary) -> str:
     ftype = meta.get("general.file_type")
     if ftype is not None:
         try:
-            name = gguf.LlamaFileType(int(ftype)).name
+            name = gguf.LlamaFileType(ftype).name if type(ftype) is int else ""
         except ValueError:
             name = ""
         if name and name != "GUESSED":
