@@ -479,9 +479,11 @@ def test_relative_xdg_cache_home_is_ignored(monkeypatch: pytest.MonkeyPatch) -> 
                                      '{"key": K, "bytes_per_s": 1e400}',
                                      '{"key": K, "bytes_per_s": [1]}', "[" * 100_000])
 def test_corrupted_bandwidth_cache_is_measured_again(
-    monkeypatch: pytest.MonkeyPatch, content: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str
 ) -> None:
     from qwenfit.hardware import probing
+
+    monkeypatch.setenv("QWENFIT_CACHE_DIR", str(tmp_path / "cache"))  # not the session's cache
 
     path = cache_dir() / "ram_bandwidth.json"
     monkeypatch.setattr(probing, "measure_ram_bandwidth", lambda: 999)
