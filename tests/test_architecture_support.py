@@ -80,3 +80,19 @@ def test_other_layer_types_are_refused() -> None:
     cfg["text_config"]["layer_types"] = ["linear_attention", "sparse_attention"]
     reason = unsupported_reason(cfg)
     assert reason and "'sparse_attention'" in reason
+
+
+def test_a_flash_next_checkpoint_folder_is_refused_naming_the_field(tmp_path: Path) -> None:
+    """Through the real reader and the CLI: exit 2 and one line naming what differs."""
+    from click.testing import CliRunner
+
+    from qwenfit.cli import main
+
+    cfg = copy.deepcopy(official_35b())
+    cfg["model_type"] = "qwen4_exp"
+    cfg["text_config"].update(FLASH_NEXT_FIELDS)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    r = CliRunner().invoke(main, ["estimate", str(tmp_path), "--runtime", "vllm"])
+    assert r.exit_code == 2
+    assert "'qwen4_exp'" in r.stderr and "Flash-Next" in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

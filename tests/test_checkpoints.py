@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qwenfit import estimate
-from qwenfit.errors import UnknownModelError, UsageError
+from qwenfit.errors import BadFileError, UnknownModelError, UsageError
 from qwenfit.specs import arch
 from qwenfit.specs.checkpoints.resolve import resolve_model
 from qwenfit.specs.checkpoints.summary import safe_name
@@ -231,7 +231,7 @@ def test_corrupt_safetensors(table: SpecTable, tmp_path: Path, content: bytes) -
     d.mkdir()
     (d / "config.json").write_text(json.dumps(q.nested_config(TINY)))
     (d / "model.safetensors").write_bytes(content)
-    with pytest.raises(UsageError, match=re.escape("model.safetensors")):
+    with pytest.raises(BadFileError, match=re.escape("model.safetensors")):
         resolve_model(str(d), table)
 
 
@@ -240,7 +240,7 @@ def test_truncated_safetensors(table: SpecTable, tmp_path: Path) -> None:
     f = d / "model.safetensors"
     with f.open("r+b") as fh:
         fh.truncate(f.stat().st_size - 1)
-    with pytest.raises(UsageError, match="beyond the end of the file"):
+    with pytest.raises(BadFileError, match="beyond the end of the file"):
         resolve_model(str(d), table)
 
 
@@ -415,7 +415,7 @@ def test_gguf_errors(table: SpecTable, tmp_path: Path) -> None:
         resolve_model(str(llama), table)
     garbage = tmp_path / "garbage.gguf"
     garbage.write_bytes(b"GGUF" + b"\x00" * 3)
-    with pytest.raises(UsageError, match="not a readable GGUF"):
+    with pytest.raises(BadFileError, match="not a GGUF file"):
         resolve_model(str(garbage), table)
     good = tmp_path / "good.gguf"
     write_gguf(good, model)

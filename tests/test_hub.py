@@ -22,7 +22,7 @@ import pytest
 from conftest import assert_weights_are_the_files
 
 from qwenfit import estimate
-from qwenfit.errors import UsageError
+from qwenfit.errors import QwenfitError, UsageError
 from qwenfit.specs.checkpoints import hub
 from qwenfit.specs.checkpoints.resolve import resolve_model
 from qwenfit.specs.table import SpecTable
@@ -300,6 +300,13 @@ def test_refresh_specs(table: SpecTable, fake_hub: FakeHub) -> None:
     assert '+        "max_position_embeddings": 524288,' in diff
     assert '+    "native": 524288,' in diff or '"native": 524288' in diff
     assert "# qwen3.5-2b:" in diff  # repos the server does not know are listed, not fatal
+
+
+def test_refresh_fails_when_no_repo_can_be_read(table: SpecTable, fake_hub: FakeHub) -> None:
+    """Issue 17: every repo failing is an error (exit 1), not an empty diff and exit 0."""
+    with pytest.raises(QwenfitError, match="could not read any repo") as e:
+        hub.refresh_specs(table, online=True)
+    assert not isinstance(e.value, UsageError)
 
 
 def test_a_token_is_never_printed_or_cached(

@@ -2,6 +2,7 @@
 
     QwenfitError                     base; the CLI maps it to exit 1
     ├── SpecError                    the spec table (or a --specs file) is missing or invalid
+    ├── BadFileError                 a file given to qwenfit cannot be read or is malformed
     ├── UsageError (ValueError)      a bad value from the caller; the CLI maps it to exit 2
     │   ├── UnknownModelError (KeyError)   a model name not in the table (with did-you-mean)
     │   └── UnsupportedError             a precision, KV type or option the runtime cannot use
@@ -20,6 +21,11 @@ class QwenfitError(Exception):
 
 class SpecError(QwenfitError):
     """The spec table cannot be read or does not validate."""
+
+
+class BadFileError(QwenfitError):
+    """A file (checkpoint, machine file, cache entry) is unreadable, too large or malformed;
+    the message names the file, the field and what is allowed. Exit 1."""
 
 
 class UsageError(QwenfitError, ValueError):

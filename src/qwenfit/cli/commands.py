@@ -234,7 +234,7 @@ def check(
     from qwenfit.cli import render
     from qwenfit.fit.preflight import check as run_check
 
-    machine = hardware.machine()
+    machine, margin_bytes = margin.apply(hardware.machine())
     table, spec = _resolve(_table(ctx), model, online, mmproj)
     result = run_check(
         spec,
@@ -242,7 +242,7 @@ def check(
         **settings,
         allow_offload=allow_offload,
         nodes=nodes,
-        margin=margin.resolve(machine),
+        margin=margin_bytes,
         table=table,
         disk=disk,
         # The local disk matters for a probed machine; a planned one only with --disk.
@@ -375,7 +375,7 @@ def launch(
     from qwenfit.cli import render
     from qwenfit.recommender.launching import launch_plan
 
-    machine = hardware.machine()
+    machine, margin_bytes = margin.apply(hardware.machine())
     table = _table(ctx)
     spec = None
     if model is not None:
@@ -387,7 +387,7 @@ def launch(
         task=cast("Task", task),
         allow_offload=allow_offload,
         nodes=nodes,
-        margin=margin.resolve(machine),
+        margin=margin_bytes,
         mmproj=mmproj,
         table=table,
     )

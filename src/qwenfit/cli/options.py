@@ -7,10 +7,13 @@ its usual message and exit 2 before any work starts. Errors raised later by the 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
 import math
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -69,9 +72,27 @@ class QwenfitGroup(click.Group):
             # As click shows its own errors: 'Error: ...' on stderr, one line whatever it held.
             click.echo(f"Error: {' '.join(str(e).split())}", err=True)
             ctx.exit(next(int(code) for cls, code in ERROR_EXIT_CODES if isinstance(e, cls)))
+        except OSError as e:
+            # stdout closed (a pipe whose reader left) or full (/dev/full): the output cannot be
+            # written. Point stdout at /dev/null so the exit flush cannot fail a second time.
+            _silence_stdout()
+            reason = (e.strerror or type(e).__name__).lower()
+            with contextlib.suppress(OSError):
+                click.echo(f"Error: cannot write the output ({reason})", err=True)
+            ctx.exit(int(ExitCode.ERROR))
         if isinstance(result, ExitCode) and result is not ExitCode.OK:
             ctx.exit(int(result))
         return result
+
+
+def _silence_stdout() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (click's test runner)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def emit(payload: dict[str, Any]) -> None:

@@ -8,24 +8,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qwenfit.hardware.machine import Machine
-from qwenfit.memory.layout import best_gpu
 from qwenfit.units import parse_percent, parse_size
 
 
 @dataclass(frozen=True)
 class Margin:
-    """Bytes, or a percentage of the largest pool the plan will use."""
+    """Bytes kept free on every pool, or a share of each pool."""
 
     bytes: int = 0
     percent: float | None = None
 
-    def resolve(self, machine: Machine) -> int:
-        """Bytes to keep free on `machine`."""
+    def apply(self, machine: Machine) -> tuple[Machine, int]:
+        """The machine to plan on and the bytes to keep free on each of its pools.
+
+        Bytes are kept free on every GPU and in RAM alike. A percentage is taken of each pool
+        on its own: every GPU keeps that share of its total memory free and RAM that share of
+        its usable memory, so `--margin 50%` never takes a GPU's share from RAM. It is applied
+        by lowering each pool's free memory, with no further margin.
+        """
         if self.percent is None:
-            return self.bytes
-        gpu = best_gpu(machine)
-        pool = gpu.memory_total_bytes if gpu else machine.ram_usable_bytes
-        return int(pool * self.percent / 100)
+            return machine, self.bytes
+        share = self.percent / 100
+        gpus = [
+            g.model_copy(
+                update={
+                    "memory_free_bytes": max(
+                        0, g.memory_free_bytes - int(g.memory_total_bytes * share)
+                    )
+                }
+            )
+            for g in machine.gpus
+        ]
+        ram = machine.ram_usable_bytes - int(machine.ram_usable_bytes * share)
+        return machine.model_copy(update={"gpus": gpus, "ram_usable_bytes": ram}), 0
 
 
 def parse_margin(value: str | int) -> Margin:

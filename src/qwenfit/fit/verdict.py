@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.errors import UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import layout as layouts
-from qwenfit.memory.options import DEFAULT_MARGIN
+from qwenfit.memory.options import DEFAULT_MARGIN, MAX_MARGIN
 from qwenfit.memory.record import Estimate, LayoutKind
 from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
 from qwenfit.units import GiB
@@ -50,6 +51,13 @@ class Fit(BaseModel):
 
 def check_fit(est: Estimate, machine: Machine, margin: int = DEFAULT_MARGIN) -> Fit:
     """Place `est` (already laid out on devices) on `machine` and say whether it fits."""
+    if not isinstance(est, Estimate) or not isinstance(machine, Machine):
+        raise UsageError(
+            f"check_fit takes an Estimate and a Machine, not {type(est).__name__} and "
+            f"{type(machine).__name__}"
+        )
+    if isinstance(margin, bool) or not isinstance(margin, int) or not 0 <= margin <= MAX_MARGIN:
+        raise UsageError(f"invalid margin {margin!r:.60}: must be bytes in [0, {MAX_MARGIN}]")
     gpus = machine.gpus
 
     def reserved(d: int | None) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import re
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from qwenfit.datafiles import data_text
 from qwenfit.errors import ProbeError, SpecError, UsageError
 from qwenfit.hardware.machine import GPU, Machine, Vendor, apple_gpu_share
-from qwenfit.units import GiB, parse_bandwidth, parse_size
+from qwenfit.inputs import read_json, shown
+from qwenfit.units import GiB, MiB, parse_bandwidth, parse_size
 
 
 class CatalogGPU(BaseModel):
@@ -105,15 +105,18 @@ def _lookup(name: str) -> CatalogGPU:
     return entry
 
 
+MAX_MACHINE_FILE = 4 * MiB  # a probe document is a few KB
+
+
 def load_machine(path: str | Path) -> Machine:
-    """A machine saved with `qwenfit probe --json` (the `machine` object, or the whole document)."""
-    p = Path(path)
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UsageError(f"cannot read --machine file {str(p)!r} ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"--machine file {str(p)!r} is not JSON (line {e.lineno})") from None
+    """A machine saved with `qwenfit probe --json` (the `machine` object, or the whole document).
+
+    GPUs are put in index order; two GPUs with one index are an error (each index is a device).
+    Raises UsageError (the file is the value of `--machine`) with one line naming the file.
+    """
+    if not isinstance(path, (str, Path)):
+        raise UsageError(f"invalid machine file {path!r}: must be a str or Path")
+    raw = read_json(path, what="--machine file", max_bytes=MAX_MACHINE_FILE, error=UsageError)
     if isinstance(raw, dict) and "machine" in raw:
         raw = raw["machine"]
     try:
@@ -121,8 +124,10 @@ def load_machine(path: str | Path) -> Machine:
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        raise UsageError(f"--machine file {str(p)!r}: {loc}: {first['msg']}") from None
-    return machine.model_copy(update={"source": "file"})
+        msg = first["msg"].removeprefix("Value error, ")
+        raise UsageError(f"--machine file {shown(path)}: {loc}: {msg}") from None
+    gpus = sorted(machine.gpus, key=lambda g: g.index)
+    return machine.model_copy(update={"source": "file", "gpus": gpus})
 
 
 def with_overrides(
@@ -141,6 +146,10 @@ def with_overrides(
     naming it otherwise). `ram_bandwidth` ('80GB/s') sets the RAM's bandwidth, which speed
     estimates need for CPU and offloaded runs.
     """
+    if base is not None and not isinstance(base, Machine):
+        raise UsageError(f"invalid base {base!r:.60}: must be a Machine or None")
+    if gpu is not None and not isinstance(gpu, str):
+        raise UsageError(f"invalid --gpu {gpu!r:.60}: must be a GPU name such as '2x RTX 4090'")
     if base is None and ram is None and (gpu is not None or vram is not None):
         # Planning with 0 bytes of RAM would blame the GPU for what RAM lacks.
         raise UsageError(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qwenfit.units import GiB
 
@@ -76,6 +76,14 @@ class Machine(BaseModel):
         description="Runtime name -> version found (null: present, version unknown).",
     )
     warnings: list[str] = []
+
+    @model_validator(mode="after")
+    def _distinct_gpu_indices(self) -> Machine:
+        indices = [g.index for g in self.gpus]
+        if len(set(indices)) != len(indices):
+            dup = next(i for i in indices if indices.count(i) > 1)
+            raise ValueError(f"GPU index {dup} is listed twice; each GPU needs its own index")
+        return self
 
     @property
     def has_gpu(self) -> bool:

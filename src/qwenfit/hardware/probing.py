@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from qwenfit.cache import cache_dir, write_atomic
+from qwenfit.cache import cache_dir, read_cache_json, write_atomic
 from qwenfit.hardware.machine import GPU, Machine, apple_gpu_share
 from qwenfit.units import MAX_BYTES, MiB
 
@@ -174,12 +174,11 @@ def cached_ram_bandwidth() -> int | None:
     """This machine's bandwidth, measured once (~50 ms) and kept in qwenfit's cache."""
     key = f"{platform.node()}|{platform.machine()}|{os.cpu_count()}|{_cpu_model()}"
     path = cache_dir() / "ram_bandwidth.json"
-    try:
-        saved = json.loads(path.read_text())
-        if saved.get("key") == key:
-            return int(saved["bytes_per_s"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    saved = read_cache_json(path)
+    if isinstance(saved, dict) and saved.get("key") == key:
+        value = saved.get("bytes_per_s")
+        if type(value) is int and 0 < value <= MAX_BYTES:
+            return value  # anything else is a corrupted entry: measure again
     value = measure_ram_bandwidth()
     with contextlib.suppress(OSError):  # a read-only home must not stop the probe
         write_atomic(path, json.dumps({"key": key, "bytes_per_s": value}))

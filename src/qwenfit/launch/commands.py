@@ -8,6 +8,7 @@ runtime builds the steps (`ollama`, `llamacpp`, `vllm`, `transformers`, `mlx`) i
 
 from __future__ import annotations
 
+from qwenfit.errors import UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import llamacpp, ollama, transformers, vllm
 from qwenfit.launch.common import Task
@@ -36,6 +37,8 @@ def launch_command(
     """
     from qwenfit.specs.table import load_specs
 
+    if not isinstance(est, Estimate) or not isinstance(table, (SpecTable, type(None))):
+        raise UsageError(f"invalid estimate {est!r:.60}: must be an Estimate (see estimate())")
     table = table or load_specs()
     spec = table.get(est.model)
     if est.runtime == "ollama":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from qwenfit.errors import UnsupportedError
+from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import hf, llamacpp, mlx, runtimes
 from qwenfit.memory import layout as layouts
@@ -230,6 +230,12 @@ def configure(
     table: SpecTable | None = None,
 ) -> Config:
     """Check and resolve everything in `options` but the context and the layout."""
+    if machine is not None and not isinstance(machine, Machine):
+        raise UsageError(f"invalid machine {machine!r:.60}: must be a Machine (see probe())")
+    if table is not None and not isinstance(table, SpecTable):
+        raise UsageError(f"invalid table {table!r:.60}: must be a SpecTable (see load_specs())")
+    if not isinstance(model, (str, ModelSpec)):
+        raise UsageError(f"invalid model {model!r:.60}: must be a model name or a ModelSpec")
     table = table or load_specs()
     spec = model if isinstance(model, ModelSpec) else table.get(model)
     o = options

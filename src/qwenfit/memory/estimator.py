@@ -90,9 +90,13 @@ def estimate_with(
     if machine is not None and not isinstance(machine, Machine):
         raise UsageError(f"invalid machine {machine!r}: must be a Machine (see probe())")
     table = table or load_specs()
-    if options.nodes > 1 and options.runtime not in ("vllm", None):
-        raise UnsupportedError(f"--nodes {options.nodes} needs --runtime vllm (with Ray)")
     cfg = configure(model, options, machine, table)
+    if options.nodes > 1 and cfg.runtime != "vllm":
+        chosen = "" if options.runtime else " (the default on this machine)"
+        raise UnsupportedError(
+            f"--nodes {options.nodes} runs vLLM across machines (Ray), but the runtime is "
+            f"{cfg.runtime}{chosen}; pass --runtime vllm or --nodes 1"
+        )
     spec = cfg.spec
     if options.context is None:
         ctx, source = default_context(cfg, machine, options.margin)

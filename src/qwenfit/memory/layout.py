@@ -38,6 +38,17 @@ def gpu_budgets(machine: Machine, runtime: str, margin: int) -> dict[int, int]:
     return out
 
 
+def gpu_index_of(est: Estimate, device: int) -> int:
+    """The GPU (its `index`) that device `device` of an estimate runs on.
+
+    llama.cpp and transformers parts name GPUs by index. vLLM parts name ranks: rank r of a
+    node (node x GPUs + i) runs on the i-th GPU of the layout, the same on every node.
+    """
+    if est.runtime == "vllm" and est.layout.devices:
+        return est.layout.devices[device % len(est.layout.devices)]
+    return device
+
+
 def ram_budget(machine: Machine, margin: int, est: Estimate) -> int:
     budget = max(0, machine.ram_usable_bytes - margin)
     if any(g.unified_memory for g in machine.gpus):
@@ -52,9 +63,8 @@ def pools(est: Estimate, machine: Machine, margin: int) -> list[tuple[int | None
     GPU of their node: the nodes are identical. Without GPUs, a GPU part has no budget.
     """
     budgets = gpu_budgets(machine, est.runtime, margin)
-    indices = [g.index for g in machine.gpus]
     out: list[tuple[int | None, int, int]] = [
-        (device, need, budgets[indices[device % len(indices)]] if indices else 0)
+        (device, need, budgets.get(gpu_index_of(est, device), 0))
         for device, need in est.device_bytes.items()
     ]
     return [*out, (None, est.ram_bytes, ram_budget(machine, margin, est))]
@@ -223,6 +233,13 @@ def plan_transformers(measure: Measure, machine: Machine | None, margin: int) ->
     if best is None:
         return Layout(kind="cpu")
     layout = Layout(kind="gpu", devices=[best.index])
-    if len(machine.gpus) > 1 and not _fits(measure(layout), machine, margin):
+    if _fits(measure(layout), machine, margin):
+        return layout
+    if len(machine.gpus) > 1:
         layout = Layout(kind="multi_gpu", devices=sorted(g.index for g in machine.gpus))
-    return layout
+        if _fits(measure(layout), machine, margin):
+            return layout
+    # device_map="auto" places what the GPUs cannot hold on the CPU; when the GPUs cannot
+    # hold it, the whole model in RAM is what runs (a GPU never makes a fit worse).
+    cpu = Layout(kind="cpu")
+    return cpu if _fits(measure(cpu), machine, margin) else layout

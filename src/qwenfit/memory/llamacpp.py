@@ -127,7 +127,8 @@ def groups(spec: ModelSpec, artifact: Artifact) -> Groups:
     layer = [int(((full if f else linear) + dense) * scale) for f in kinds]
     experts = [int(expert * scale)] * a.num_hidden_layers
     token_embd = int(arch.embedding_params(a) * scale)
-    output = artifact.text_bytes - token_embd - sum(layer) - sum(experts)
+    # Files a few percent lighter than their config (rows.PARAM_TOLERANCE) leave no output bytes.
+    output = max(0, artifact.text_bytes - token_embd - sum(layer) - sum(experts))
     return Groups(token_embd, output, tuple(layer), tuple(experts))
 
 

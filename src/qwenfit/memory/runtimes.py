@@ -5,7 +5,7 @@ Every constant names the runtime source it comes from; `docs/estimation.md` repe
 
 from __future__ import annotations
 
-from qwenfit.errors import UnsupportedError
+from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.specs.table import RUNTIMES, Artifact, Format, ModelSpec, RuntimeName, SpecTable
 from qwenfit.units import GiB, MiB
@@ -72,6 +72,8 @@ def check_mtp(runtime: RuntimeName, mtp: bool) -> None:
 
 
 def check_runtime(name: str) -> RuntimeName:
+    if not isinstance(name, str):
+        raise UnsupportedError(f"invalid runtime {name!r:.60}; allowed: {', '.join(RUNTIMES)}")
     for r in RUNTIMES:
         if name.lower() == r:
             return r
@@ -124,6 +126,8 @@ def check_kv_cache(table: SpecTable, runtime: RuntimeName, kv: str | None) -> st
     allowed = table.runtimes[runtime].kv_cache_types
     if kv is None:
         return allowed[0]
+    if not isinstance(kv, str):
+        raise UsageError(f"invalid kv_cache {kv!r:.60}: must be one of {', '.join(allowed)}")
     k = kv.strip().lower()
     if k not in allowed:
         raise UnsupportedError(

@@ -35,11 +35,12 @@ from qwenfit.datafiles import data_text
 from qwenfit.hardware.catalog import catalog_gpus
 from qwenfit.hardware.machine import GPU, Machine
 from qwenfit.memory.config import configure, plan
+from qwenfit.memory.layout import gpu_index_of
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
 from qwenfit.memory.runtimes import MTP_SPEED_FACTOR
 from qwenfit.specs import arch
-from qwenfit.specs.table import ModelSpec, SpecTable
+from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
 from qwenfit.units import TiB
 
 # RAM reads below this share of the total (the token-embedding row, say) do not need a RAM
@@ -162,7 +163,16 @@ def _measurement_gpu(m: Measurement) -> GPU | None:
                fp16_tensor_flops=flops, unified_memory=bool(m.unified_memory))
 
 
+def _measured_row(table: SpecTable, model: str) -> tuple[SpecTable, ModelSpec]:
+    """The table to size a calibration point with, and its row: a measured model that the given
+    table lacks (a --specs copy with fewer models) is taken from the shipped table."""
+    if not any(x.name == model for x in table.models):
+        table = load_specs()
+    return table, table.get(model)
+
+
 def _point_estimate(m: Measurement, table: SpecTable) -> Estimate:
+    table, _ = _measured_row(table, m.model)
     gpu = _measurement_gpu(m)
     machine = _CPU if gpu is None else _CPU.model_copy(update={"gpus": [gpu]})
     runtime = "llama.cpp" if m.runtime in ("ollama", "llama.cpp") else m.runtime
@@ -242,7 +252,7 @@ def calibration(table: SpecTable) -> Calibration:
     for m in measurements().measurements:
         gpu = _measurement_gpu(m)
         kind = _kind(gpu)
-        spec = table.get(m.model)
+        _, spec = _measured_row(table, m.model)
         if m.kind == "prefill":
             assert gpu is not None and gpu.fp16_tensor_flops and m.prompt_tokens
             prefill_points.append((m, spec, kind, m.gpus * gpu.fp16_tensor_flops))
@@ -297,7 +307,7 @@ def calibration(table: SpecTable) -> Calibration:
     partial = Calibration(decode, per_layer, pre, {})
     ratios: dict[str, list[float]] = {}
     for m, ideal in others:
-        spec = table.get(m.model)
+        _, spec = _measured_row(table, m.model)
         kind = _kind(_measurement_gpu(m))
         if (kind, spec.is_moe) not in decode:
             continue
@@ -374,8 +384,9 @@ class Speed:
 
 
 def _gpu_of(machine: Machine, est: Estimate, device: int) -> GPU | None:
-    gpus = machine.gpus
-    return gpus[device % len(gpus)] if gpus else None
+    """The GPU record a part's device runs on, matched by its index (not its position)."""
+    index = gpu_index_of(est, device)
+    return next((g for g in machine.gpus if g.index == index), None)
 
 
 def _decode_seconds(

@@ -7,6 +7,7 @@ it all for people, with a panel of machines kept current by tests/test_recommend
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -113,6 +114,29 @@ class RecommendResult(BaseModel):
     warnings: list[str] = []
 
 
+def _check_arguments(
+    machine: object, context: object, limit: object, min_speed: object, models: object
+) -> None:
+    """Wrong-typed arguments of `recommend` as UsageError (the rest goes through `Options`)."""
+    if not isinstance(machine, Machine):
+        raise UsageError(f"invalid machine {machine!r:.60}: must be a Machine (see probe())")
+    if context is not None:
+        Options.of(context=context)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise UsageError(f"invalid limit {limit!r:.60}: must be a whole number of at least 1")
+    if min_speed is not None and (
+        isinstance(min_speed, bool)
+        or not isinstance(min_speed, (int, float))
+        or not math.isfinite(min_speed)
+        or min_speed < 0
+    ):
+        raise UsageError(f"invalid min_speed {min_speed!r:.60}: must be a finite number >= 0")
+    if models is not None and (
+        not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models)
+    ):
+        raise UsageError(f"invalid models {models!r:.60}: must be a list of model names")
+
+
 def recommend(
     machine: Machine,
     *,
@@ -143,19 +167,20 @@ def recommend(
     considered when `allow_offload` is set, or when nothing else fits. Returns an empty
     `recommendations` list (and `closest`) when nothing fits at all.
     """
+    _check_arguments(machine, context, limit, min_speed, models)
     table = table or load_specs()
-    if task not in TASK_BENCHMARKS:
-        raise UsageError(f"unknown task {task!r}; allowed: {', '.join(TASK_BENCHMARKS)}")
+    if not isinstance(task, str) or task not in TASK_BENCHMARKS:
+        raise UsageError(f"unknown task {task!r:.60}; allowed: {', '.join(TASK_BENCHMARKS)}")
     if task == "vision" and text_only:
         raise UsageError("--task vision needs the vision tower; drop --text-only")
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be at least 1")
     if min_speed is not None and min_speed < 0:
         raise UsageError(f"invalid --min-speed {min_speed}: must be 0 or more")
-    rt = runtimes.check_runtime_on(
-        machine,
-        runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine),
-    )
+    rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
+    if models and not runtime:  # as check does: a runtime that loads the chosen model
+        rt = runtimes.runtime_for(table.get(models[0]), rt)
+    rt = runtimes.check_runtime_on(machine, rt)
     in_family = table.family_models(family)
     chosen = {table.get(m).name for m in models} if models else {m.name for m in in_family}
     options = Options.of(

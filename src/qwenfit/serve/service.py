@@ -309,11 +309,12 @@ class Service:
             raise UsageError(f"model {ref!r}: no such file or folder below the allowed folder")
         return path
 
-    def margin(self, value: str | int, machine: Machine) -> int:
-        """--margin: bytes, or a percentage of the largest pool the plan will use."""
+    def planned(self, req: Hardware, margin: str | int) -> tuple[Machine, int]:
+        """The machine to plan on and the bytes to keep free, as the CLI's --margin gives them
+        (`fit.margin`: bytes on every pool, or a share of each pool)."""
         from qwenfit.fit.margin import parse_margin
 
-        return parse_margin(value).resolve(machine)
+        return parse_margin(margin).apply(self.machine(req))
 
     # --- handlers: each returns the CLI's --json document ------------------------------
 
@@ -344,7 +345,7 @@ class Service:
     def check(self, req: CheckRequest) -> dict[str, Any]:
         from qwenfit.fit.preflight import check
 
-        machine = self.machine(req)
+        machine, margin = self.planned(req, req.margin)
         table, spec = self.resolve(req.model, req.mmproj)
         result = check(
             spec,
@@ -352,7 +353,7 @@ class Service:
             **req.settings(),
             allow_offload=req.allow_offload,
             nodes=req.nodes,
-            margin=self.margin(req.margin, machine),
+            margin=margin,
             table=table,
         )
         return {"schema_version": SCHEMA_VERSION, "check": result.model_dump(mode="json")}
@@ -392,7 +393,7 @@ class Service:
     def launch(self, req: LaunchRequest) -> dict[str, Any]:
         from qwenfit.recommender.launching import launch_plan
 
-        machine = self.machine(req)
+        machine, margin = self.planned(req, req.margin)
         table, spec = self.table, None
         if req.model is not None:
             table, spec = self.resolve(req.model, req.mmproj)
@@ -403,7 +404,7 @@ class Service:
             task=req.task,
             allow_offload=req.allow_offload,
             nodes=req.nodes,
-            margin=self.margin(req.margin, machine),
+            margin=margin,
             mmproj=req.mmproj,
             table=table,
         )
@@ -414,7 +415,7 @@ class Service:
         context (4k, 8k, ... up to the native context, or YaRN's) and KV cache type."""
         from qwenfit.memory.sweep import sweep
 
-        machine = self.machine(req)
+        machine, margin = self.planned(req, req.margin)
         table, spec = self.resolve(req.model)
         result = sweep(
             spec,
@@ -426,7 +427,7 @@ class Service:
             text_only=req.text_only,
             yarn=req.yarn,
             allow_offload=req.allow_offload,
-            margin=self.margin(req.margin, machine),
+            margin=margin,
             table=table,
         )
         return {"schema_version": SCHEMA_VERSION, "sweep": result.model_dump(mode="json")}

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from qwenfit.datafiles import data_text
-from qwenfit.errors import SpecError, UnknownModelError
+from qwenfit.errors import SpecError, UnknownModelError, UsageError
+from qwenfit.inputs import parse_json, read_text, shown
 from qwenfit.specs.architecture import Architecture, Strict
 
 Format = Literal["safetensors", "gguf", "ollama", "mlx"]
@@ -25,6 +25,8 @@ RUNTIMES: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm", "transformer
 Family = Literal["qwen3.5", "qwen3.6", "qwen3.8"]
 FAMILIES: tuple[Family, ...] = ("qwen3.5", "qwen3.6", "qwen3.8")
 DEFAULT_FAMILY: Family = "qwen3.5"
+# The sampling presets launch commands use (launch/commands.py picks one per model size).
+SAMPLING_PRESETS = ("thinking_general", "non_thinking_general", "thinking_precise_coding")
 
 
 class Source(Strict):
@@ -161,9 +163,14 @@ class PrecisionInfo(Strict):
     quality_source: str
 
 
+# The KV cache types the memory model sizes (memory/runtimes.py KV_BYTES_PER_32; mlx-q8 and
+# mlx-q4 are mlx-lm's --kv-bits 8 / 4, memory/mlx.py MLX_KV_BITS).
+KVCacheType = Literal["f16", "bf16", "q8_0", "q4_0", "fp8", "mlx-q8", "mlx-q4"]
+
+
 class RuntimeInfo(Strict):
     formats: list[Format]
-    kv_cache_types: list[str]
+    kv_cache_types: list[KVCacheType]
     min_version: str
     source: str
 
@@ -228,12 +235,32 @@ class SpecTable(Strict):
         ]
         return sorted(same, key=lambda m: m.released, reverse=True)
 
+    @model_validator(mode="after")
+    def _complete(self) -> SpecTable:
+        """What every command needs: a model, every runtime, its KV types, the presets."""
+        if not self.models:
+            raise ValueError("models: the table needs at least one model")
+        missing = [r for r in RUNTIMES if r not in self.runtimes]
+        if missing:
+            raise ValueError(f"runtimes: {missing[0]!r} is missing; needed: {', '.join(RUNTIMES)}")
+        for name, info in self.runtimes.items():
+            if not info.kv_cache_types:
+                raise ValueError(f"runtimes.{name}.kv_cache_types: needs at least one type")
+            if not info.formats:
+                raise ValueError(f"runtimes.{name}.formats: needs at least one format")
+        for preset in SAMPLING_PRESETS:
+            if preset not in self.sampling:
+                raise ValueError(f"sampling: preset {preset!r} is missing")
+        return self
+
     def get(self, name: str) -> ModelSpec:
         """Find a model by name or alias: '9b', 'Qwen3.5-9B', 'Qwen/Qwen3.5-9B', 'qwen3.6:27b'.
 
         A bare size ('27b') means the Qwen3.5 model, as the product promises; newer release
         lines are named with their family ('qwen3.6-27b').
         """
+        if not isinstance(name, str):
+            raise UsageError(f"invalid model {name!r:.60}: must be a model name (a string)")
         for m in self.models:  # the stages above pass canonical names: no normalising needed
             if m.name == name:
                 return m
@@ -274,10 +301,7 @@ def _normalize(name: str) -> str:
 
 
 def _parse_table(text: str, origin: str) -> SpecTable:
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SpecError(f"{origin}: not valid JSON (line {e.lineno}, column {e.colno})") from None
+    raw = parse_json(text, what="spec table", origin=origin, error=SpecError)
     try:
         return SpecTable.model_validate(raw)
     except ValidationError as e:
@@ -301,9 +325,7 @@ def load_specs(path: str | Path | None = None) -> SpecTable:
     """
     if path is None:
         return _packaged_table()
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SpecError(f"{p}: cannot read spec table ({e.strerror})") from None
-    return _parse_table(text, str(p))
+    if not isinstance(path, (str, Path)):
+        raise UsageError(f"invalid spec table path {path!r}: must be a str or Path")
+    text = read_text(path, what="spec table", error=SpecError)
+    return _parse_table(text, shown(path))

@@ -25,9 +25,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from qwenfit.cache import cache_dir, write_atomic
+from qwenfit.cache import cache_dir, read_cache_json, write_atomic
 from qwenfit.datafiles import data_text
-from qwenfit.errors import UsageError
+from qwenfit.errors import BadFileError, QwenfitError, UsageError
+from qwenfit.inputs import read_json
 from qwenfit.specs.checkpoints.config import architecture_from_config, check_model_type
 from qwenfit.specs.checkpoints.gguf import SPLIT_GGUF, gguf_stem, read_gguf, summarize_gguf
 from qwenfit.specs.checkpoints.safetensors import summarize_folder, summarize_safetensors
@@ -94,8 +95,8 @@ def _cache_path(repo: str, selector: str | None, mmproj: str | None) -> Path:
 def read_cache(path: Path) -> dict[str, Any] | None:
     """A cached entry, or None when absent, unreadable or from another cache version."""
     try:
-        entry = json.loads(path.read_text(encoding="utf-8"))
-        if entry.get("version") != CACHE_VERSION:
+        entry = read_cache_json(path)
+        if not isinstance(entry, dict) or entry.get("version") != CACHE_VERSION:
             return None
         Summary.model_validate(entry["summary"])
         return dict(entry)
@@ -300,10 +301,7 @@ def _download_json(repo: str, name: str, sha: str | None) -> Any:
         )
 
     path = _call(repo, fetch)
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UsageError(f"{repo}: {name} is not valid JSON") from None
+    return read_json(path, what=f"{repo}: {name}")
 
 
 def _gguf_prefix(repo: str, sha: str, filename: str, size: int | None, dest: Path) -> Path:
@@ -336,7 +334,7 @@ def _gguf_prefix(repo: str, sha: str, filename: str, size: int | None, dest: Pat
             _, _, data_offset = read_gguf(dest)
             if data_offset <= len(data):
                 return dest
-        except UsageError:
+        except (UsageError, BadFileError):
             if len(data) >= full:
                 raise
         if len(data) >= full or want >= GGUF_MAX_HEADER_BYTES:
@@ -428,19 +426,25 @@ def refresh_specs(table: SpecTable, *, online: bool) -> str:
             infos[repo] = _call(repo, lambda: api.model_info(repo, files_metadata=True))
         return infos[repo]
 
+    read = 0
     for i, model in enumerate(table.models):
         entry = after["models"][i]
         try:
             _refresh_model(api, info, table, model.hf_repo, entry)
+            read += 1
         except UsageError as e:
             notes.append(f"# {model.name}: {e}")
             continue
         for art in entry["artifacts"]:
             try:
                 _refresh_artifact(api, info, art)
+                read += 1
             except UsageError as e:
                 notes.append(f"# {model.name} {art['precision']}/{art['format']}: {e}")
     stack.close()
+    if not read:
+        first = notes[0].removeprefix("# ") if notes else "no repo to read"
+        raise QwenfitError(f"specs refresh could not read any repo from the Hub; first: {first}")
     after_text = json.dumps(after, indent=2, ensure_ascii=False) + ("" if raw else "\n")
     diff = difflib.unified_diff(
         before_text.splitlines(keepends=True),

@@ -15,9 +15,11 @@ the artifact is then marked `exact: false`.
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
-from qwenfit.errors import UnknownModelError, UsageError
+from qwenfit.errors import BadFileError, UnknownModelError, UsageError
+from qwenfit.inputs import os_reason, shown
 from qwenfit.specs.checkpoints.gguf import gguf_parts, gguf_stem, summarize_gguf
 from qwenfit.specs.checkpoints.rows import add_to_table
 from qwenfit.specs.checkpoints.safetensors import summarize_folder
@@ -47,22 +49,25 @@ def resolve_model(
         return table, table.get(ref)
     except UnknownModelError:
         pass
+    if not isinstance(ref, str):
+        raise UsageError(f"invalid model {ref!r}: must be a name, a path or a Hub repo id")
     path = _expand(ref)
     mm = _expand(mmproj) if mmproj else None
-    if mm is not None and not mm.is_file():
-        raise UsageError(f"--mmproj {mmproj}: no such file")
-    if path.is_dir():
+    if mm is not None and _kind(mm) == "none":
+        raise UsageError(f"--mmproj {shown(mmproj or '')}: no such file")
+    kind = _kind(path)
+    if kind == "dir":
         summary = summarize_folder(path)
         if mm is not None:
             raise UsageError("--mmproj applies to GGUF files only; a folder carries its vision")
         return add_to_table(table, summary, ref, name=_local_name(path.name))
-    if path.is_file():
+    if kind == "file":
         if path.suffix.lower() != ".gguf":
             raise UsageError(f"{ref}: not a .gguf file or a folder with config.json")
         summary = summarize_gguf(gguf_parts(path), [mm] if mm else None)
         return add_to_table(table, summary, ref, name=_local_name(gguf_stem(path.name)))
     if _looks_like_path(ref):
-        raise UsageError(f"{ref}: no such file or folder")
+        raise UsageError(f"{shown(ref)}: no such file or folder")
     if not _looks_like_repo(ref):
         # Re-raise the table's own message (with its did-you-mean) for a plain unknown name.
         table.get(ref)
@@ -70,6 +75,22 @@ def resolve_model(
 
     summary, name, repo = hub.summarize_repo(ref, online=online, mmproj=mmproj)
     return add_to_table(table, summary, ref, name=name, repo=repo)
+
+
+def _kind(path: Path) -> str:
+    """'dir', 'file' (anything else that exists: the readers refuse non-regular files with a
+    clear error) or 'none'; a name too long or unreadable is a one-line error."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "none"
+    except NotADirectoryError:
+        return "none"
+    except OSError as e:
+        raise BadFileError(f"cannot read {shown(path)}: {os_reason(e)}") from None
+    except ValueError:
+        raise UsageError(f"{shown(path)}: not a valid path") from None
+    return "dir" if stat.S_ISDIR(st.st_mode) else "file"
 
 
 def _expand(text: str) -> Path:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from qwenfit.errors import UsageError
+from qwenfit.errors import BadFileError, UsageError
 from qwenfit.specs import arch
 from qwenfit.specs.architecture import Architecture
 from qwenfit.specs.checkpoints.config import architecture_from_config, build_arch
@@ -72,12 +72,28 @@ def ensure_precision(
 def add_to_table(
     table: SpecTable, s: Summary, ref: str, *, name: str, repo: str | None = None
 ) -> tuple[SpecTable, ModelSpec]:
-    """Build the spec from a summary and return a copy of the table with it appended."""
+    """Build the spec from a summary and return a copy of the table with it appended.
+
+    Raises BadFileError when the numbers the files hold do not make a valid spec row
+    (parameter counts that do not add up, zero bytes)."""
+    try:
+        return _add_to_table(table, s, ref, name=name, repo=repo)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "spec"
+        msg = first["msg"].removeprefix("Value error, ")
+        raise BadFileError(f"{ref}: cannot describe this checkpoint ({loc}: {msg})") from None
+
+
+def _add_to_table(
+    table: SpecTable, s: Summary, ref: str, *, name: str, repo: str | None = None
+) -> tuple[SpecTable, ModelSpec]:
     digest = hashlib.sha256(f"{s.format}:{s.origin}".encode()).hexdigest()[:10]
     source_key = f"checkpoint-{digest}"
     spec_arch, vision_known = _architecture(s, table, source_key)
     params = _params(s, spec_arch, source_key)
     precision = gguf_precision(s.config, s) if s.format == "gguf" else safetensors_precision(s)
+    _check_tensors_match(s, spec_arch, ref)
     precisions, sources = ensure_precision(table, precision, s.format)
     vision_exact = s.vision.bytes > 0
     vision_bytes = s.vision.bytes if vision_exact else 2 * params.vision
@@ -141,6 +157,25 @@ def add_to_table(
     except ValidationError as e:
         raise UsageError(f"{ref}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     return new, spec
+
+
+# How far the parameters counted from the tensors may be from what the config describes. Real
+# checkpoints agree exactly (the official ones: to the parameter); a larger gap means files that
+# do not belong together, and the memory model would split bytes it does not have.
+PARAM_TOLERANCE = 0.10
+
+
+def _check_tensors_match(s: Summary, a: Architecture, ref: str) -> None:
+    counted = s.text.elements
+    described = arch.text_params(a)
+    if abs(counted - described) > PARAM_TOLERANCE * described:
+        raise BadFileError(
+            f"{ref}: the tensors hold {counted} language-model parameters but the "
+            f"{'config' if s.format == 'safetensors' else 'metadata'} describes {described} "
+            f"(more than {PARAM_TOLERANCE:.0%} apart): the files do not match"
+        )
+    if s.text.bytes <= 0 or s.embedding.bytes > s.text.bytes:
+        raise BadFileError(f"{ref}: the tensors' byte counts do not add up")
 
 
 def _architecture(s: Summary, table: SpecTable, source: str) -> tuple[Architecture, bool]:

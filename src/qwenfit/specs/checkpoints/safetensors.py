@@ -2,40 +2,43 @@
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from pathlib import Path
 from typing import Any
 
-from qwenfit.errors import UsageError
-from qwenfit.specs.checkpoints.config import check_model_type, read_config
+from qwenfit.errors import BadFileError, UsageError
+from qwenfit.inputs import open_regular, os_reason, parse_json, read_json, shown
+from qwenfit.specs.checkpoints.config import check_model_type, number, read_config
 from qwenfit.specs.checkpoints.summary import AUX_SUFFIXES, MTP_PREFIXES, VISION_PREFIXES, Summary
-from qwenfit.units import MiB
+from qwenfit.units import MAX_BYTES, MiB
 
 MAX_SAFETENSORS_HEADER = 100 * MiB  # the safetensors format itself caps headers at 100 MB
+MAX_INDEX_BYTES = 16 * MiB  # a model.safetensors.index.json is ~100 KB
+MAX_RANK = 8  # tensors of these checkpoints have at most 5 dimensions
+QUANT_BITS = (2, 3, 4, 8)  # GPTQ / AWQ packings of an int32
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
     """The JSON header of one .safetensors file: the 8-byte length, then the JSON; no data."""
+    f, size = open_regular(path, what="safetensors file", max_bytes=MAX_BYTES)
     try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
+        with f:
             head = f.read(8)
             if len(head) < 8:
-                raise UsageError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+                raise BadFileError(f"{shown(path)}: not a safetensors file (shorter than 8 bytes)")
             (n,) = struct.unpack("<Q", head)
             if n > MAX_SAFETENSORS_HEADER or n + 8 > size:
-                raise UsageError(f"{path}: corrupt safetensors header (length {n})")
+                raise BadFileError(
+                    f"{shown(path)}: corrupt safetensors header (length {n}; the file has "
+                    f"{size} bytes, headers are at most {MAX_SAFETENSORS_HEADER})"
+                )
             raw = f.read(n)
     except OSError as e:
-        raise UsageError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(f"{path}: corrupt safetensors header (not JSON)") from None
+        raise BadFileError(f"cannot read {shown(path)}: {os_reason(e)}") from None
+    header = parse_json(raw, what="safetensors header of", origin=shown(path))
     if not isinstance(header, dict):
-        raise UsageError(f"{path}: corrupt safetensors header (not an object)")
+        raise BadFileError(f"{shown(path)}: corrupt safetensors header (not an object)")
     data_size = size - 8 - n
     for name, info in header.items():
         if name == "__metadata__":
@@ -49,28 +52,43 @@ def _check_tensor_entry(file: str, name: str, info: Any, data_size: int | None) 
         isinstance(info, dict)
         and isinstance(info.get("dtype"), str)
         and isinstance(info.get("shape"), list)
-        and all(isinstance(d, int) and d >= 0 for d in info["shape"])
+        and len(info["shape"]) <= MAX_RANK
+        and all(type(d) is int and 0 <= d <= MAX_BYTES for d in info["shape"])
         and isinstance(info.get("data_offsets"), list)
         and len(info["data_offsets"]) == 2
-        and all(isinstance(o, int) for o in info["data_offsets"])
+        and all(type(o) is int for o in info["data_offsets"])
         and 0 <= info["data_offsets"][0] <= info["data_offsets"][1]
     )
     if not ok:
-        raise UsageError(f"{file}: corrupt safetensors header entry for tensor {name!r}")
+        raise BadFileError(
+            f"{file}: corrupt safetensors header entry for tensor {name!r} (needs dtype, a "
+            "shape of at most 8 whole numbers and data_offsets [start, end] with start <= end)"
+        )
     if data_size is not None and info["data_offsets"][1] > data_size:
-        raise UsageError(f"{file}: tensor {name!r} lies beyond the end of the file (truncated?)")
+        raise BadFileError(
+            f"{file}: tensor {name!r} lies beyond the end of the file (truncated?)"
+        )
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
 def safetensors_files(folder: Path) -> list[Path]:
     """The shards named by an index file, or every *.safetensors file of the folder."""
     indexes = sorted(folder.glob("*.safetensors.index.json"))
     if indexes:
-        try:
-            index = json.loads(indexes[0].read_text(encoding="utf-8"))
-            shards = sorted(set(index["weight_map"].values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            raise UsageError(f"{indexes[0]}: unreadable safetensors index") from None
-        missing = [s for s in shards if not (folder / s).is_file()]
+        index = read_json(indexes[0], what="safetensors index", max_bytes=MAX_INDEX_BYTES)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(v, str) and _plain_name(v) for v in weight_map.values()
+        ):
+            raise BadFileError(
+                f"safetensors index {shown(indexes[0])}: weight_map must be an object of "
+                "tensor name -> shard file name (a file of this folder)"
+            )
+        shards = sorted(set(weight_map.values()))
+        missing = [s for s in shards if not (folder / s).exists()]
         if missing:
             raise UsageError(f"{folder}: shard {missing[0]} named by {indexes[0].name} is missing")
         return [folder / s for s in shards]
@@ -106,7 +124,14 @@ def summarize_safetensors(
     text_cfg: dict[str, Any] = nested if isinstance(nested, dict) else {}
     tied = bool(config.get("tie_word_embeddings", text_cfg.get("tie_word_embeddings", False)))
     qcfg = config.get("quantization_config") or text_cfg.get("quantization_config") or {}
-    bits = int(qcfg.get("bits", 4)) if isinstance(qcfg, dict) else 4
+    if not isinstance(qcfg, dict):
+        qcfg = {}
+    bits = number(qcfg.get("bits", 4), "quantization_config.bits", "config.json")
+    if bits not in QUANT_BITS:
+        raise BadFileError(
+            f"config.json: quantization_config.bits is {bits}; allowed: "
+            + ", ".join(map(str, QUANT_BITS))
+        )
     s = Summary(format="safetensors", origin=origin, config=config, download_bytes=download_bytes)
     seen: set[str] = set()
     for file, header in headers.items():

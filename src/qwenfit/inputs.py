@@ -1,0 +1,220 @@
+"""The one input discipline of every reader: files qwenfit is given come from strangers.
+
+Every file qwenfit reads goes through here: only regular files (a FIFO would hang, /dev/zero
+never ends, a folder is not a file), a size cap checked before a byte is read, UTF-8 with a
+clear error, JSON nested no deeper than `MAX_JSON_DEPTH` (CPython's parser recurses), and every
+OS failure (name too long, permission denied, no such file) as one line naming the path with
+`repr`, so a path holding a newline stays on one line. Each error is raised as the class the
+caller chooses: `SpecError` for a spec table, `UsageError` for a `--machine` file,
+`BadFileError` for checkpoints and anything else.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import stat
+from pathlib import Path
+from typing import IO, Any
+
+from qwenfit.errors import BadFileError, QwenfitError
+from qwenfit.units import MiB
+
+# JSON documents qwenfit reads are small: spec tables ~200 KB, config.json ~10 KB, a
+# safetensors index ~100 KB. Far above those, far below what hurts a machine.
+MAX_JSON_BYTES = 16 * MiB
+# Deeper than any real document (config.json: 3 levels, the spec table: 6), far below the
+# interpreter's recursion limit.
+MAX_JSON_DEPTH = 64
+_SHOWN = 120
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """A path as one printable token: repr (newlines escaped), long ones shortened."""
+    text = repr(os.fspath(path))
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 4] + "...'"
+
+
+def os_reason(e: OSError) -> str:
+    """'permission denied', 'file name too long', ... from an OSError, lower case."""
+    if e.errno == errno.ENAMETOOLONG:
+        return "file name too long"
+    return (e.strerror or type(e).__name__).lower()
+
+
+def open_regular(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    max_bytes: int,
+    error: type[QwenfitError] = BadFileError,
+) -> tuple[IO[bytes], int]:
+    """Open `path` for reading if it is a regular file of at most `max_bytes` bytes.
+
+    The file is opened with O_NONBLOCK (a FIFO cannot block the open) and checked with fstat on
+    the open descriptor, so what is checked is what is read. Returns the binary file and its size.
+    """
+    try:
+        fd = os.open(os.fspath(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise error(f"cannot read {what} {shown(path)}: {os_reason(e)}") from None
+    except ValueError:  # an embedded NUL byte
+        raise error(f"cannot read {what} {shown(path)}: not a valid path") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise error(f"cannot read {what} {shown(path)}: {kind}")
+        if st.st_size > max_bytes:
+            raise error(
+                f"{what} {shown(path)} is {st.st_size} bytes; at most {max_bytes} are allowed"
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    max_bytes: int = MAX_JSON_BYTES,
+    error: type[QwenfitError] = BadFileError,
+) -> bytes:
+    """The whole of a regular file no larger than `max_bytes` (read at most that many bytes)."""
+    f, _ = open_regular(path, what=what, max_bytes=max_bytes, error=error)
+    try:
+        with f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise error(f"cannot read {what} {shown(path)}: {os_reason(e)}") from None
+    if len(data) > max_bytes:  # grew while we read it
+        raise error(f"{what} {shown(path)} is larger than {max_bytes} bytes")
+    return data
+
+
+def decode_utf8(data: bytes, *, what: str, origin: str, error: type[QwenfitError]) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{what} {origin}: not UTF-8 text (bad byte at offset {e.start})") from None
+
+
+def read_text(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    max_bytes: int = MAX_JSON_BYTES,
+    error: type[QwenfitError] = BadFileError,
+) -> str:
+    """A regular UTF-8 text file no larger than `max_bytes`."""
+    data = read_bytes(path, what=what, max_bytes=max_bytes, error=error)
+    return decode_utf8(data, what=what, origin=shown(path), error=error)
+
+
+def json_depth_ok(value: Any, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether no array or object in a parsed JSON value nests deeper than `max_depth`.
+
+    Iterative (an explicit stack), one visit per value: time linear in the document.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth + 1 > max_depth:
+                return False
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return True
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed")
+
+
+def parse_json(
+    text: str | bytes,
+    *,
+    what: str,
+    origin: str,
+    error: type[QwenfitError] = BadFileError,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> Any:
+    """JSON with bounded nesting; NaN / Infinity (not JSON) refused; one-line errors.
+
+    Parsed by the C scanner (linear time); a document nested past the interpreter's
+    recursion limit fails there as RecursionError, and anything deeper than `max_depth`
+    after parsing is refused too."""
+    if isinstance(text, bytes):
+        text = decode_utf8(text, what=what, origin=origin, error=error)
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        raise error(
+            f"{what} {origin}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})"
+        ) from None
+    except RecursionError:  # CPython's scanner recurses per level and stops at the limit
+        raise error(f"{what} {origin}: JSON nested deeper than {max_depth} levels") from None
+    except ValueError as e:  # NaN / Infinity, integers beyond the interpreter's digit limit
+        raise error(f"{what} {origin}: not valid JSON ({e})") from None
+    if not json_depth_ok(value, max_depth):
+        raise error(f"{what} {origin}: JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    max_bytes: int = MAX_JSON_BYTES,
+    error: type[QwenfitError] = BadFileError,
+) -> Any:
+    """A regular UTF-8 JSON file: size-capped, depth-bounded, one-line errors naming it."""
+    text = read_text(path, what=what, max_bytes=max_bytes, error=error)
+    return parse_json(text, what=what, origin=shown(path), error=error)
+
+
+def is_regular(path: Path) -> bool:
+    """Whether `path` is a regular file (no FIFO, device or folder); False on any OS error."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def checked_int(
+    value: Any,
+    *,
+    field: str,
+    origin: str,
+    low: int = 1,
+    high: int,
+    error: type[QwenfitError] = BadFileError,
+) -> int:
+    """An integer field of a file in [low, high]: bools, strings, lists, NaN, infinities and
+    fractions refused (a float holding a whole number, e.g. 4096.0, is taken)."""
+    ok = False
+    result = 0
+    if isinstance(value, bool):
+        ok = False
+    elif isinstance(value, int):
+        ok, result = True, value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        ok, result = True, int(value)
+    elif hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        try:
+            return checked_int(
+                value.item(), field=field, origin=origin, low=low, high=high, error=error
+            )
+        except (TypeError, ValueError):
+            ok = False
+    if not ok or not low <= result <= high:
+        text = repr(value)
+        text = text if len(text) <= 40 else text[:37] + "..."
+        raise error(f"{origin}: {field} is {text}; must be a whole number in [{low}, {high}]")
+    return result
