@@ -17,8 +17,8 @@ from click.testing import CliRunner
 import qwenfit
 from qwenfit.cache import cache_dir
 from qwenfit.cli.commands import main
-from qwenfit.fit.margin import Margin
 from qwenfit.errors import BadFileError, QwenfitError, SpecError, UsageError
+from qwenfit.fit.margin import Margin
 from qwenfit.hardware.catalog import load_machine, with_overrides
 from qwenfit.hardware.machine import GPU, Machine
 from qwenfit.inputs import MAX_JSON_DEPTH, json_depth_ok, parse_json, read_json, read_text
