@@ -23,7 +23,7 @@ from conftest import assert_weights_are_the_files
 
 from qwenfit import estimate
 from qwenfit.errors import QwenfitError, UsageError
-from qwenfit.specs.checkpoints import hub
+from qwenfit.specs.checkpoints import hub, refresh
 from qwenfit.specs.checkpoints.resolve import resolve_model
 from qwenfit.specs.table import SpecTable
 
@@ -282,7 +282,7 @@ def test_local_hf_cache_is_used_offline(
 
 def test_refresh_specs(table: SpecTable, fake_hub: FakeHub) -> None:
     with pytest.raises(UsageError, match="--online"):
-        hub.refresh_specs(table, online=False)
+        refresh.refresh_specs(table, online=False)
     a = table.get("0.8b").model_dump(mode="json")["architecture"]
     config = q.nested_config(a)
     config["text_config"]["max_position_embeddings"] = 524288
@@ -294,7 +294,7 @@ def test_refresh_specs(table: SpecTable, fake_hub: FakeHub) -> None:
         new_key = key.replace(ABLITERATED, "Qwen/Qwen3.5-0.8B")
         fake_hub.files[new_key] = fake_hub.files.pop(key)
         fake_hub.sizes[new_key] = fake_hub.sizes.pop(key)
-    diff = hub.refresh_specs(table, online=True)
+    diff = refresh.refresh_specs(table, online=True)
     assert "--- a/data/model_specs.json" in diff
     assert '-        "max_position_embeddings": 262144,' in diff
     assert '+        "max_position_embeddings": 524288,' in diff
@@ -305,7 +305,7 @@ def test_refresh_specs(table: SpecTable, fake_hub: FakeHub) -> None:
 def test_refresh_fails_when_no_repo_can_be_read(table: SpecTable, fake_hub: FakeHub) -> None:
     """Issue 17: every repo failing is an error (exit 1), not an empty diff and exit 0."""
     with pytest.raises(QwenfitError, match="could not read any repo") as e:
-        hub.refresh_specs(table, online=True)
+        refresh.refresh_specs(table, online=True)
     assert not isinstance(e.value, UsageError)
 
 

@@ -3,6 +3,8 @@
 Options and their types live in `cli.options`; exit codes come from `QwenfitGroup` (a returned
 `ExitCode`, or the error table). Heavy modules are imported inside the commands so that
 `qwenfit --help` and shell completion stay fast.
+
+Over 400 lines because it holds one short function per command, each a single library call.
 """
 
 from __future__ import annotations
@@ -420,7 +422,7 @@ def refresh(ctx: click.Context, online: bool) -> None:
     Nothing is changed: review the diff and apply it to data/model_specs.json by hand.
     """
     from qwenfit.cli.progress import spinner
-    from qwenfit.specs.checkpoints.hub import refresh_specs
+    from qwenfit.specs.checkpoints.refresh import refresh_specs
 
     table = _table(ctx)
     with spinner("reading the official Qwen3.5 repos"):

@@ -3,6 +3,9 @@
 Values are parsed by click `ParamType`s, so a bad `--vram` or `--context` fails inside click with
 its usual message and exit 2 before any work starts. Errors raised later by the library reach
 `QwenfitGroup`, the only place that turns an exception or a result into an exit code.
+
+Over 400 lines because it is the one place for every shared option and option type; splitting it
+would scatter the contract.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ Follows llama.cpp as vendored in llama-cpp-python 0.3.36:
 - output buffer of `n_vocab` F32 logits per output row, and the compute buffer that
   `sched_reserve` sizes for a `n_ubatch`-token graph. The compute-buffer coefficients are fitted
   to llama.cpp's own reports (`benchmarks/llamacpp/measure_memory.py`).
+
+Over 400 lines because every buffer llama.cpp allocates (weights by layer, KV, recurrent state,
+compute, MTP draft context, host-RAM checkpoints) is sized here, each next to its llama.cpp
+source.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ The efficiencies and the fixed cost are not constants of ours: they are fitted t
 measurements (`data/speed_measurements.json`, each with its source) per device kind (discrete
 GPU, Apple unified memory, CPU), dense / MoE and runtime; `benchmarks/report/speed.py` prints
 their leave-one-out errors.
+
+Over 400 lines because decode, prefill and throughput are fitted together on one set of cited
+measurements (leave-one-out in benchmarks/report/speed.py).
 """
 
 from __future__ import annotations

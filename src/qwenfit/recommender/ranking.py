@@ -3,6 +3,10 @@
 The policy (floors, ties, thresholds and their sources) is `policy`; the candidate space and its
 pruning is `search`; the sentences about each pick are `explain`; `docs/recommending.md` states
 it all for people, with a panel of machines kept current by tests/test_recommend_panel.py.
+
+Over 400 lines because the result records (`Recommendation`, `Closest`, `RecommendResult`) live
+beside the one function that builds them; the policy, search and explanations are their own
+modules.
 """
 
 from __future__ import annotations

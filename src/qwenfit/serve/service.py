@@ -12,6 +12,9 @@ status and the exit code the CLI would have given.
 Model references: without an allow-list folder only the spec table's names and aliases are
 served; a client never makes the server read one of its files. With `allow_dir`, any other
 reference is a path *below* that folder (resolved, symlinks followed, then checked).
+
+Over 400 lines because every request record of the REST API and the MCP tools is defined here
+once, next to the handler that answers it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """GGUF files: the header and tensor table (`gguf.GGUFReader` memory-maps the file and touches
-only the header pages), split files, and the mmproj's vision metadata."""
+only the header pages), split files, and the mmproj's vision metadata.
+
+Over 400 lines because the bounded header pre-scan (every count checked against the file size
+before the `gguf` library allocates) belongs with the reader it guards.
+"""
 
 from __future__ import annotations
 

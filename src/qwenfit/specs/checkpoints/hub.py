@@ -10,12 +10,14 @@ GGUF files (the header and tensor table). Tokens are left to huggingface_hub and
 Environment is read at call time (not at import, as huggingface_hub's constants are) so that
 `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`, `HF_HUB_OFFLINE` and `QWENFIT_CACHE_DIR` set by a
 caller or a test take effect.
+
+Over 400 lines because the offline-first paths (qwenfit's cache, the local Hugging Face cache)
+and the online one share their selection rules and must stay together.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import json
 import os
@@ -26,14 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from qwenfit.cache import cache_dir, read_cache_json, write_atomic
-from qwenfit.datafiles import data_text
-from qwenfit.errors import BadFileError, QwenfitError, UsageError
+from qwenfit.errors import BadFileError, UsageError
 from qwenfit.inputs import read_json
-from qwenfit.specs.checkpoints.config import architecture_from_config, check_model_type
+from qwenfit.specs.checkpoints.config import check_model_type
 from qwenfit.specs.checkpoints.gguf import SPLIT_GGUF, gguf_stem, read_gguf, summarize_gguf
 from qwenfit.specs.checkpoints.safetensors import summarize_folder, summarize_safetensors
 from qwenfit.specs.checkpoints.summary import Summary, safe_name
-from qwenfit.specs.table import SpecTable
 from qwenfit.units import MiB
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -125,11 +125,11 @@ def summarize_repo(ref: str, *, online: bool, mmproj: str | None) -> tuple[Summa
     path = _cache_path(repo, selector, mmproj)
     cached = read_cache(path)
     if online and not hub_offline():
-        api = _api()
-        info = _call(repo, lambda: api.model_info(repo, files_metadata=True))
+        api = api_client()
+        info = call(repo, lambda: api.model_info(repo, files_metadata=True))
         if cached and cached.get("sha") == info.sha:
             return Summary.model_validate(cached["summary"]), cached["name"], repo
-        with _no_progress():
+        with no_progress():
             summary, name = _summarize_online(api, repo, selector, mmproj, info)
         entry = {"version": CACHE_VERSION, "ref": ref, "sha": info.sha, "name": name}
         _write_cache(path, {**entry, "summary": summary.model_dump(mode="json")})
@@ -151,13 +151,13 @@ def summarize_repo(ref: str, *, online: bool, mmproj: str | None) -> tuple[Summa
     )
 
 
-def _api() -> Any:
+def api_client() -> Any:
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=endpoint())
 
 
-def _call(repo: str, fn: Any) -> Any:
+def call(repo: str, fn: Any) -> Any:
     """Run a Hub call; its errors become one-line UsageErrors (no URLs with tokens, no trace)."""
     from huggingface_hub import errors as hf_errors
 
@@ -242,7 +242,7 @@ def _summarize_online(
     files = list(sizes)
     use_gguf = selector is not None or not any(f.endswith(".safetensors") for f in files)
     if not use_gguf:
-        return _safetensors_online(api, repo, info.sha, sizes), safe_name(repo)
+        return safetensors_online(api, repo, info.sha, sizes), safe_name(repo)
     parts = select_gguf(files, selector, repo)
     local_mm = Path(mmproj).expanduser() if mmproj else None
     mm_parts: list[Path] | None = None
@@ -264,14 +264,14 @@ def _summarize_online(
     return summary, safe_name(f"{repo}:{_quant_label(parts)}")
 
 
-def _safetensors_online(api: Any, repo: str, sha: str, sizes: dict[str, int | None]) -> Summary:
-    config = _download_json(repo, "config.json", sha)
+def safetensors_online(api: Any, repo: str, sha: str, sizes: dict[str, int | None]) -> Summary:
+    config = download_json(repo, "config.json", sha)
     if not isinstance(config, dict):
         raise UsageError(f"{repo}: config.json is not a JSON object")
     check_model_type(config)
     index_name = "model.safetensors.index.json"
     if index_name in sizes:
-        index = _download_json(repo, index_name, sha)
+        index = download_json(repo, index_name, sha)
         try:
             shards = sorted(set(index["weight_map"].values()))
         except (KeyError, TypeError, AttributeError):
@@ -280,7 +280,7 @@ def _safetensors_online(api: Any, repo: str, sha: str, sizes: dict[str, int | No
         shards = sorted(f for f in sizes if f.endswith(".safetensors") and "/" not in f)
     headers: dict[str, dict[str, Any]] = {}
     for shard in shards:
-        meta = _call(
+        meta = call(
             repo, lambda s=shard: api.parse_safetensors_file_metadata(repo, s, revision=sha)
         )
         headers[shard] = {
@@ -291,7 +291,7 @@ def _safetensors_online(api: Any, repo: str, sha: str, sizes: dict[str, int | No
     return summarize_safetensors(config, headers, f"{endpoint()}/{repo}", total)
 
 
-def _download_json(repo: str, name: str, sha: str | None) -> Any:
+def download_json(repo: str, name: str, sha: str | None) -> Any:
     """A small JSON file through hf_hub_download, so it lands in the HF cache for offline use."""
     from huggingface_hub import hf_hub_download
 
@@ -300,7 +300,7 @@ def _download_json(repo: str, name: str, sha: str | None) -> Any:
             repo, name, revision=sha, cache_dir=hf_cache_dir(), endpoint=endpoint()
         )
 
-    path = _call(repo, fetch)
+    path = call(repo, fetch)
     return read_json(path, what=f"{repo}: {name}")
 
 
@@ -325,7 +325,7 @@ def _gguf_prefix(repo: str, sha: str, filename: str, size: int | None, dest: Pat
             response.raise_for_status()
             return response
 
-        data = _call(repo, get).content
+        data = call(repo, get).content
         full = size if size is not None else len(data)
         with dest.open("wb") as f:
             f.write(data)
@@ -400,132 +400,8 @@ def _summarize_hf_cache(
 # ---------------------------------------------------------------------------------------------
 
 
-def refresh_specs(table: SpecTable, *, online: bool) -> str:
-    """A unified diff of the spec table against what the Hub says now; nothing is written.
-
-    For each model: the config's architecture numbers, the BF16 / FP8 / GPTQ repos' exact
-    bytes from their safetensors headers and file sizes, the GGUF repos' file sizes, and the
-    Ollama tags' sizes where the registry is reachable. Repos that cannot be read are listed in
-    comment lines above the diff. The diff is for a person to review and apply, never applied
-    at run time.
-    """
-    if not online:
-        raise UsageError("specs refresh reads the Hugging Face Hub; pass --online")
-    if hub_offline():
-        raise UsageError("specs refresh needs the Hub but HF_HUB_OFFLINE is set")
-    before_text, raw = _table_text(table)
-    after = json.loads(before_text)
-    notes: list[str] = []
-    api = _api()
-    infos: dict[str, Any] = {}
-    stack = contextlib.ExitStack()
-    stack.enter_context(_no_progress())
-
-    def info(repo: str) -> Any:
-        if repo not in infos:
-            infos[repo] = _call(repo, lambda: api.model_info(repo, files_metadata=True))
-        return infos[repo]
-
-    read = 0
-    for i, model in enumerate(table.models):
-        entry = after["models"][i]
-        try:
-            _refresh_model(api, info, table, model.hf_repo, entry)
-            read += 1
-        except UsageError as e:
-            notes.append(f"# {model.name}: {e}")
-            continue
-        for art in entry["artifacts"]:
-            try:
-                _refresh_artifact(api, info, art)
-                read += 1
-            except UsageError as e:
-                notes.append(f"# {model.name} {art['precision']}/{art['format']}: {e}")
-    stack.close()
-    if not read:
-        first = notes[0].removeprefix("# ") if notes else "no repo to read"
-        raise QwenfitError(f"specs refresh could not read any repo from the Hub; first: {first}")
-    after_text = json.dumps(after, indent=2, ensure_ascii=False) + ("" if raw else "\n")
-    diff = difflib.unified_diff(
-        before_text.splitlines(keepends=True),
-        after_text.splitlines(keepends=True),
-        fromfile="a/data/model_specs.json",
-        tofile="b/data/model_specs.json",
-    )
-    head = "".join(n + "\n" for n in notes)
-    return head + "".join(diff)
-
-
-def _table_text(table: SpecTable) -> tuple[str, bool]:
-    """The shipped file's own text when `table` is the shipped table, else a JSON dump."""
-    try:
-        text = data_text("model_specs.json")
-        if SpecTable.model_validate_json(text) == table:
-            return text, True
-    except Exception:  # no shipped file: dump the table instead
-        pass
-    return json.dumps(table.model_dump(mode="json", exclude_unset=True), indent=2) + "\n", False
-
-
-def _refresh_model(api: Any, info: Any, table: SpecTable, repo: str, entry: dict[str, Any]) -> None:
-    """Architecture numbers from the repo's config.json, into the raw table entry."""
-    sha = info(repo).sha
-    config = _download_json(repo, "config.json", sha)
-    if not isinstance(config, dict):
-        raise UsageError(f"{repo}: config.json is not a JSON object")
-    a, from_config = architecture_from_config(config, table, entry["architecture"]["source"])
-    new = a.model_dump(mode="json")
-    if not from_config:
-        new["vision"] = entry["architecture"]["vision"]
-    for key, value in new.items():
-        if key in entry["architecture"] or value is not None:
-            entry["architecture"][key] = value
-    entry["context"]["native"] = a.max_position_embeddings
-
-
-def _refresh_artifact(api: Any, info: Any, art: dict[str, Any]) -> None:
-    if art["format"] == "ollama":
-        size = _ollama_size(art["tag"])
-        if size is not None:
-            art["download_bytes"] = size
-        return
-    repo = art["repo"]
-    i = info(repo)
-    sizes = {s.rfilename: s.size for s in i.siblings or []}
-    if art["format"] == "safetensors":
-        s = _safetensors_online(api, repo, i.sha, sizes)
-        art["text_bytes"] = s.text.bytes
-        if s.vision.bytes:
-            art["vision_bytes"] = s.vision.bytes
-        art["mtp_bytes"] = s.mtp.bytes or None
-        art["download_bytes"] = s.download_bytes
-        art["exact"] = bool(s.vision.bytes)
-        return
-    parts = select_gguf(list(sizes), art["precision"], repo)
-    total = sum(sizes.get(p) or 0 for p in parts)
-    if total:
-        art["download_bytes"] = total
-
-
-def _ollama_size(tag: str) -> int | None:
-    """Total layer bytes of an Ollama library tag from the registry manifest (None: unreachable)."""
-    from huggingface_hub import get_session
-
-    name, _, version = tag.partition(":")
-    base = os.environ.get("QWENFIT_OLLAMA_REGISTRY", OLLAMA_REGISTRY).rstrip("/")
-    url = f"{base}/v2/library/{name}/manifests/{version or 'latest'}"
-    accept = "application/vnd.docker.distribution.manifest.v2+json"
-    try:
-        r = get_session().get(url, headers={"Accept": accept}, timeout=30)
-        r.raise_for_status()
-        layers = r.json()["layers"]
-        return sum(int(layer["size"]) for layer in layers)
-    except Exception:  # "where reachable": the diff simply keeps the reviewed number
-        return None
-
-
 @contextlib.contextmanager
-def _no_progress() -> Iterator[None]:
+def no_progress() -> Iterator[None]:
     """Keep huggingface_hub's progress bars off stdout (the CLI may be printing JSON)."""
     from huggingface_hub.utils import (  # type: ignore[attr-defined]
         disable_progress_bars,
