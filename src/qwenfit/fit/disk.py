@@ -23,7 +23,7 @@ from qwenfit.units import GB, parse_size
 class DiskFit(BaseModel):
     """The download against the free space where it will land."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     folder: str | None = Field(description="Where the files land; null for --disk SIZE.")
     download_bytes: int = Field(ge=0)

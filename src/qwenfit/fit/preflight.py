@@ -28,7 +28,7 @@ MIN_USEFUL_CONTEXT = runtimes.LLAMACPP_FIT_MIN_CTX
 
 
 class Alternative(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     change: Literal["context", "quant", "model"]
     model: str
@@ -38,7 +38,7 @@ class Alternative(BaseModel):
 
 
 class CheckResult(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     schema_version: Literal[1] = 1
     fits: bool

@@ -20,7 +20,7 @@ from qwenfit.units import GiB
 
 
 class DeviceFit(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     device: int | None = Field(
         description="GPU index (across nodes: node x GPUs + index); null for host RAM."
@@ -35,7 +35,7 @@ class DeviceFit(BaseModel):
 class Fit(BaseModel):
     """The verdict for one estimate on one machine."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     fits: bool
     placement: LayoutKind

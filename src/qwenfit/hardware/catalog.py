@@ -18,7 +18,7 @@ from qwenfit.units import GiB, MiB, parse_bandwidth, parse_size
 
 
 class CatalogGPU(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str
     vendor: Vendor
@@ -37,7 +37,7 @@ class CatalogGPU(BaseModel):
 
 
 class GPUCatalog(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     note: str
     gpus: list[CatalogGPU]

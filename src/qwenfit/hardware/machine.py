@@ -16,7 +16,7 @@ Vendor = Literal["nvidia", "amd", "apple", "other"]
 
 
 class GPU(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     index: int = Field(ge=0)
     name: str
@@ -54,7 +54,7 @@ def apple_gpu_share(ram_total: int) -> int:
 
 
 class Machine(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     source: Literal["probe", "hypothetical", "file"]
     cpu_logical: int | None = Field(None, ge=1)

@@ -16,7 +16,7 @@ def shell_line(argv: list[str], env: dict[str, str]) -> str:
 
 
 class Step(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     argv: list[str]
     env: dict[str, str] = Field(default_factory=dict, description="Variables to set for argv.")
@@ -32,7 +32,7 @@ class Step(BaseModel):
 class LaunchFile(BaseModel):
     """A file the user writes (in the working directory) before running the steps."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     path: str = Field(description="Relative path, as the steps refer to it.")
     text: str
@@ -42,7 +42,7 @@ class LaunchFile(BaseModel):
 class LaunchCommand(BaseModel):
     """The files to write, then the steps that start `model` as estimated, in order."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     runtime: str
     model: str

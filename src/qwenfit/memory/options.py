@@ -28,7 +28,7 @@ MAX_MARGIN = 1 << 50  # bytes (1 PiB)
 class Options(BaseModel):
     """How one configuration is to be run: runtime, precision, context, cache and placement."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     runtime: str | None = Field(None, description="llama.cpp, ollama, vllm or transformers.")
     quant: str | None = Field(None, description="A precision of the spec table, e.g. q4_k_m.")

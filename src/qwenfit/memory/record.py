@@ -49,7 +49,7 @@ ContextSource = Literal["user", "runtime default", "fitted to memory"]
 class Part(BaseModel):
     """One allocation: what it is, how big, where the runtime puts it, and how we know."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     part: PartName
     bytes: int = Field(ge=0)
@@ -104,7 +104,7 @@ LayoutKind = Literal["gpu", "cpu", "offload", "multi_gpu", "multi_node"]
 class Layout(BaseModel):
     """How the runtime spreads the model over devices, and the flags that make it do so."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     kind: LayoutKind
     devices: list[int] = Field(default_factory=list, description="GPU indices used, per node.")
@@ -138,7 +138,7 @@ class Layout(BaseModel):
 class Estimate(BaseModel):
     """What `runtime` will allocate for `model` at `quant` and `context` tokens per sequence."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     model: str
     runtime: RuntimeName

@@ -56,7 +56,7 @@ DeviceKind = Literal["gpu", "apple", "cpu"]
 
 
 class Measurement(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     model: str
     quant: str
@@ -90,7 +90,7 @@ class Measurement(BaseModel):
 
 
 class Measurements(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     note: str
     measurements: list[Measurement]

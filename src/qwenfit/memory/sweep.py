@@ -26,7 +26,7 @@ MAX_SWEEP_POINTS = 64
 
 
 class SweepRow(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     context: int = Field(gt=0)
     kv_cache: str
@@ -44,7 +44,7 @@ class SweepRow(BaseModel):
 class SweepResult(BaseModel):
     """Memory (and speed) of one model at each context and KV cache type."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     schema_version: Literal[1] = 1
     model: str

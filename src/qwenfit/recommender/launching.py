@@ -24,7 +24,7 @@ from qwenfit.specs.table import DEFAULT_FAMILY, ModelSpec, SpecTable, load_specs
 class LaunchPlan(BaseModel):
     """The launch document: the steps, and whether the configuration fits the machine."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     schema_version: Literal[2] = 2
     fits: bool = Field(description="False: the steps would not load on this machine (exit 3).")

@@ -42,7 +42,7 @@ __all__ = [
 
 
 class Recommendation(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     rank: int = Field(ge=1)
     model: str
@@ -83,7 +83,7 @@ class Recommendation(BaseModel):
 class Closest(BaseModel):
     """When nothing fits: the configuration that misses by the least, and by how much."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     model: str
     quant: str
@@ -93,7 +93,7 @@ class Closest(BaseModel):
 
 
 class RecommendResult(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     schema_version: Literal[1] = 1
     machine: Machine

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 _NAME_BAD = re.compile(r"[^A-Za-z0-9._:/\-]+")
 
@@ -21,6 +21,8 @@ MTP_PREFIXES = ("mtp.", "model.mtp.")
 
 class TensorGroup(BaseModel):
     """Parameters and bytes of a set of tensors, with bytes per stored dtype."""
+
+    model_config = ConfigDict(defer_build=True)  # built when a checkpoint is read, not at import
 
     elements: int = 0
     bytes: int = 0
@@ -34,6 +36,8 @@ class TensorGroup(BaseModel):
 
 class Summary(BaseModel):
     """What a checkpoint's metadata says, reduced to what sizing needs (cached as JSON)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     format: Literal["safetensors", "gguf"]
     origin: str  # a local path or a Hub URL, for the spec's source
