@@ -219,6 +219,23 @@ def test_runtimes_are_found_without_starting_them() -> None:
     assert found["ollama"] is None and "llama.cpp" not in found
 
 
+def test_python_runtime_versions_agree_with_importlib_metadata() -> None:
+    """The fast look-up (find_spec + the neighbouring .dist-info) against the slow, complete
+    one, for every Python runtime qwenfit knows (mlx-lm is in the dev extra)."""
+    import importlib.metadata
+
+    from qwenfit.hardware.probing import PYTHON_RUNTIMES
+
+    found = installed_runtimes(lambda name: None)
+    for key, (_, dist) in PYTHON_RUNTIMES.items():
+        try:
+            expected: str | None = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            expected = None
+        assert found.get(key) == expected, key
+    assert "mlx" in found  # at least one case where a version is read
+
+
 def test_probe_combines_sources_and_caps_ram_by_the_container(tmp_path: Path) -> None:
     root = _tree(tmp_path, {"proc/self/cgroup": "0::/ctr\n",
                             "sys/fs/cgroup/ctr/memory.max": str(1 * GiB)})

@@ -110,9 +110,11 @@ def peer_commands(tmp: Path) -> list[dict[str, Any]]:
     import startup as peers_startup
 
     cache_home = tmp / "xdg-cache"
-    c.seed_whichllm_cache(cache_home)
+    if c.venv_python("whichllm").exists():
+        c.seed_whichllm_cache(cache_home)
+    # Peers whose venv is not built here (benchmarks/peers/setup.sh) are left out, not failed.
     return [cmd for cmd in peers_startup.commands(tmp, cache_home)
-            if cmd["tool"] not in ("baseline", "qwenfit")]
+            if cmd["tool"] not in ("baseline", "qwenfit") and Path(cmd["argv"][0]).exists()]
 
 
 def run_once(cmd: dict[str, Any]) -> tuple[float, int, int]:
