@@ -182,3 +182,24 @@ def test_layer_runs_cover_every_layer_once() -> None:
         assert all(a[2] == b[1] for a, b in itertools.pairwise(runs))
     assert layer_segments(Layout(kind="offload", devices=[0], gpu_layers=20), 64) == [
         (None, 0, 45), (0, 45, 65)]
+
+
+@pytest.mark.parametrize("size", ["0.8b", "9b", "27b", "35b-a3b"])
+@pytest.mark.parametrize("gpu_gib", [6, 12, 24])
+def test_block_solver_equals_the_token_level_one(size: str, gpu_gib: int) -> None:
+    """llama.cpp's memory is constant within a 256-cell block, so the solver bisects over block
+    ends; it must land where a token-by-token bisection lands."""
+    from qwenfit.memory import context
+    from qwenfit.memory import layout as layouts
+    from qwenfit.memory.config import configure, plan
+    from qwenfit.memory.options import Options
+
+    m = make_machine(gpu_gib, 64)
+    cfg = plan(configure(size, Options(runtime="llama.cpp", quant="q4_k_m"), m), 4096, m, GiB)
+    assert context.block_of(cfg) == 256
+
+    def over(ctx: int) -> list[int]:
+        return layouts.shortfall_by_pool(cfg.build(ctx), m, GiB)
+
+    native = cfg.spec.context.native
+    assert context.max_context_on(cfg, m, GiB) == context.largest(native, over, 1)

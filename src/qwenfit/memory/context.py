@@ -45,10 +45,20 @@ def max_context_on(cfg: Config, machine: Machine, margin: int) -> int | None:
     def over(ctx: int) -> list[int]:
         return layouts.shortfall_by_pool(cfg.build(ctx), machine, margin)
 
-    return _largest(cfg.spec.context.native, over)
+    return largest(cfg.spec.context.native, over, block_of(cfg))
 
 
-def _largest(limit: int, over: Callable[[int], list[int]]) -> int | None:
+def block_of(cfg: Config) -> int:
+    """Contexts over which `cfg`'s memory is constant: llama.cpp pads one sequence's cells to
+    a multiple of 256 and sizes every buffer from the cells, so the answer is a multiple of 256
+    there (MTP's checkpoints grow with the raw context, and several slots share the padding:
+    1 then)."""
+    if cfg.runtime in ("llama.cpp", "ollama") and cfg.parallel == 1 and not cfg.mtp:
+        return runtimes.LLAMACPP_CTX_PAD
+    return 1
+
+
+def largest(limit: int, over: Callable[[int], list[int]], block: int = 1) -> int | None:
     """Largest context in [1, limit] where every pool's excess `over(ctx)` is <= 0.
 
     Every pool's bytes are close to affine in the context (KV and, with flash attention off or
@@ -88,6 +98,14 @@ def _largest(limit: int, over: Callable[[int], list[int]]) -> int | None:
         good = max(1, bad - step)
         if good == 1 and not fits(1):
             return None
+    if block > 1:  # only block ends can be the answer: bisect over them
+        lo, hi = -(-good // block), (bad - 1) // block  # block ends inside [good, bad)
+        if hi < lo or not fits(lo * block):
+            return good
+        while hi > lo:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid * block) else (lo, mid - 1)
+        return lo * block
     while bad - good > 1:
         mid = (good + bad) // 2
         good, bad = (mid, bad) if fits(mid) else (good, mid)
@@ -139,7 +157,7 @@ def max_context(
             est = cfg.build(ctx)
             return [(est.gpu_bytes if est.gpu_bytes else est.ram_bytes) - budget]
 
-        return _largest(cfg.spec.context.native, over)
+        return largest(cfg.spec.context.native, over)
     if machine is None:
         raise UsageError("max_context needs a budget or a machine")
     cfg = plan(cfg, runtimes.LLAMACPP_FIT_MIN_CTX, machine, margin, allow_offload=allow_offload)
