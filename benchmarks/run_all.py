@@ -66,7 +66,9 @@ def write(out: Path, data: dict[str, Any], plots: bool) -> None:
         imgs = {k: f"{rel}/bench_{k}.png"
                 for k in ("startup", "accuracy", "speed", "realworld")}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown.render(data, imgs))
+    # Sections other rigs write between their own markers (benchmarks/serve_load.py) are kept.
+    kept = markdown.kept_sections(out.read_text() if out.exists() else "")
+    out.write_text(markdown.render(data, imgs) + kept)
 
 
 def main(argv: list[str] | None = None) -> int:

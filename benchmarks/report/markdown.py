@@ -448,3 +448,16 @@ def render(data: dict[str, Any], imgs: dict[str, str]) -> str:
               "cards absorb.", ""]
     return "\n".join(lines)
 
+
+
+KEPT_MARKERS = [("<!-- serve-load:begin -->", "<!-- serve-load:end -->")]
+
+
+def kept_sections(old: str) -> str:
+    """The marked sections of the previous page that other rigs own, to append again."""
+    out = ""
+    for begin, end in KEPT_MARKERS:
+        i, j = old.find(begin), old.find(end)
+        if 0 <= i < j:
+            out += "\n" + old[i:j + len(end)] + "\n"
+    return out
