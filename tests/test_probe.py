@@ -130,6 +130,18 @@ def test_visible_devices_are_honoured(env: dict[str, str], expected: list[str]) 
     assert sorted(g.uuid or "" for g in gpus) == expected
 
 
+def test_devices_are_numbered_as_cuda_numbers_them() -> None:
+    """CUDA_VISIBLE_DEVICES=2,0: CUDA device 0 is physical GPU 2 (and so is llama.cpp's
+    --main-gpu 0), device 1 is physical GPU 0; UUID entries are ordered the same way."""
+    lib = FakeNVML([card(0, 24, 10), card(1), card(2, 48, 48)])
+    gpus, _, _ = nvml.list_gpus(lib, {"CUDA_VISIBLE_DEVICES": "2,0"})
+    assert [(g.index, g.uuid, g.memory_free_bytes) for g in gpus] == [
+        (0, "GPU-2aaa-bbbb", 48 * GiB), (1, "GPU-0aaa-bbbb", 10 * GiB)]
+    by_uuid, _, _ = nvml.list_gpus(lib, {"CUDA_VISIBLE_DEVICES": "GPU-1aaa,GPU-0aaa"})
+    assert [g.uuid for g in by_uuid] == ["GPU-1aaa-bbbb", "GPU-0aaa-bbbb"]
+    assert [g.index for g in by_uuid] == [0, 1]
+
+
 def test_mig_instances_replace_the_whole_gpu() -> None:
     migs = [{"uuid": "MIG-aaaa", "total": 10 * GiB, "free": 10 * GiB},
             {"uuid": "MIG-bbbb", "total": 20 * GiB, "free": 19 * GiB}]

@@ -56,16 +56,18 @@ def visible_filter(environ: Mapping[str, str]) -> list[str] | None:
     return entries
 
 
-def _selected(index: int, uuid: str, mig: bool, visible: list[str] | None) -> bool:
+def _rank(index: int, uuid: str, mig: bool, visible: list[str] | None) -> int | None:
+    """The CUDA device number the process will see this GPU as (its position in
+    CUDA_VISIBLE_DEVICES), the NVML index when every GPU is visible, None when hidden."""
     if visible is None:
-        return True
-    for v in visible:
+        return index
+    for position, v in enumerate(visible):
         if v.isdigit():
             if not mig and int(v) == index:
-                return True
+                return position
         elif uuid and uuid.startswith(v):
-            return True
-    return False
+            return position
+    return None
 
 
 def _bandwidth(lib: Any, handle: Any) -> int | None:
@@ -149,7 +151,9 @@ def list_gpus(
     except Exception:
         pass
     visible = visible_filter(environ)
-    gpus: list[GPU] = []
+    # (CUDA device number, MIG slot, what _record needs): CUDA numbers the devices in the order
+    # CUDA_VISIBLE_DEVICES lists them, which is how llama.cpp's --main-gpu counts them too.
+    seen: list[tuple[int, int, Any, str, str, bool, str | None, int | None]] = []
     try:
         count = int(lib.nvmlDeviceGetCount())
         for i in range(count):
@@ -165,22 +169,26 @@ def list_gpus(
                 bandwidth = _bandwidth(lib, handle)
                 migs = _mig_instances(lib, handle)
                 if not migs:
-                    if _selected(i, uuid, False, visible):
-                        gpus.append(
-                            _record(lib, handle, len(gpus), name, uuid, False, cc, bandwidth)
-                        )
+                    rank = _rank(i, uuid, False, visible)
+                    if rank is not None:
+                        seen.append((rank, 0, handle, name, uuid, False, cc, bandwidth))
                     continue
-                for mh in migs:
+                for slot, mh in enumerate(migs):
                     mig_uuid = _text(lib.nvmlDeviceGetUUID(mh))
-                    if _selected(i, mig_uuid, True, visible):
-                        gpus.append(
-                            _record(lib, mh, len(gpus), f"{name} MIG", mig_uuid, True, cc, None)
-                        )
+                    rank = _rank(i, mig_uuid, True, visible)
+                    if rank is not None:
+                        seen.append((rank, slot, mh, f"{name} MIG", mig_uuid, True, cc, None))
             except Exception as e:
                 warnings.append(
                     f"NVIDIA GPU {i} could not be read ({_text(e) or type(e).__name__})"
                 )
+        seen.sort(key=lambda s: (s[0], s[1]))
+        gpus = [
+            _record(lib, handle, position, name, uuid, mig, cc, bandwidth)
+            for position, (_, _, handle, name, uuid, mig, cc, bandwidth) in enumerate(seen)
+        ]
     except Exception as e:
+        gpus = []
         warnings.append(f"NVML device count failed ({_text(e) or type(e).__name__})")
     finally:
         with contextlib.suppress(Exception):
