@@ -37,6 +37,8 @@ _EXPORTS = {
     "launch_command": "qwenfit.launch",
     "LaunchCommand": "qwenfit.launch",
     "recommend": "qwenfit.recommender",
+    "launch_plan": "qwenfit.recommender",
+    "LaunchPlan": "qwenfit.recommender",
     "Recommendation": "qwenfit.recommender",
     "RecommendResult": "qwenfit.recommender",
     "QwenfitError": "qwenfit.errors",
@@ -46,14 +48,17 @@ _EXPORTS = {
     "UnsupportedError": "qwenfit.errors",
     "ProbeError": "qwenfit.errors",
     "NoFitError": "qwenfit.errors",
+    "BadFileError": "qwenfit.errors",
 }
 
 __all__ = [
     "GPU",
+    "BadFileError",
     "CheckResult",
     "Estimate",
     "Fit",
     "LaunchCommand",
+    "LaunchPlan",
     "Machine",
     "ModelSpec",
     "NoFitError",
@@ -74,6 +79,7 @@ __all__ = [
     "check_fit",
     "estimate",
     "launch_command",
+    "launch_plan",
     "load_machine",
     "load_specs",
     "max_context",
@@ -85,6 +91,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from qwenfit.errors import (
+        BadFileError,
         NoFitError,
         ProbeError,
         QwenfitError,
@@ -105,7 +112,13 @@ if TYPE_CHECKING:
         max_context,
         sweep,
     )
-    from qwenfit.recommender import Recommendation, RecommendResult, recommend
+    from qwenfit.recommender import (
+        LaunchPlan,
+        Recommendation,
+        RecommendResult,
+        launch_plan,
+        recommend,
+    )
     from qwenfit.specs import ModelSpec, SpecTable, load_specs
 
     __version__: str

@@ -9,7 +9,8 @@
     ├── ProbeError                   a hardware source failed in a way the caller must see
     └── NoFitError                   nothing fits the machine; the CLI maps it to exit 3
 
-Library code raises these and never exits the process; only `cli.py` turns them into exit codes.
+Library code raises these and never exits the process; `cli.options` (the CLI) and
+`serve.service` (HTTP statuses) are the only places that turn them into exit codes.
 """
 
 from __future__ import annotations
