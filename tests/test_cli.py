@@ -69,6 +69,8 @@ def test_estimate_human_table(runner: CliRunner) -> None:
         (["recommend", "--gpu", "RTX 9999", "--ram", "8GB"], "unknown GPU 'RTX 9999'"),
         (["check", "9b", "--margin", "150%", *HW], "percentage"),
         (["estimate", "9b", "--parallel", "0"], "'--parallel': 0 is not in the range 1<=x<=4096"),
+        (["estimate", "9b", "--vram", "9" * 400 + "GB", "--ram", "8GB"], "number is too large"),
+        (["estimate", "9b", "--vram", "99999999999999GB", "--ram", "8GB"], "at most 2^60 bytes"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_on_stdout(runner: CliRunner, args: list[str],

@@ -52,6 +52,8 @@ def _number(text: str, what: str, pattern: re.Pattern[str], example: str) -> tup
     m = pattern.match(text) if len(text) <= 80 else None
     if not m:
         shown = text if len(text) <= 40 else text[:37] + "..."
+        if re.match(r"^\s*\d{31,}", text):
+            raise UsageError(f"invalid {what} {shown!r}: the number is too large")
         raise UsageError(f"invalid {what} {shown!r}: use {example}")
     value = float(m.group(1))
     if not math.isfinite(value):
@@ -74,7 +76,7 @@ def parse_size(text: str | int, *, what: str = "size", allow_zero: bool = False)
     if result < 0 or (result == 0 and not allow_zero):
         raise UsageError(f"invalid {what} {text!r}: must be greater than zero")
     if result > MAX_BYTES:
-        raise UsageError(f"invalid {what} {text!r}: must be at most {format_bytes(MAX_BYTES)}")
+        raise UsageError(f"invalid {what} {text!r}: must be at most 2^60 bytes (1 EiB)")
     return result
 
 
