@@ -30,6 +30,7 @@ from qwenfit.errors import UnsupportedError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory.hf import weight_read_share
 from qwenfit.memory.record import Layout, Part, PartName, parts_by_device
+from qwenfit.memory.runtimes import is_apple
 from qwenfit.specs import arch
 from qwenfit.specs.architecture import Architecture
 from qwenfit.specs.table import ModelSpec
@@ -55,13 +56,9 @@ MLX_PREFILL_STEP = 2048
 MLX_STATE_BYTES = 4
 
 
-def is_apple_silicon(machine: Machine) -> bool:
-    return any(g.vendor == "apple" and g.unified_memory for g in machine.gpus)
-
-
 def check_machine(machine: Machine | None) -> None:
     """MLX runs on Apple Silicon only (Metal); a machine without an Apple GPU cannot run it."""
-    if machine is not None and not is_apple_silicon(machine):
+    if machine is not None and not is_apple(machine):
         raise UnsupportedError(
             "--runtime mlx needs an Apple Silicon Mac (MLX runs on Metal); this machine has "
             "no Apple GPU; plan for one with --gpu 'M3 Max' --ram 64GB, or pick another --runtime"

@@ -164,9 +164,8 @@ GPU_BUILDS: dict[str, tuple[RuntimeName, ...]] = {
 
 
 def is_apple(machine: Machine | None) -> bool:
-    return machine is not None and any(
-        g.vendor == "apple" or g.unified_memory for g in machine.gpus
-    )
+    """An Apple Silicon machine: its GPU is Apple's (Metal, memory shared with the CPU)."""
+    return machine is not None and any(g.vendor == "apple" for g in machine.gpus)
 
 
 def check_runtime_on(machine: Machine | None, runtime: RuntimeName) -> RuntimeName:
