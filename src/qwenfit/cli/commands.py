@@ -51,12 +51,6 @@ def _resolve(
     """A table name, a local folder or GGUF, or a Hub repo id -> (table with it, its spec)."""
     from contextlib import nullcontext
 
-    from qwenfit.errors import UnknownModelError
-
-    try:  # a spec-table name: the checkpoint readers need not even be imported
-        return table, table.get(model)
-    except UnknownModelError:
-        pass
     from qwenfit.cli.progress import spinner
     from qwenfit.specs.checkpoints.resolve import resolve_model
 

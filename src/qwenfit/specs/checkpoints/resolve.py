@@ -20,10 +20,6 @@ from pathlib import Path
 
 from qwenfit.errors import BadFileError, UnknownModelError, UsageError
 from qwenfit.inputs import os_reason, shown
-from qwenfit.specs.checkpoints.gguf import gguf_parts, gguf_stem, summarize_gguf
-from qwenfit.specs.checkpoints.rows import add_to_table
-from qwenfit.specs.checkpoints.safetensors import summarize_folder
-from qwenfit.specs.checkpoints.summary import safe_name
 from qwenfit.specs.table import (
     ModelSpec,
     SpecTable,
@@ -49,6 +45,12 @@ def resolve_model(
         return table, table.get(ref)
     except UnknownModelError:
         pass
+    # The readers (and pydantic's build of their records) are needed only from here on, so a
+    # spec-table name never imports them.
+    from qwenfit.specs.checkpoints.gguf import gguf_parts, gguf_stem, summarize_gguf
+    from qwenfit.specs.checkpoints.rows import add_to_table
+    from qwenfit.specs.checkpoints.safetensors import summarize_folder
+
     if not isinstance(ref, str):
         raise UsageError(f"invalid model {ref!r}: must be a name, a path or a Hub repo id")
     path = _expand(ref)
@@ -115,4 +117,6 @@ def _looks_like_repo(ref: str) -> bool:
 
 
 def _local_name(base: str) -> str:
+    from qwenfit.specs.checkpoints.summary import safe_name
+
     return safe_name("local/" + base)
