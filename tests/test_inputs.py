@@ -514,3 +514,15 @@ def test_gguf_holding_one_tensor_is_a_bad_file(tmp_path: Path, table: SpecTable)
     f.write_bytes(fz.pack_gguf(fz.SEED_KVS, fz.SEED_TENSORS[:1], None, fz.SEED_DATA))
     with pytest.raises(BadFileError, match="the files do not match"):
         resolve_model(str(f), table)
+
+
+def test_a_shard_name_with_a_newline_stays_one_line(tmp_path: Path) -> None:
+    """Found by the fuzzer: an index naming a missing shard 'a\\nb' gave a two-line error."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"w": "shard\n.safetensors"}}))
+    from qwenfit.specs.checkpoints.safetensors import safetensors_files
+
+    with pytest.raises(QwenfitError) as e:
+        safetensors_files(tmp_path)
+    assert "\n" not in str(e.value)

@@ -37,6 +37,12 @@ def shown(path: str | os.PathLike[str]) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 4] + "...'"
 
 
+def printable(text: str | os.PathLike[str]) -> str:
+    """A name as it is when it prints on one line, else as `shown` gives it (escaped)."""
+    plain = os.fspath(text)
+    return plain if plain.isprintable() else shown(plain)
+
+
 def os_reason(e: OSError) -> str:
     """'permission denied', 'file name too long', ... from an OSError, lower case."""
     if e.errno == errno.ENAMETOOLONG:

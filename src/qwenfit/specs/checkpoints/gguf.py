@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenfit.errors import BadFileError, UsageError
-from qwenfit.inputs import open_regular, shown
+from qwenfit.inputs import open_regular, printable, shown
 from qwenfit.specs.architecture import MoEConfig, VisionConfig
 from qwenfit.specs.checkpoints.config import FIELD_CEILINGS, check_divisible, number
 from qwenfit.specs.checkpoints.summary import Summary
@@ -50,7 +50,7 @@ def gguf_parts(path: Path) -> list[Path]:
     parts = [path.with_name(n) for n in names]
     missing = [p.name for p in parts if not p.exists()]
     if missing:
-        raise UsageError(f"{path}: split part {missing[0]} is missing")
+        raise UsageError(f"{printable(path)}: split part {printable(missing[0])} is missing")
     return parts
 
 

@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 
 from qwenfit.errors import BadFileError, UnknownModelError, UsageError
-from qwenfit.inputs import os_reason, shown
+from qwenfit.inputs import os_reason, printable, shown
 from qwenfit.specs.table import (
     ModelSpec,
     SpecTable,
@@ -65,7 +65,7 @@ def resolve_model(
         return add_to_table(table, summary, ref, name=_local_name(path.name))
     if kind == "file":
         if path.suffix.lower() != ".gguf":
-            raise UsageError(f"{ref}: not a .gguf file or a folder with config.json")
+            raise UsageError(f"{printable(ref)}: not a .gguf file or a folder with config.json")
         summary = summarize_gguf(gguf_parts(path), [mm] if mm else None)
         return add_to_table(table, summary, ref, name=_local_name(gguf_stem(path.name)))
     if _looks_like_path(ref):

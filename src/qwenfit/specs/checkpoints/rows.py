@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from qwenfit.errors import BadFileError, UsageError
+from qwenfit.inputs import printable
 from qwenfit.specs import arch
 from qwenfit.specs.architecture import Architecture
 from qwenfit.specs.checkpoints.config import architecture_from_config, build_arch
@@ -82,7 +83,8 @@ def add_to_table(
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "spec"
         msg = first["msg"].removeprefix("Value error, ")
-        raise BadFileError(f"{ref}: cannot describe this checkpoint ({loc}: {msg})") from None
+        what = f"cannot describe this checkpoint ({loc}: {msg})"
+        raise BadFileError(f"{printable(ref)}: {what}") from None
 
 
 def _add_to_table(
@@ -147,7 +149,7 @@ def _add_to_table(
         )
     except ValidationError as e:
         msg = e.errors()[0]["msg"]
-        raise UsageError(f"{ref}: cannot describe this checkpoint ({msg})") from None
+        raise UsageError(f"{printable(ref)}: cannot describe this checkpoint ({msg})") from None
     models = [m for m in table.models if m.name != name]
     new = table.model_copy(
         update={"models": [*models, spec], "precisions": precisions, "sources": sources}
@@ -155,7 +157,8 @@ def _add_to_table(
     try:  # re-validate the cross references of the copied table
         new = SpecTable.model_validate(new.model_dump())
     except ValidationError as e:
-        raise UsageError(f"{ref}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        msg = e.errors()[0]["msg"].removeprefix("Value error, ")
+        raise UsageError(f"{printable(ref)}: {msg}") from None
     return new, spec
 
 
@@ -170,12 +173,12 @@ def _check_tensors_match(s: Summary, a: Architecture, ref: str) -> None:
     described = arch.text_params(a)
     if abs(counted - described) > PARAM_TOLERANCE * described:
         raise BadFileError(
-            f"{ref}: the tensors hold {counted} language-model parameters but the "
+            f"{printable(ref)}: the tensors hold {counted} language-model parameters but the "
             f"{'config' if s.format == 'safetensors' else 'metadata'} describes {described} "
             f"(more than {PARAM_TOLERANCE:.0%} apart): the files do not match"
         )
     if s.text.bytes <= 0 or s.embedding.bytes > s.text.bytes:
-        raise BadFileError(f"{ref}: the tensors' byte counts do not add up")
+        raise BadFileError(f"{printable(ref)}: the tensors' byte counts do not add up")
 
 
 def _architecture(s: Summary, table: SpecTable, source: str) -> tuple[Architecture, bool]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenfit.errors import BadFileError, UsageError
-from qwenfit.inputs import open_regular, os_reason, parse_json, read_json, shown
+from qwenfit.inputs import open_regular, os_reason, parse_json, printable, read_json, shown
 from qwenfit.specs.checkpoints.config import check_model_type, number, read_config
 from qwenfit.specs.checkpoints.summary import AUX_SUFFIXES, MTP_PREFIXES, VISION_PREFIXES, Summary
 from qwenfit.units import MAX_BYTES, MiB
@@ -90,11 +90,15 @@ def safetensors_files(folder: Path) -> list[Path]:
         shards = sorted(set(weight_map.values()))
         missing = [s for s in shards if not (folder / s).exists()]
         if missing:
-            raise UsageError(f"{folder}: shard {missing[0]} named by {indexes[0].name} is missing")
+            raise UsageError(
+                f"{printable(folder)}: shard {printable(missing[0])} named by "
+                f"{printable(indexes[0].name)} "
+                "is missing"
+            )
         return [folder / s for s in shards]
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise UsageError(f"{folder}: no *.safetensors files next to config.json")
+        raise UsageError(f"{printable(folder)}: no *.safetensors files next to config.json")
     return files
 
 
