@@ -141,6 +141,7 @@ class Config:
         size, exact = download_bytes(self.artifact, self.text_only)
         return Estimate.from_parts(
             self.parts(context),
+            self.spec,
             model=self.spec.name,
             runtime=self.runtime,
             quant=self.quant,

@@ -96,6 +96,12 @@ class Measurements(BaseModel):
     measurements: list[Measurement]
 
 
+def spec_of(est: Estimate, table: SpecTable) -> ModelSpec:
+    """The spec `est` was computed for (any checkpoint), or its table row for a record read
+    back from JSON."""
+    return est.spec or table.get(est.model)
+
+
 def read_bytes(est: Estimate) -> dict[int | None, int]:
     """Bytes read per generated token, by GPU index (None: host RAM)."""
     out: dict[int | None, int] = {}
@@ -396,7 +402,7 @@ def _decode_seconds(
     est: Estimate, machine: Machine, table: SpecTable, sequences: int
 ) -> float | None:
     """Seconds for one decode step of `sequences` sequences (memory side)."""
-    spec = table.get(est.model)
+    spec = spec_of(est, table)
     cal = calibration(table)
     moe = spec.is_moe
     a = spec.architecture
@@ -448,7 +454,7 @@ def _decode_seconds(
 def _runtime_factor(est: Estimate, table: SpecTable) -> float:
     """The runtime's measured factor, times MTP drafting's published gain when it is on
     (memory.runtimes.MTP_SPEED_FACTOR)."""
-    mtp = MTP_SPEED_FACTOR[(est.runtime, table.get(est.model).is_moe)] if est.mtp else 1.0
+    mtp = MTP_SPEED_FACTOR[(est.runtime, spec_of(est, table).is_moe)] if est.mtp else 1.0
     return calibration(table).runtime.get(est.runtime, 1.0) * mtp
 
 
@@ -461,7 +467,7 @@ def estimate_speed(est: Estimate, machine: Machine, table: SpecTable) -> float |
 
 def prefill_rate(est: Estimate, machine: Machine, table: SpecTable, prompt: int) -> float | None:
     """Prompt tokens/s when the weights sit on GPUs whose FP16 throughput is known."""
-    spec = table.get(est.model)
+    spec = spec_of(est, table)
     weights = [p for p in est.parts if p.part == "weights"]
     on_gpu = sum(p.bytes for p in weights if p.device is not None)
     # all weights but the token embeddings (which llama.cpp keeps on the host) on GPUs

@@ -19,8 +19,9 @@ from qwenfit.fit.verdict import Fit, check_fit, sequences_that_fit
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch.common import Task
 from qwenfit.memory import runtimes, speed
-from qwenfit.memory.config import Config, configure, plan
+from qwenfit.memory.config import Config, configure
 from qwenfit.memory.context import max_context_on
+from qwenfit.memory.estimator import finish
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
 from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
@@ -130,21 +131,16 @@ class Search:
         return cfg
 
     def place(self, cfg: Config, context: int, allow_offload: bool) -> tuple[Config, Estimate]:
-        placed = plan(
-            cfg,
-            context,
-            self.machine,
-            self.options.margin,
-            allow_offload=allow_offload,
-            nodes=self.options.nodes,
+        """The candidate's estimate through the one path `estimate` and `check` take."""
+        options = self.options.model_copy(
+            update={"allow_offload": allow_offload, "context": context}
         )
         self.estimated += 1
-        return placed, placed.build(context)
+        return finish(cfg, options, self.machine, self.table)
 
     def speed(self, est: Estimate) -> tuple[float | None, SpeedSource]:
-        s = speed.estimate_speed(est, self.machine, self.table)
-        if s is not None:
-            return s, "estimated"
+        if est.tokens_per_second is not None:
+            return est.tokens_per_second, "estimated"
         if est.ram_bytes and not self.machine.ram_bandwidth_bytes_per_s:
             assumed = self.machine.model_copy(
                 update={"ram_bandwidth_bytes_per_s": policy.ASSUMED_RAM_BANDWIDTH}
