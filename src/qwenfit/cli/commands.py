@@ -25,6 +25,7 @@ from qwenfit.cli.options import (
     family_option,
     hardware_options,
     json_option,
+    llama_cpp_build_option,
     margin_option,
     nodes_option,
     offload_option,
@@ -118,6 +119,7 @@ def models(ctx: click.Context, family: str, as_json: bool) -> None:
 @reserve_option
 @checkpoint_options
 @nodes_option
+@llama_cpp_build_option
 @sweep_options
 @json_option
 @click.pass_context
@@ -127,6 +129,7 @@ def estimate(
     settings: dict[str, Any],
     hardware: MachineArgs,
     nodes: int,
+    llama_cpp_build: int | None,
     online: bool,
     mmproj: str | None,
     sweep: bool,
@@ -146,7 +149,10 @@ def estimate(
         return _sweep(ctx, model, settings, hardware, online, mmproj, yarn, plot_file, as_json)
     machine = hardware.machine()
     table, spec = _resolve(_table(ctx), model, online, mmproj)
-    est = run_estimate(spec, **settings, machine=machine, nodes=nodes, table=table)
+    est = run_estimate(
+        spec, **settings, machine=machine, nodes=nodes, table=table,
+        llama_cpp_build=llama_cpp_build,
+    )
     if as_json:
         emit({"schema_version": 1, "estimate": est.model_dump(mode="json")})
     else:
@@ -481,3 +487,12 @@ def mcp(allow_dir: str | None) -> ExitCode:
         return ExitCode.ERROR
     run_stdio(allow_dir)
     return ExitCode.OK
+
+
+def _register() -> None:
+    from qwenfit.cli.verifying import verify
+
+    main.add_command(verify)
+
+
+_register()

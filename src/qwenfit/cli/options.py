@@ -371,6 +371,16 @@ def nodes_option(f: F) -> F:
     )(f)
 
 
+def llama_cpp_build_option(f: F) -> F:
+    return click.option(
+        "--llama-cpp-build",
+        "llama_cpp_build",
+        type=click.IntRange(1, 1_000_000),
+        help="llama.cpp build number (llama-server --version) whose compute buffer to size; "
+        "default: the probed llama-server's, else the newest measured.",
+    )(f)
+
+
 def offload_option(f: F) -> F:
     return click.option(
         "--allow-offload",

@@ -194,3 +194,44 @@ def list_gpus(
         with contextlib.suppress(Exception):
             lib.nvmlShutdown()
     return gpus, warnings, versions
+
+
+def process_memory(lib: Any) -> dict[int, int]:
+    """Device memory each process uses, summed over the GPUs: {pid: bytes}.
+
+    NVML's running-process lists (`nvmlDeviceGetComputeRunningProcesses`, and the graphics list)
+    give `usedGpuMemory` per process and GPU; None there (no permission, some MIG setups) is
+    left out. Empty when NVML cannot be initialised. Never raises.
+    """
+    out: dict[int, int] = {}
+    try:
+        lib.nvmlInit()
+    except Exception:
+        return out
+    try:
+        for i in range(int(lib.nvmlDeviceGetCount())):
+            handle = lib.nvmlDeviceGetHandleByIndex(i)
+            seen: set[int] = set()
+            for getter in ("nvmlDeviceGetComputeRunningProcesses",
+                           "nvmlDeviceGetGraphicsRunningProcesses"):
+                with contextlib.suppress(Exception):
+                    for p in getattr(lib, getter)(handle):
+                        used = getattr(p, "usedGpuMemory", None)
+                        if used is not None and int(p.pid) not in seen:
+                            seen.add(int(p.pid))
+                            out[int(p.pid)] = out.get(int(p.pid), 0) + int(used)
+    except Exception:
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            lib.nvmlShutdown()
+    return out
+
+
+def nvml_module() -> Any:
+    """pynvml, or None when nvidia-ml-py is not installed."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    return pynvml

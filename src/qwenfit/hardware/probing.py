@@ -138,18 +138,38 @@ def apple_gpu(ram_total: int, sysctl: Any = _sysctl) -> GPU:
     )
 
 
-def installed_runtimes(which: Any = shutil.which) -> dict[str, str | None]:
-    """Runtimes found without starting them: binaries on PATH, Python packages by metadata."""
+def installed_runtimes(
+    which: Any = shutil.which, run: Any = subprocess.run
+) -> dict[str, str | None]:
+    """Runtimes found: binaries on PATH, Python packages by metadata, and llama-server's build
+    number from `llama-server --version` (it prints and exits without loading a model)."""
     found: dict[str, str | None] = {}
     if which("ollama"):
         found["ollama"] = None
-    if which("llama-server"):
-        found["llama.cpp"] = None
+    server = which("llama-server")
+    if server:
+        found["llama.cpp"] = llama_server_build(server, run)
     for key, (module, dist) in PYTHON_RUNTIMES.items():
         version = _installed_version(module, dist)
         if version is not None:
             found[key] = version
     return found
+
+
+# common/build-info.cpp.in: "version: 0.6.0-dev (build 11434, commit unknown)"; builds before
+# that file's current form print "version: 9776 (ac4105d68)".
+_LLAMA_VERSION = re.compile(r"version:\s*(?:\S+\s+\(build (\d+),|(\d+) \()")
+
+
+def llama_server_build(path: str, run: Any = subprocess.run) -> str | None:
+    """The build number `llama-server --version` prints, as text; None when it cannot say."""
+    try:
+        out = run([path, "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = _LLAMA_VERSION.search(f"{out.stdout or ''}\n{out.stderr or ''}")
+    build = m and (m[1] or m[2])
+    return build if build and build != "0" else None
 
 
 def _installed_version(module: str, dist: str) -> str | None:

@@ -13,6 +13,7 @@ from qwenfit.hardware.machine import Machine
 from qwenfit.memory import hf, llamacpp, mlx, runtimes
 from qwenfit.memory import layout as layouts
 from qwenfit.memory.download import download_bytes
+from qwenfit.memory.llamacpp_builds import assumed_build
 from qwenfit.memory.options import FlashAttn, Options
 from qwenfit.memory.record import ContextSource, Estimate, Layout, Part, parts_by_device
 from qwenfit.specs import arch
@@ -49,6 +50,8 @@ class Config:
     # llama-server's host-RAM parts; None: not charged (Ollama, other runtimes, layout search)
     ctx_checkpoints: int | None = None
     cache_ram: int | None = None
+    # llama.cpp build the compute graph is sized for (None: the newest measured)
+    llama_cpp_build: int | None = None
     # True when the estimate passes non-default values (launch must emit the flags)
     bounded: bool = False
     # Estimates already built, shared by every layout variant of this configuration (solvers
@@ -86,6 +89,7 @@ class Config:
                     self.mtp,
                     self.ctx_checkpoints,
                     self.cache_ram,
+                    self.llama_cpp_build,
                 )
             )
         req = hf.HFRequest(
@@ -167,6 +171,11 @@ class Config:
             cache_ram_bytes=self.cache_ram if self.bounded else None,
             download_bytes=size,
             download_exact=exact,
+            llama_cpp_build=(
+                assumed_build(self.llama_cpp_build)
+                if self.runtime in ("llama.cpp", "ollama")
+                else None
+            ),
             notes=self.notes(),
         )
 
@@ -277,7 +286,14 @@ def configure(
         artifact,
         start,
         o.mtp,
+        llama_cpp_build=o.llama_cpp_build or installed_llama_cpp_build(machine),
     )
+
+
+def installed_llama_cpp_build(machine: Machine | None) -> int | None:
+    """The build `qwenfit probe` read from this machine's llama-server, if any."""
+    found = (machine.runtimes.get("llama.cpp") if machine is not None else None) or ""
+    return int(found) if found.isdigit() else None
 
 
 def with_host_ram(cfg: Config, machine: Machine | None, margin: int, context: int) -> Config:

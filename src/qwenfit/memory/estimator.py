@@ -35,6 +35,7 @@ def estimate(
     nodes: int = 1,
     margin: int = runtimes.LLAMACPP_FIT_TARGET_FREE,
     table: SpecTable | None = None,
+    llama_cpp_build: int | None = None,
 ) -> Estimate:
     """Memory that `runtime` will allocate for `model` at `quant`, `context` tokens per sequence.
 
@@ -59,6 +60,8 @@ def estimate(
         nodes: machines like `machine` for vLLM (tensor parallel within, pipeline across).
         margin: memory kept free on each device when choosing the layout.
         table: the spec table (default: the shipped one).
+        llama_cpp_build: llama.cpp build number (llama-server --version): its compute graph and
+            output reservation (memory.llamacpp_builds); default: the newest measured build.
 
     Raises:
         UsageError (and its subclasses): a bad value; the message says what is allowed.
@@ -76,6 +79,7 @@ def estimate(
         allow_offload=allow_offload,
         nodes=nodes,
         margin=margin,
+        llama_cpp_build=llama_cpp_build,
     )
     return estimate_with(model, options, machine, table)
 

@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass
 
 from qwenfit.datafiles import data_text
+from qwenfit.memory.llamacpp_builds import Graph, graph_for, server_output_rows
 from qwenfit.memory.record import Layout, Part, PartName, parts_by_device, trusted
 from qwenfit.memory.runtimes import (
     LLAMACPP_CTX_PAD,
@@ -38,19 +39,9 @@ from qwenfit.units import MiB
 # `cudaMinimumMemory = 457 * format.MebiByte`): the CUDA context, cuBLAS handles and kernels.
 CUDA_RUNTIME_OVERHEAD = 457 * MiB
 
-# Compute buffer (fitted to llama.cpp's own "compute buffer size" reports in
-# tests/fixtures/measured/llamacpp_memory.json, both reservations; see docs/estimation.md). The
-# graph allocator reuses memory, so the buffer is the peak over the graph's phases, each phase
-# being what is live at once, in bytes per ubatch token:
-COMPUTE_LOGITS_PER_VOCAB = 4  # F32 logits per reserved output row
-COMPUTE_PER_HIDDEN = 12  # residual stream and norms, live through every phase
-COMPUTE_GDN_PER_KEY = 36  # Gated DeltaNet chunked delta rule, per key dim of all key heads
-COMPUTE_FFN_PER_INTERMEDIATE = 12  # dense FFN: gate, up and their product, F32
-# MoE, per routed expert (top-k of them): 12 per expert intermediate dim plus 4.5 per hidden
-# dim (the hidden state gathered for each expert, and its share of the weighted sum)
-COMPUTE_MOE_PER_INTERMEDIATE = 12
-COMPUTE_MOE_PER_HIDDEN = 4.5
-COMPUTE_FA_OFF_PER_QUERY = 14  # without flash attention: Q/K/V copies and KQV, per head dim
+# The compute buffer's coefficients are fitted per llama.cpp build (memory/llamacpp_builds.py,
+# docs/estimation.md): the graph allocator reuses memory, so the buffer is the peak over the
+# graph's phases, each phase being what is live at once, in bytes per ubatch token.
 # The vision encoder (mtmd/clip) reserves its compute buffer at warm-up for a 1472 x 1472 image
 # (2116 merged tokens) and grows it at the first image of the largest size qwen3vl_merger
 # accepts, 4096 merged tokens (tools/mtmd/clip.cpp). Measured: ~107 bytes per merged token per
@@ -58,8 +49,6 @@ COMPUTE_FA_OFF_PER_QUERY = 14  # without flash attention: Q/K/V copies and KQV, 
 # (tests/fixtures/measured/llamacpp_mmproj.json, benchmarks/llamacpp/measure_mmproj.py).
 VISION_MAX_TOKENS = 4096
 VISION_COMPUTE_PER_TOKEN_PER_HIDDEN = 107
-MASK_BYTES = 2  # F16 KQ mask, one value per (cell, token), with flash attention
-SCORE_BYTES = 4  # F32 KQ scores (one row per head) and F32 mask without flash attention
 
 
 @dataclass(frozen=True)
@@ -77,6 +66,8 @@ class LlamaCppRequest:
     # llama-server's host-RAM parts (None: not charged, e.g. Ollama's runner or while planning)
     ctx_checkpoints: int | None = None
     cache_ram: int | None = None
+    # the llama.cpp build to size the compute graph for (None: the newest measured)
+    build: int | None = None
 
 
 # The draft context's KV type (llama-server --spec-draft-type-k/-v, common/common.h: f16).
@@ -219,6 +210,7 @@ def compute_bytes(
     with_output: bool = True,
     outputs: int | None = 1,
     sequences: int = 1,
+    graph: Graph | None = None,
 ) -> int:
     """The compute buffer `sched_reserve` allocates for a worst-case ubatch.
 
@@ -227,6 +219,7 @@ def compute_bytes(
     llama.cpp's library default, every ubatch token (llama-cpp-python, other embedders).
     `sequences`: slots; each has cells / sequences cells of its own (KV not unified), which is
     what one sequence's mask spans. `with_output`: this device holds the output layer.
+    `graph`: the coefficients of a measured build (default: the newest).
 
     Peak over phases, not a sum: the residual stream is live throughout; the KQ mask (an input,
     freed after the last full-attention layer, which is the last layer) is live through every
@@ -237,32 +230,33 @@ def compute_bytes(
     the mask's freed block (tests/fixtures/measured: 2B and 9B reuse it, 0.8B, 4B and 27B do
     not), so the mask, less the residual row it shares, is charged beside them: an upper bound.
     """
+    g = graph or graph_for(None)
     a = spec.architecture
     tokens = min(ubatch, cells)
     rows = tokens if outputs is None else min(max(1, outputs), tokens)
     span = -(-cells // max(1, sequences))
-    resid = COMPUTE_PER_HIDDEN * a.hidden_size * tokens
-    logits = COMPUTE_LOGITS_PER_VOCAB * a.vocab_size * rows if with_output else 0
-    gdn = COMPUTE_GDN_PER_KEY * a.linear_num_key_heads * a.linear_key_head_dim
+    resid = g.per_hidden * a.hidden_size * tokens
+    logits = g.logits_per_vocab * a.vocab_size * rows if with_output else 0
+    gdn = g.gdn_per_key * a.linear_num_key_heads * a.linear_key_head_dim
     if a.moe is None:
-        ffn = COMPUTE_FFN_PER_INTERMEDIATE * (a.intermediate_size or 0)
+        ffn = g.ffn_per_intermediate * (a.intermediate_size or 0)
     else:
-        ffn = int(a.moe.num_experts_per_tok * (
-            COMPUTE_MOE_PER_INTERMEDIATE * a.moe.moe_intermediate_size
-            + COMPUTE_MOE_PER_HIDDEN * a.hidden_size
-        ))
+        ffn = a.moe.num_experts_per_tok * (
+            g.moe_per_intermediate * a.moe.moe_intermediate_size
+            + g.moe_per_hidden * a.hidden_size
+        )
     layer = tokens * max(gdn, ffn)
     if flash_attn:
-        mask = MASK_BYTES * span * tokens
+        mask = g.mask_bytes * span * tokens
     else:
-        mask = SCORE_BYTES * span * tokens
+        mask = g.score_bytes * span * tokens
         scores = tokens * a.num_attention_heads * (
-            SCORE_BYTES * span + COMPUTE_FA_OFF_PER_QUERY * a.head_dim)
+            g.score_bytes * span + g.fa_off_per_query * a.head_dim)
         layer = max(layer, scores)
     if outputs is None:
         not_reused = max(0, mask - 4 * a.hidden_size * tokens)
-        return resid + max(mask + layer, logits + not_reused)
-    return resid + mask + max(layer, logits)
+        return int(resid + max(mask + layer, logits + not_reused))
+    return int(resid + mask + max(layer, logits))
 
 
 def vision_compute_bytes(spec: ModelSpec) -> int:
@@ -375,7 +369,8 @@ def parts(r: LlamaCppRequest) -> list[Part]:
         "compute",
         {
             d: compute_bytes(
-                r.spec, cells, r.ubatch, r.flash_attn, d == out_dev, seqs, seqs
+                r.spec, cells, r.ubatch, r.flash_attn, d == out_dev,
+                server_output_rows(r.build, seqs), seqs, graph_for(r.build),
             )
             for d in holders | {out_dev}
         },
@@ -405,7 +400,8 @@ def parts(r: LlamaCppRequest) -> list[Part]:
         )
         add(
             "mtp",
-            {out_dev: compute_bytes(r.spec, cells, r.ubatch, r.flash_attn, True)},
+            {out_dev: compute_bytes(
+                r.spec, cells, r.ubatch, r.flash_attn, True, graph=graph_for(r.build))},
             "draft context compute buffer (same ubatch)",
         )
         add("mtp", {None: output_bytes(r.spec, r.parallel)}, "draft context output buffer")

@@ -23,6 +23,7 @@ MAX_CONTEXT = 1 << 24  # tokens per sequence (the longest YaRN context is ~1M)
 MAX_PARALLEL = 4096  # sequences at once
 MAX_NODES = 1024
 MAX_MARGIN = 1 << 50  # bytes (1 PiB)
+MAX_LLAMACPP_BUILD = 1_000_000  # release numbers count commits (b11434 in October 2026)
 
 
 class Options(BaseModel):
@@ -42,6 +43,13 @@ class Options(BaseModel):
     allow_offload: bool = True
     nodes: int = Field(1, ge=1, le=MAX_NODES, description="Machines for vLLM with Ray.")
     margin: int = Field(DEFAULT_MARGIN, ge=0, le=MAX_MARGIN, description="Bytes kept free.")
+    llama_cpp_build: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_LLAMACPP_BUILD,
+        description="llama.cpp build number (llama-server --version) to size the compute "
+        "buffer for; default: the newest measured.",
+    )
 
     @classmethod
     def of(cls, **values: Any) -> Options:

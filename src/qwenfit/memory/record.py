@@ -179,6 +179,11 @@ class Estimate(BaseModel):
         "device holding the weights is known.",
     )
     mtp: bool = Field(False, description="MTP speculative decoding on.")
+    llama_cpp_build: int | None = Field(
+        None,
+        description="llama.cpp build whose compute graph and output reservation the estimate "
+        "assumed (llama.cpp and Ollama).",
+    )
     spec_draft_n_max: int | None = Field(
         None, description="Tokens drafted per step with MTP (llama-server --spec-draft-n-max, "
         "vLLM num_speculative_tokens)."
