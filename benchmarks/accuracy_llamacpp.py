@@ -15,9 +15,11 @@ from typing import Any
 from qwenfit import estimate
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory.llamacpp import compute_bytes, kv_cells, output_bytes
+from qwenfit.memory.llamacpp_builds import graph_for
 from qwenfit.specs.table import load_specs
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests/fixtures/measured/llamacpp_memory.json"
+BUILD = 11312  # llama.cpp 0c1e570 as vendored by llama-cpp-python 0.3.36 (the fixture's build)
 CPU_ONLY = Machine(source="hypothetical", ram_total_bytes=1 << 50, ram_available_bytes=1 << 50,
                    ram_usable_bytes=1 << 50)
 
@@ -50,7 +52,7 @@ def compare(r: dict[str, Any]) -> dict[str, float | str | int]:
     est = estimate(r["model"], runtime="llama.cpp", quant=r["weights"],
                    context=r["n_ctx"] // seqs, parallel=seqs, kv_cache=r["type_k"],
                    ubatch=r["n_ubatch"], flash_attn=r["flash_attn"], text_only=True,
-                   machine=CPU_ONLY)
+                   machine=CPU_ONLY, llama_cpp_build=BUILD)
     b = r["buffers_bytes"]
     measured = {
         "weights": _weights(r),
@@ -64,7 +66,7 @@ def compare(r: dict[str, Any]) -> dict[str, float | str | int]:
         spec = load_specs().get(r["model"])
         compute = output_bytes(spec, seqs) + compute_bytes(
             spec, kv_cells(est.context, seqs), r["n_ubatch"], r["flash_attn"] == "on",
-            outputs=None, sequences=seqs)
+            outputs=None, sequences=seqs, graph=graph_for(BUILD))
     ours = {
         "weights": est.weights_bytes,
         "kv": est.kv_cache_bytes,

@@ -91,9 +91,45 @@ def _case(case: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+SERVER_FIXTURE = Path(__file__).parent / "fixtures" / "measured" / "llamaserver_b11434.json"
+
+
+def started() -> list[str]:
+    """The panel's llama-server commands as the rig (benchmarks/llamaserver/rig.py) started
+    them on llama.cpp b11434, with what the server logged."""
+    import json
+
+    doc = json.loads(SERVER_FIXTURE.read_text())
+    out = ["", f"## Started on llama-server (build {doc['build']})", "",
+           "`benchmarks/llamaserver/rig.py` starts each llama.cpp command below with `-hf` swapped",
+           "for a local zero-weight GGUF of the same shapes, plus `-v --no-warmup`, on a CPU-only",
+           "build of release b11434 (2 cores, 24 GiB), and reads the server's own log",
+           f"(`tests/fixtures/measured/{SERVER_FIXTURE.name}`; GPU flags are ignored by that",
+           "build). `tests/test_llamaserver.py` holds the estimate to these figures.", "",
+           "| case | started | slots x ctx | KV MiB | state MiB | output MiB | compute MiB |",
+           "|---|---|---|---:|---:|---:|---:|"]
+    for r in doc["records"]:
+        if r["source"] != "panel":
+            continue
+        t = r["log"]["contexts"][0] if r["log"]["contexts"] else None
+        case = r["label"].removeprefix("panel: runtime=llama.cpp, ")
+        if t is None:
+            out.append(f"| {case} | no | | | | | |")
+            continue
+        st = t["settings"]
+        out.append(f"| {case} | {r['seconds_to_ready']} s | {st['n_seq_max']} x "
+                   f"{st['n_ctx_seq']} | {t['kv_mib']:.2f} | {t['rs_mib']:.2f} | "
+                   f"{t['output_mib']:.2f} | {t['compute_exact_mib'] or t['compute_mib']} |")
+    out += ["", "Not started on this machine:", ""]
+    out += [f"- {r['label'].removeprefix('panel: runtime=llama.cpp, ')}: {r['reason']}"
+            for r in doc["skipped"]]
+    return out
+
+
 def render() -> str:
     out = [HEAD.rstrip("\n")]
     out += [f"| {a} | {VERSIONS[k]} | {src} |" for a, k, src in VERSION_ROWS]
+    out += started()
     out += ["", "## Examples", "", "| # | runtime | machine | case | last step |"]
     out.append("|---|---|---|---|---|")
     blocks = []

@@ -230,7 +230,9 @@ def vision_tensors(model: dict) -> list[TensorSpec]:
     return out
 
 
-def _add_text_kv(w: gguf.GGUFWriter, model: dict, mtp: bool, ftype: int) -> None:
+def _add_text_kv(
+    w: gguf.GGUFWriter, model: dict, mtp: bool, ftype: int, vocab: bool = False
+) -> None:
     """Metadata as TextModel/Qwen2MoeModel/Qwen3NextModel/_Qwen35MRopeMixin.set_gguf_parameters."""
     arch = model["architecture"]
     n_mtp = (arch.get("mtp_num_hidden_layers") or 0) if mtp else 0
@@ -266,9 +268,25 @@ def _add_text_kv(w: gguf.GGUFWriter, model: dict, mtp: bool, ftype: int) -> None
     w.add_rope_dimension_count(int(arch["head_dim"] * PARTIAL_ROTARY_FACTOR))
     # Dummy tokenizer: llama.cpp's "no_vocab" path creates vocab_size empty tokens, so n_vocab
     # (output buffer, logits) is exact while the ~11 MB real BPE tables are not written.
-    w.add_tokenizer_model("none")
+    if vocab:
+        _add_placeholder_vocab(w, arch["vocab_size"])
+    else:
+        w.add_tokenizer_model("none")
     w.add_uint32(gguf.Keys.LLM.VOCAB_SIZE.format(arch=w.arch), arch["vocab_size"])
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def _add_placeholder_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
+    """A SentencePiece-style vocabulary of n_vocab made-up tokens (256 byte tokens, then "t<i>"),
+    so llama-server can tokenize and answer requests; memory is the same as without it."""
+    w.add_tokenizer_model("llama")
+    w.add_token_list([f"<0x{i:02X}>" for i in range(256)] + [f"\u2581t{i}" for i in
+                                                              range(256, n_vocab)])
+    w.add_token_scores([0.0] * n_vocab)
+    w.add_token_types([6] * 256 + [1] * (n_vocab - 256))  # BYTE, then NORMAL
+    w.add_bos_token_id(256)
+    w.add_eos_token_id(257)
+    w.add_add_bos_token(False)
 
 
 def _add_mmproj_kv(w: gguf.GGUFWriter, model: dict) -> None:
@@ -311,11 +329,12 @@ def write_sparse(w: gguf.GGUFWriter, path: Path, tensors: list[TensorSpec]) -> i
     return data_start + data_size
 
 
-def write_text_gguf(model: dict, path: Path, mtp: bool = False) -> dict:
+def write_text_gguf(model: dict, path: Path, mtp: bool = False, vocab: bool = False) -> dict:
+    """`vocab`: a placeholder vocabulary, so the file can also answer requests."""
     arch_name = "qwen35moe" if is_moe(model) else "qwen35"
     tensors = text_tensors(model, mtp=mtp)
     w = gguf.GGUFWriter(path, arch_name)
-    _add_text_kv(w, model, mtp, gguf.LlamaFileType.MOSTLY_BF16)
+    _add_text_kv(w, model, mtp, gguf.LlamaFileType.MOSTLY_BF16, vocab)
     size = write_sparse(w, path, tensors)
     return {
         "path": str(path),

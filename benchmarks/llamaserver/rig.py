@@ -153,7 +153,7 @@ def run_server(server: Path, argv: list[str], log_path: Path, timeout: float) ->
         ready = False
         while time.time() - t0 < timeout and proc.poll() is None:
             text = log_path.read_text(errors="replace")
-            if "server is listening" in text or "all slots are idle" in text:
+            if "listening on http" in text or "server is listening" in text:
                 ready = True
                 break
             time.sleep(0.5)

@@ -14,6 +14,7 @@ are predicted leave-one-out: the point is removed from the calibration first
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -64,11 +65,19 @@ def _estimate(r: dict[str, Any], context: int | None = None, parallel: int | Non
     kwargs: dict[str, Any] = {}
     if r.get("compare_runtime", r["runtime"]) in ("llama.cpp", "ollama"):
         kwargs = {"kv_cache": s.get("kv_cache", "f16"), "ubatch": s.get("ubatch"),
-                  "flash_attn": {True: "on", False: "off"}.get(s.get("flash_attn"), "auto")}
+                  "flash_attn": {True: "on", False: "off"}.get(s.get("flash_attn"), "auto"),
+                  "llama_cpp_build": llama_cpp_build(r)}
     n = parallel or s.get("parallel", 1)
     return estimate(r["model"], runtime=r.get("compare_runtime", r["runtime"]), quant=quant,
                     context=(context or s.get("context") or 4096) // 1, parallel=n,
                     text_only=True, machine=machine(r), **kwargs)
+
+
+def llama_cpp_build(r: dict[str, Any]) -> int | None:
+    """The llama.cpp build the source ran ("b10450 (ece963f41, ...)", "9283 llama-server"), so
+    its figures are compared with that build's graph (memory/llamacpp_builds.py)."""
+    m = re.match(r"b?(\d{4,6})\b", str(r.get("runtime_version") or ""))
+    return int(m[1]) if m and r["runtime"] == "llama.cpp" else None
 
 
 def _err(ours: float | None, measured: float | None) -> float | None:

@@ -103,11 +103,15 @@ def render(v: Verification) -> str:
     if v.bench is not None:
         b = v.bench
         tps = f"{b.tokens_per_second:.1f}" if b.tokens_per_second else "?"
-        est_tps = f"{e.tokens_per_second:.1f}" if e.tokens_per_second else "no estimate"
-        lines.append(f"  decode: {tps} tok/s measured, {est_tps} estimated ({b.source})")
+        est_tps = f"{e.tokens_per_second:.1f} estimated" if e.tokens_per_second else "no estimate"
+        lines.append(f"  decode: {tps} tok/s measured, {est_tps} ({b.source})")
         ttft = f"{b.time_to_first_token_s:.2f} s" if b.time_to_first_token_s else "?"
-        est_ttft = f"{e.time_to_first_token_s:.2f} s" if e.time_to_first_token_s else "no estimate"
-        lines.append(f"  time to first token: {ttft} measured, {est_ttft} estimated")
+        est_ttft = (
+            f"{e.time_to_first_token_s:.2f} s estimated"
+            if e.time_to_first_token_s
+            else "no estimate"
+        )
+        lines.append(f"  time to first token: {ttft} measured, {est_ttft}")
     lines += [f"  note: {n}" for n in v.notes]
     verdict = {
         "ok": f"within {v.tolerance_pct:g} % of the estimate",

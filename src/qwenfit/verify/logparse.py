@@ -22,7 +22,10 @@ _VERSION = re.compile(
     r"version:\s*(?:\S+\s+\(build (?P<build>\d+), commit (?P<commit>\w+)\)"
     r"|(?P<old>\d+) \((?P<oldcommit>\w+)\))"
 )
-_BUILD_INFO = re.compile(r"\bbuild[ _]info\b\W+b?(?P<build>\d+)-(?P<commit>\w+)")
+_BUILD_INFO = re.compile(
+    r"\bbuild[ _]info\b\W+b?(?P<build>\d+)-(?P<commit>\w+)"
+    r"|print_info: build (?P<build2>\d+) \((?P<commit2>\w+)\)"
+)
 _SETTING = re.compile(
     r"llama_context:\s+(?P<key>n_seq_max|n_ctx|n_ctx_seq|n_batch|n_ubatch|flash_attn|kv_unified"
     r"|n_rs_seq|n_outputs_max)\s+=\s+(?P<value>\S+)"
@@ -113,7 +116,9 @@ def parse(lines: Iterable[str]) -> ServerLog:
             log.commit = m["commit"] or m["oldcommit"]
             keep(line)
         elif (m := _BUILD_INFO.search(line)) and log.build is None:
-            log.build, log.commit = int(m["build"]), m["commit"]
+            log.build = int(m["build"] or m["build2"])
+            log.commit = m["commit"] or m["commit2"]
+            keep(line)
         elif m := _SETTING.search(line):
             if m["key"] == "n_seq_max":  # the first line a new context prints
                 current = ContextBuffers()
@@ -130,7 +135,12 @@ def parse(lines: Iterable[str]) -> ServerLog:
             if m["func"] in ("alloc_compute_meta", "reserve_compute_meta"):
                 log.vision_compute_mib = round(log.vision_compute_mib + mib, 2)
             elif kind == "model":
-                log.model_mib[m["buf"]] = round(log.model_mib.get(m["buf"], 0.0) + mib, 2)
+                if log.contexts:  # a new load: what came before was --fit's dry run
+                    log.contexts.clear()
+                    log.model_mib.clear()
+                    current = None
+                if mib:
+                    log.model_mib[m["buf"]] = round(log.model_mib.get(m["buf"], 0.0) + mib, 2)
             elif current is not None:
                 attr = {"KV": "kv_mib", "RS": "rs_mib", "output": "output_mib"}.get(
                     kind, "compute_mib"
