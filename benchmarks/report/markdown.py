@@ -450,7 +450,8 @@ def render(data: dict[str, Any], imgs: dict[str, str]) -> str:
 
 
 
-KEPT_MARKERS = [("<!-- serve-load:begin -->", "<!-- serve-load:end -->")]
+KEPT_MARKERS = [("<!-- serve-load:begin -->", "<!-- serve-load:end -->"),
+                ("<!-- llama-server:begin -->", "<!-- llama-server:end -->")]
 
 
 def kept_sections(old: str) -> str:
