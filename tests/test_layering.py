@@ -2,7 +2,7 @@
 itself back through another, and no private name crosses a module boundary.
 
 Stages, bottom to top (docs/architecture.md): the foundation modules, then hardware, specs,
-memory, fit, launch, recommender, serve (the HTTP and MCP service), cli (which starts the
+memory, fit, launch, recommender, fleet (Kubernetes pools), serve (the HTTP and MCP service), cli (which starts the
 service, so serve sits below it and can never import it). Every import counts, including those
 inside functions and under TYPE_CHECKING: a lazy import is still a dependency.
 """
@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "qwenfit"
-STAGES = ["hardware", "specs", "memory", "fit", "launch", "recommender", "serve", "cli"]
+STAGES = ["hardware", "specs", "memory", "fit", "launch", "recommender", "fleet", "serve", "cli"]
 FOUNDATION = {"errors", "units", "cache", "datafiles", "lazy", "inputs"}
 
 

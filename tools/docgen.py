@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 def _models() -> dict[str, type[BaseModel]]:
     from qwenfit.fit.preflight import CheckResult
+    from qwenfit.fleet.record import FleetResult
     from qwenfit.hardware.machine import Machine
     from qwenfit.memory.record import Estimate
     from qwenfit.memory.sweep import SweepResult
@@ -34,6 +35,7 @@ def _models() -> dict[str, type[BaseModel]]:
         "check": CheckResult,
         "recommend": RecommendResult,
         "launch": LaunchPlan,
+        "fleet": FleetResult,
         "model_specs": SpecTable,
     }
 
