@@ -2,9 +2,10 @@
 itself back through another, and no private name crosses a module boundary.
 
 Stages, bottom to top (docs/architecture.md): the foundation modules, then hardware, specs,
-memory, fit, launch, recommender, fleet (Kubernetes pools), serve (the HTTP and MCP service), cli (which starts the
-service, so serve sits below it and can never import it). Every import counts, including those
-inside functions and under TYPE_CHECKING: a lazy import is still a dependency.
+memory, fit, launch, recommender, fleet (Kubernetes node pools), serve (the HTTP and MCP
+service), cli (which starts the service, so serve sits below it and can never import it).
+Every import counts, including those inside functions and under TYPE_CHECKING: a lazy import
+is still a dependency.
 """
 
 from __future__ import annotations
