@@ -126,6 +126,8 @@ def _nvidia(labels: dict[str, str], alloc: dict[str, Any], origin: str) -> list[
         cc = f"{major}.{minor}"
     found = []
     whole = _count(alloc, NVIDIA_GPU, origin)
+    if whole and not product:  # the device plugin without GFD: GPUs of unknown kind and size
+        product = "NVIDIA-GPU"
     if product and (whole or NVIDIA_GPU in alloc):
         memory = _int_label(labels, "nvidia.com/gpu.memory")
         # MIG 'single' strategy: gpu.product ends in -MIG-<profile>, nvidia.com/gpu counts slices.
