@@ -23,6 +23,7 @@ def read_cluster(
     """
     try:
         import httpx2
+        import msgspec
         from lightkube import ApiError, Client, ConfigError, KubeConfig
         from lightkube.resources.core_v1 import Node, Pod
     except ImportError:
@@ -41,6 +42,8 @@ def read_cluster(
         pods = [p.to_dict() for p in client.list(Pod, namespace="*", chunk_size=CHUNK)]
     except ApiError as e:
         raise QwenfitError(f"the API server refused the request: {e.status.message}") from None
+    except msgspec.MsgspecError as e:  # lightkube decodes with msgspec against the API schema
+        raise QwenfitError(f"the API server's answer is not a valid list: {e}") from None
     except httpx2.HTTPError as e:
         raise QwenfitError(f"cannot reach the API server at {single.cluster.server}: {e}") from None
     return {"kind": "List", "items": nodes}, {"kind": "List", "items": pods}
