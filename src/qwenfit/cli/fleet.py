@@ -94,7 +94,7 @@ def _summary(result: FleetResult) -> str:
     show_default=True,
     help="yaml: the manifests; json: the whole plan with the manifests.",
 )
-@click.option("--name", help="Name of the objects (default: qwen-MODEL).")
+@click.option("--name", help="Name of the objects (default: the model's, e.g. qwen3-5-27b).")
 @click.option("--namespace", default="default", show_default=True)
 @click.option("--image-tag", help="vLLM image tag, or a llama.cpp build such as b7000.")
 @click.option(

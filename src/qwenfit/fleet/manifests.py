@@ -54,7 +54,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = Field(None, description="Object name (DNS label); default from the model.")
+    name: str | None = Field(None, description="Object name (DNS label); default: the model's.")
     namespace: str = "default"
     image_tag: str | None = Field(
         None, description="vLLM: the image tag (default latest); llama.cpp: a build such as "
@@ -88,7 +88,7 @@ def image(runtime: str, vendor: str | None, tag: str | None) -> str:
 
 
 def object_name(settings: Settings, model: str) -> str:
-    name = settings.name or re.sub(r"[^a-z0-9]+", "-", f"qwen-{model}".lower()).strip("-")
+    name = settings.name or re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
     if not _NAME.match(name):
         raise UnsupportedError(
             f"invalid --name {name!r:.60}: lowercase letters, digits and '-', starting with a "
