@@ -257,7 +257,8 @@ def parse_nodes(document: object, origin: str) -> list[Node]:
 def requested(pods: object, origin: str) -> dict[str, dict[str, int]]:
     """Per node, what running pods request: GPU resources (devices), cpu (millicores) and
     memory (bytes). Finished pods (Succeeded, Failed) hold nothing. A container's request
-    defaults to its limit, as the API server does for extended resources."""
+    defaults to its limit, as the API server does for extended resources; init containers are
+    left out (a running pod's have finished)."""
     if not isinstance(pods, dict) or not isinstance(pods.get("items"), list):
         raise BadFileError(f"{origin}: not a pod list")
     used: dict[str, dict[str, int]] = {}
