@@ -40,7 +40,6 @@ class Alternative(BaseModel):
 class CheckResult(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    schema_version: Literal[1] = 1
     fits: bool
     estimate: Estimate
     fit: Fit

@@ -130,7 +130,12 @@ class Config:
     def build(self, context: int, source: ContextSource = "user") -> Estimate:
         # Everything that `replace()` may vary between variants sharing this memo.
         key = (
-            self.layout.key(), context, source, self.ctx_checkpoints, self.cache_ram, self.bounded
+            self.layout.key(),
+            context,
+            source,
+            self.ctx_checkpoints,
+            self.cache_ram,
+            self.bounded,
         )
         cached = self.built.get(key)
         if cached is None:
@@ -301,9 +306,7 @@ def with_host_ram(cfg: Config, machine: Machine | None, margin: int, context: in
         return full
     left = budget - base
     no_cache = replace(full, cache_ram=0, bounded=True)
-    per = (
-        llamacpp.checkpoint_bytes(cfg.spec, context // 2, cfg.mtp) * max(1, cfg.parallel)
-    )
+    per = llamacpp.checkpoint_bytes(cfg.spec, context // 2, cfg.mtp) * max(1, cfg.parallel)
     n = max(0, min(runtimes.LLAMACPP_MAX_CHECKPOINTS, left // per if per else 0))
     return replace(no_cache, ctx_checkpoints=int(n))
 

@@ -180,8 +180,9 @@ class Estimate(BaseModel):
     )
     mtp: bool = Field(False, description="MTP speculative decoding on.")
     spec_draft_n_max: int | None = Field(
-        None, description="Tokens drafted per step with MTP (llama-server --spec-draft-n-max, "
-        "vLLM num_speculative_tokens)."
+        None,
+        description="Tokens drafted per step with MTP (llama-server --spec-draft-n-max, "
+        "vLLM num_speculative_tokens).",
     )
     ctx_checkpoints: int | None = Field(
         None,

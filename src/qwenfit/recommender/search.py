@@ -116,6 +116,7 @@ class Search:
     options: Options
     only: set[str] | None
     kv_types: tuple[str, ...]
+    quant: str | None = None  # only this precision (recommend --quant)
     configs: dict[tuple[str, str, str, bool], Config] = field(default_factory=dict)
     estimated: int = 0
 
@@ -124,8 +125,12 @@ class Search:
         cfg = self.configs.get(key)
         if cfg is None:
             o = self.options.model_copy(
-                update={"runtime": self.runtime, "quant": quant, "kv_cache": kv,
-                        "text_only": text_only}
+                update={
+                    "runtime": self.runtime,
+                    "quant": quant,
+                    "kv_cache": kv,
+                    "text_only": text_only,
+                }
             )
             cfg = self.configs[key] = configure(spec, o, self.machine, self.table)
         return cfg
@@ -174,7 +179,10 @@ class Search:
         misses: list[Miss] = []
         pool = self.pool_bytes(allow_offload)
         order = policy.variants(
-            self.task, self.kv_types, self.options.kv_cache, self.options.text_only,
+            self.task,
+            self.kv_types,
+            self.options.kv_cache,
+            self.options.text_only,
             self.runtime,
         )
         for spec in self.table.models:
@@ -184,6 +192,8 @@ class Search:
             limit = spec.context.extended or spec.context.native
             ctx_target = min(target, limit)
             for quant in runtimes.loadable_precisions(self.table, spec, self.runtime):
+                if self.quant is not None and quant != self.quant:
+                    continue
                 w_loss = self.table.precisions[quant].quality_loss
                 artifact = spec.artifact(quant, runtimes.ARTIFACT_FORMAT[self.runtime])
                 if artifact is None:
@@ -193,7 +203,14 @@ class Search:
                     misses.append(Miss(spec, quant, best_q, None, None, None))
                     continue
                 got = self._first_fit(
-                    spec, quant, order, ctx_target, shrink, allow_offload, has_task, score,
+                    spec,
+                    quant,
+                    order,
+                    ctx_target,
+                    shrink,
+                    allow_offload,
+                    has_task,
+                    score,
                     w_loss,
                 )
                 if isinstance(got, Candidate):
@@ -229,9 +246,7 @@ class Search:
             if fit.fits:
                 tps, source = self.speed(est)
                 quality = score * (1 - w_loss) * (1 - policy.kv_quality_loss(kv))
-                return Candidate(
-                    spec, placed, est, fit, has_task, quality, tps, source, i, shrunk
-                )
+                return Candidate(spec, placed, est, fit, has_task, quality, tps, source, i, shrunk)
             last = (placed, est, fit)
         assert last is not None
         return Miss(spec, quant, score * (1 - w_loss), *last)
