@@ -231,7 +231,7 @@ def create_app(
     def probe() -> dict[str, Any]:
         return service.answer("probe", {})
 
-    for command in ("probe", "estimate", "check", "recommend", "launch", "sweep"):
+    for command in ("probe", "models", "estimate", "check", "recommend", "launch", "sweep"):
         app.add_api_route(
             f"/v1/{command}",
             route(service, command),
