@@ -52,7 +52,13 @@ def test_preflight_pulls_when_it_fits_and_exits_3_when_not(tmp_path: Path,
     run = subprocess.run(["bash", str(EXAMPLES / "preflight.sh"), "9b"], cwd=tmp_path, env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert _calls(tmp_path, "ollama") == [["pull", "qwen3.5:9b"]]
+    # the tag recommend --model 9b picks for the same question (launch completes it that way)
+    rec = subprocess.run([str(BIN / "qwenfit"), "recommend", "--model", "9b", "--runtime",
+                          "ollama", "--context", "32k", "--json"], env=env, capture_output=True,
+                         text=True, check=True)
+    steps = json.loads(rec.stdout)["recommend"]["recommendations"][0]["launch"]["steps"]
+    pull = next(s["argv"][1:] for s in steps if s["argv"][:2] == ["ollama", "pull"])
+    assert _calls(tmp_path, "ollama") == [pull]
     small = {**env, "QWENFIT_VRAM": "4GB", "QWENFIT_RAM": "8GB"}
     run = subprocess.run(["bash", str(EXAMPLES / "preflight.sh"), "27b"], cwd=tmp_path,
                          env=small, capture_output=True, text=True)

@@ -99,6 +99,8 @@ def finish(
     machine: Machine | None,
     table: SpecTable,
     context: int | None = None,
+    *,
+    speed: bool = True,
 ) -> tuple[Config, Estimate]:
     """The one path from a resolved configuration to its estimate: context -> layout ->
     host-RAM caches -> parts -> speed. `estimate`, `check`, `max_context`, `sweep`, the
@@ -106,7 +108,8 @@ def finish(
 
     `context` overrides `options.context` (the recommender tries several); None in both means
     the runtime's own default on this machine. Returns the placed configuration (for the
-    context solvers) and its estimate.
+    context solvers) and its estimate. `speed=False` stops before the speed (the recommender
+    adds it with `with_speed` to the candidates that fit: the same record, sooner).
     """
     if options.nodes > 1 and cfg.runtime != "vllm":
         chosen = "" if options.runtime else " (the default on this machine)"
@@ -129,7 +132,7 @@ def finish(
     )
     cfg = with_host_ram(cfg, machine, options.margin, ctx)
     est = cfg.build(ctx, source)  # shared with the solvers' memo: never mutated below
-    return cfg, with_speed(est, spec, machine, table)
+    return cfg, with_speed(est, spec, machine, table) if speed else est
 
 
 def with_speed(

@@ -21,7 +21,7 @@ from qwenfit.launch.common import Task
 from qwenfit.memory import runtimes, speed
 from qwenfit.memory.config import Config, configure
 from qwenfit.memory.context import max_context_on
-from qwenfit.memory.estimator import finish
+from qwenfit.memory.estimator import finish, with_speed
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
 from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
@@ -136,12 +136,19 @@ class Search:
         return cfg
 
     def place(self, cfg: Config, context: int, allow_offload: bool) -> tuple[Config, Estimate]:
-        """The candidate's estimate through the one path `estimate` and `check` take."""
+        """The candidate's memory through the one path `estimate` and `check` take; `finished`
+        adds its speed (only candidates that fit need it)."""
         options = self.options.model_copy(
             update={"allow_offload": allow_offload, "context": context}
         )
         self.estimated += 1
-        return finish(cfg, options, self.machine, self.table)
+        return finish(cfg, options, self.machine, self.table, speed=False)
+
+    def finished(self, est: Estimate) -> Estimate:
+        """`est` as `estimate` returns it: with its speed and the notes that go with it."""
+        spec = est.spec
+        assert spec is not None  # built by this search
+        return with_speed(est, spec, self.machine, self.table)
 
     def speed(self, est: Estimate) -> tuple[float | None, SpeedSource]:
         if est.tokens_per_second is not None:
@@ -244,6 +251,7 @@ class Search:
                     fit = check_fit(est, self.machine, self.options.margin)
                     shrunk = True
             if fit.fits:
+                est = self.finished(est)
                 tps, source = self.speed(est)
                 quality = score * (1 - w_loss) * (1 - policy.kv_quality_loss(kv))
                 return Candidate(spec, placed, est, fit, has_task, quality, tps, source, i, shrunk)
