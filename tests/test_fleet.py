@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,9 +19,11 @@ from qwenfit.fit.preflight import check
 from qwenfit.fleet import fleet
 from qwenfit.fleet.nodes import parse_nodes, quantity, requested
 from qwenfit.fleet.pools import catalog_entry, group_pools
+from qwenfit.serve.service import SCHEMA_VERSION
 from qwenfit.units import GiB, MiB
 
-FIXTURES = Path(__file__).parent / "fixtures" / "fleet"
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "fleet"
 SHAPES = sorted(p.stem for p in FIXTURES.glob("*.json"))
 
 
@@ -204,12 +207,19 @@ def test_cli_outputs(runner: Any) -> None:
     text = runner.invoke(main, ["fleet", "--nodes", path])
     assert text.exit_code == 0 and "best: qwen3.5-397b-a17b" in text.output
     doc = runner.invoke(main, ["fleet", "--nodes", path, "--output", "json"])
-    data = json.loads(doc.output)
-    assert data["schema_version"] == 1 and data["best"]["pool"] == "nvidia-h200"
+    envelope = json.loads(doc.output)
+    assert envelope["schema_version"] == SCHEMA_VERSION and list(envelope) == [
+        "schema_version",
+        "fleet",
+    ]
+    schema = json.loads((REPO / "docs" / "schema" / "fleet.schema.json").read_text())
+    jsonschema.validate(envelope, schema)
+    data = envelope["fleet"]
+    assert data["best"]["pool"] == "nvidia-h200"
     assert [m["kind"] for m in data["manifests"]] == ["Deployment", "Service"]
     stdin = runner.invoke(main, ["fleet", "--nodes", "-", "--output", "json"],
                           input=(FIXTURES / "h200-2node.json").read_text())  # fmt: skip
-    assert json.loads(stdin.output)["best"] == data["best"]
+    assert json.loads(stdin.output)["fleet"]["best"] == data["best"]
 
 
 @pytest.mark.parametrize(

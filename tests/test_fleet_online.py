@@ -153,7 +153,7 @@ def test_cli_online(api: ApiServer, tmp_path: Path, runner: Any) -> None:
         main, ["fleet", "--online", "--kubeconfig", str(config), "--output", "json"]
     )
     assert res.exit_code == 0, res.output
-    doc = json.loads(res.output)
+    doc = json.loads(res.output)["fleet"]
     assert doc["source"] == "api" and doc["pools"][0]["pool"]["gpus_per_node"] == 2
     res = runner.invoke(
         main, ["fleet", "--online", "--output", "yaml"], env={"KUBECONFIG": str(config)}

@@ -163,7 +163,9 @@ def fleet(
         table=load_specs(ctx.find_root().params.get("specs")),
     )
     if output == "json":
-        emit(result.model_dump(mode="json"))
+        from qwenfit.fleet.record import FleetDocument
+
+        emit(FleetDocument(fleet=result).model_dump(mode="json"))
     elif output == "yaml":
         if result.manifests:
             click.echo(to_yaml(result.manifests), nl=False)

@@ -45,11 +45,10 @@ class PoolAnswer(BaseModel):
 
 
 class FleetResult(BaseModel):
-    """The `qwenfit fleet` document."""
+    """What `fleet()` answers: each pool with its plan, the best one, and its manifests."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
     source: Literal["file", "api"]
     model: str | None = Field(description="The model asked for; null: the best each pool runs.")
     task: Task
@@ -60,3 +59,13 @@ class FleetResult(BaseModel):
     )
     skipped_nodes: list[str] = Field(default_factory=list, description="Not ready or cordoned.")
     notes: list[str] = []
+
+
+class FleetDocument(BaseModel):
+    """What `qwenfit fleet --output json` prints: the envelope every command prints
+    ({"schema_version": 2, "<command>": record}, `serve.service.SCHEMA_VERSION`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[2] = 2
+    fleet: FleetResult
