@@ -98,12 +98,26 @@ class Node(BaseModel):
     ready: bool = True
 
 
+# The API server's syntax for label values and keys ("Labels and Selectors", Syntax and
+# character set): what a real node list can hold, so names and selectors print on one line.
+_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_LABEL_KEY = re.compile(
+    r"^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+
+
+_NODE_NAME = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")  # a DNS subdomain
+
+
 def _labels(meta: dict[str, Any], origin: str) -> dict[str, str]:
     labels = meta.get("labels") or {}
     if not isinstance(labels, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
     ):
         raise BadFileError(f"{origin}: metadata.labels must map strings to strings")
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+            raise BadFileError(f"{origin}: label {key!r:.80}={value!r:.80} is not a valid label")
     return labels
 
 
@@ -196,8 +210,8 @@ def parse_node(raw: object, origin: str) -> Node:
         raise BadFileError(f"{origin}: each item must be a Node object with metadata")
     meta, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
     name = meta.get("name")
-    if not isinstance(name, str) or not name:
-        raise BadFileError(f"{origin}: a node has no metadata.name")
+    if not isinstance(name, str) or not _NODE_NAME.match(name):
+        raise BadFileError(f"{origin}: metadata.name {name!r:.80} is not a node name")
     where = f"{origin}: node {name!r}"
     labels = _labels(meta, where)
     alloc = status.get("allocatable") or status.get("capacity") or {}
@@ -206,9 +220,14 @@ def parse_node(raw: object, origin: str) -> Node:
     taints = []
     for t in spec.get("taints") or []:
         try:
-            taints.append(Taint.model_validate({k: t.get(k) for k in ("key", "value", "effect")}))
+            taint = Taint.model_validate({k: t.get(k) for k in ("key", "value", "effect")})
         except (AttributeError, ValueError):
-            raise BadFileError(f"{where}: spec.taints has an entry {t!r:.60}") from None
+            taint = None
+        if taint is None or not _LABEL_KEY.match(taint.key):
+            raise BadFileError(f"{where}: spec.taints has an entry {t!r:.60}")
+        if taint.value is not None and not _LABEL_VALUE.match(taint.value):
+            raise BadFileError(f"{where}: spec.taints has an entry {t!r:.60}")
+        taints.append(taint)
     cuda = [labels.get(f"nvidia.com/cuda.driver.{p}") for p in ("major", "minor")]
     conditions = status.get("conditions") or []
     ready = all(
