@@ -325,3 +325,24 @@ def test_property_every_plan_fits_and_exit_codes(
                       context=est.context, kv_cache=est.kv_cache, text_only=est.text_only,
                       nodes=plan.nodes)  # fmt: skip
         assert again.fits
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=st.sampled_from(SHAPES),
+    model=st.sampled_from(["qwen3.5-0.8b", "qwen3.5-27b", "qwen3.5-122b-a10b", "qwen3.5-397b-a17b"]),
+    output=st.sampled_from(["text", "json"]),
+)
+def test_property_cli_exit_code_says_whether_a_pool_serves_it(
+    shape: str, model: str, output: str
+) -> None:
+    from click.testing import CliRunner
+
+    res = CliRunner().invoke(
+        main, ["fleet", "--nodes", str(FIXTURES / f"{shape}.json"), "--model", model,
+               "--output", output],
+    )  # fmt: skip
+    served = fleet(load(shape), model).best is not None
+    assert res.exit_code == (0 if served else 3), res.output
+    if output == "json":
+        assert (json.loads(res.output)["fleet"]["best"] is not None) == served

@@ -5,7 +5,8 @@ One node: a Deployment (one replica, `Recreate` so an update never needs a secon
 and a Service. Across nodes (vLLM, pipeline parallel): a LeaderWorkerSet of `size` = nodes, as
 vLLM's LWS guide deploys it (https://docs.vllm.ai/en/latest/deployment/frameworks/lws.html):
 the leader starts the Ray head and then `vllm serve`, each worker joins the leader at
-`$(LWS_LEADER_ADDRESS)`, which the LWS controller sets in every pod
+`$(LWS_LEADER_ADDRESS)`, which the LWS controller sets in every pod (vLLM waits up to
+`PG_WAIT_TIMEOUT` = 1800 s in its ray_utils for their GPUs to join)
 (https://lws.sigs.k8s.io/docs/reference/labels-annotations-and-environment-variables/).
 
 Images (the tag is a parameter): vLLM publishes `vllm/vllm-openai` for CUDA
