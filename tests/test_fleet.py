@@ -142,9 +142,25 @@ def test_running_pods_are_taken_off() -> None:
     used = requested(pods, "t")
     assert used == {name: {"nvidia.com/gpu": 3, "memory": 100 * GiB}}
     (pool,) = group_pools(parse_nodes(doc, "t"), used)
-    assert pool.gpus_per_node == 5 and len(pool.machine.gpus) == 5  # the fuller node decides
+    assert [(r.devices, r.memory_bytes) for r in pool.free] == [
+        (8, 2051212968 * 1024),
+        (5, 2051212968 * 1024 - 100 * GiB),
+    ]
+    assert pool.gpus_per_node == 8 and len(pool.machine.gpus) == 8  # one node: the emptiest
+    both = pool.machine_for(2)  # across both nodes: what each of them still has
+    assert len(both.gpus) == 5 and both.ram_total_bytes == 2051212968 * 1024 - 100 * GiB
     result = fleet(doc, pods=pods)
-    assert result.notes and result.best is not None and result.best.gpus_per_pod <= 5
+    assert result.notes and result.best is not None and result.best.gpus_per_pod <= 8
+    # four more GPUs busy on the other node: 397B in BF16 no longer fits one node's 5 GPUs,
+    # so it spans both nodes with the 4 GPUs each still has
+    other = doc["items"][1]["metadata"]["name"]
+    four = {"resources": {"limits": {"nvidia.com/gpu": "4"}}}
+    running = {"phase": "Running"}
+    busy = {"items": [*pods["items"], {"spec": {"nodeName": other, "containers": [four]},
+                                       "status": running}]}  # fmt: skip
+    squeezed = fleet(doc, "qwen3.5-397b-a17b", pods=busy, runtime="vllm")
+    plan = squeezed.pools[0].plan
+    assert plan is not None and plan.fits and (plan.nodes, plan.gpus_per_pod) == (2, 4)
 
 
 def test_not_ready_and_cordoned_nodes_are_skipped() -> None:

@@ -141,10 +141,12 @@ def test_reads_nodes_and_pods_through_lightkube(api: ApiServer, tmp_path: Path) 
     offline = fleet(node_list("h200-2node"))
     online = fleet(nodes, pods=pods, source="api")
     assert online.source == "api" and online.notes
-    # the pods' six GPUs are taken off the first node, so the pool offers two a node
+    # the pods' six GPUs are taken off the first node: two left there, eight on the other
     (answer,) = online.pools
-    assert answer.pool.gpus_per_node == 2 and offline.pools[0].pool.gpus_per_node == 8
-    assert online.best is not None and online.best.gpus_per_pod <= 2
+    assert [r.devices for r in answer.pool.free] == [8, 2]
+    assert [r.devices for r in offline.pools[0].pool.free] == [8, 8]
+    assert answer.pool.machine_for(2).gpus == answer.pool.machine.gpus[:2]
+    assert online.best is not None and online.best.nodes == 1
 
 
 def test_cli_online(api: ApiServer, tmp_path: Path, runner: Any) -> None:
@@ -154,7 +156,8 @@ def test_cli_online(api: ApiServer, tmp_path: Path, runner: Any) -> None:
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)["fleet"]
-    assert doc["source"] == "api" and doc["pools"][0]["pool"]["gpus_per_node"] == 2
+    assert doc["source"] == "api"
+    assert [r["devices"] for r in doc["pools"][0]["pool"]["free"]] == [8, 2]
     res = runner.invoke(
         main, ["fleet", "--online", "--output", "yaml"], env={"KUBECONFIG": str(config)}
     )

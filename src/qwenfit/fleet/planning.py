@@ -1,6 +1,6 @@
 """`fleet()`: which node pool of a cluster runs which Qwen model, and how.
 
-Each pool is planned as the machine one of its nodes is (`pools.Pool.machine`) through the same
+Each pool is planned as the machine one of its nodes is (`pools.Pool.machine_for`) through the same
 public calls as `recommend`, `check` and `launch`: the best pick for one node; across nodes
 (vLLM, tensor parallel within a node and pipeline parallel across, as `--nodes` plans it) when
 that serves a better model, or when the model asked for fits no single node. The cluster-wide
@@ -64,17 +64,18 @@ def _checked(
 ) -> PoolPlan:
     """`check` of `spec` as `ask` configures it, on `nodes` nodes of the pool, with its steps."""
     runtime = "vllm" if nodes > 1 else ask.get("runtime")
-    res = check(spec, pool.machine, **{**ask, "runtime": runtime}, nodes=nodes, table=table)
-    cmd = launch_command(res.estimate, table=table, task=task, machine=pool.machine)
+    machine = pool.machine_for(nodes)
+    res = check(spec, machine, **{**ask, "runtime": runtime}, nodes=nodes, table=table)
+    cmd = launch_command(res.estimate, table=table, task=task, machine=machine)
     return _plan(pool, nodes, res.estimate, res.fit, cmd, None, res.estimate.tokens_per_second)
 
 
 def _spread(pool: Pool, runtime: str | None) -> range:
     """Node counts a multi-node vLLM plan may use on this pool (empty: none)."""
     whole = pool.gpu is not None and pool.gpu.mig_profile is None and pool.machine.gpus
-    if not whole or runtime not in (None, "vllm") or len(pool.nodes) < 2:
+    if not whole or runtime not in (None, "vllm"):
         return range(0)
-    return range(2, len(pool.nodes) + 1)
+    return range(2, sum(1 for r in pool.free if r.devices) + 1)
 
 
 def plan_model(
@@ -106,7 +107,7 @@ def plan_best(pool: Pool, ask: dict[str, Any], task: Task, table: SpecTable) -> 
         return plan
     wide_ask = {**ask, "runtime": "vllm"}
     wide = recommend(
-        pool.machine, **wide_ask, task=task, limit=1, nodes=spread[-1], table=table
+        pool.machine_for(spread[-1]), **wide_ask, task=task, limit=1, nodes=spread[-1], table=table
     ).recommendations
     if not wide or wide[0].quality_score <= pick.quality_score + tie_threshold(task):
         return plan

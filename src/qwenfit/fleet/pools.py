@@ -41,17 +41,32 @@ class PoolGPU(BaseModel):
     mig_profile: str | None = None
 
 
+class NodeFree(BaseModel):
+    """What one node of a pool has left for a new pod."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node: str
+    devices: int = Field(ge=0)
+    cpu_millicores: int = Field(ge=0)
+    memory_bytes: int = Field(ge=0)
+
+
 class Pool(BaseModel):
-    """Nodes that are alike; one node is one machine of `gpus_per_node` devices."""
+    """Nodes that are alike; one node is one machine (`machine`: the emptiest node)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     nodes: list[str]
     gpu: PoolGPU | None = Field(description="Null for a CPU-only pool.")
-    gpus_per_node: int = Field(ge=0, description="Devices free on every node of the pool.")
-    cpu_millicores: int = Field(ge=0, description="Allocatable CPU of the smallest node.")
-    memory_bytes: int = Field(ge=0, description="Allocatable memory of the smallest node.")
+    gpus_per_node: int = Field(ge=0, description="Devices free on the emptiest node.")
+    cpu_millicores: int = Field(ge=0, description="CPU free on the emptiest node.")
+    memory_bytes: int = Field(ge=0, description="Memory free on the emptiest node.")
+    free: list[NodeFree] = Field(
+        description="Each node's free devices, CPU and memory (allocatable less running pods' "
+        "requests), emptiest first."
+    )
     taints: list[Taint] = []
     node_selector: dict[str, str] = Field(
         default_factory=dict,
@@ -59,6 +74,24 @@ class Pool(BaseModel):
         "manifests pin the nodes by hostname.",
     )
     machine: Machine
+
+    def machine_for(self, nodes: int) -> Machine:
+        """One node of a plan spanning the `nodes` emptiest nodes: what all of them have."""
+        rows = self.free[:nodes]
+        devices = min(r.devices for r in rows)
+        memory = min(r.memory_bytes for r in rows)
+        template = self.machine.gpus[:1]
+        count = min(devices, len(self.machine.gpus))
+        gpus = [template[0].model_copy(update={"index": i}) for i in range(count)]
+        return self.machine.model_copy(
+            update={
+                "gpus": gpus,
+                "cpu_logical": max(1, min(r.cpu_millicores for r in rows) // 1000),
+                "ram_total_bytes": memory,
+                "ram_available_bytes": memory,
+                "ram_usable_bytes": memory,
+            }
+        )
 
 
 def _words(name: str) -> set[str]:
@@ -152,8 +185,9 @@ def group_pools(nodes: list[Node], used: dict[str, dict[str, int]] | None = None
     """Ready, schedulable nodes grouped into pools, largest accelerators first.
 
     `used` (per node, what running pods request) is taken off each node's devices, CPU and
-    memory; a pool offers what its fullest node still has free. A node offering two kinds of
-    device (MIG types under the mixed strategy) is in one pool per kind.
+    memory: a one-node plan gets what the emptiest node has left, a plan over n nodes what the
+    n emptiest all have (`Pool.machine_for`). A node offering two kinds of device (MIG types
+    under the mixed strategy) is in one pool per kind.
     """
     used = used or {}
     live = [n for n in nodes if n.ready and n.schedulable]
@@ -177,17 +211,26 @@ def _pool(
     used: dict[str, dict[str, int]],
     taken: set[str],
 ) -> Pool:
-    def free(n: Node, key: str, total: int) -> int:
+    def left(n: Node, key: str, total: int) -> int:
         return max(0, total - used.get(n.name, {}).get(key, 0))
 
-    cpu = min(free(n, "cpu", n.cpu_millicores) for n in members)
-    memory = min(free(n, "memory", n.memory_bytes) for n in members)
+    rows = sorted(
+        (
+            NodeFree(
+                node=n.name,
+                devices=left(n, device.resource, device.allocatable) if device else 0,
+                cpu_millicores=left(n, "cpu", n.cpu_millicores),
+                memory_bytes=left(n, "memory", n.memory_bytes),
+            )
+            for n in members
+        ),
+        key=lambda r: (-r.devices, -r.memory_bytes, -r.cpu_millicores, r.node),
+    )
+    count, cpu, memory = rows[0].devices, rows[0].cpu_millicores, rows[0].memory_bytes
     others = [n for n in live if n not in members]
     entry = catalog_entry(device) if device else None
     gpu_record = None
-    count = 0
     if device is not None:
-        count = min(free(n, device.resource, device.allocatable) for n in members)
         memory_each = device.memory_bytes
         if memory_each is None and entry is not None and entry.vram_gib is not None:
             memory_each = entry.vram_gib * GiB
@@ -224,6 +267,7 @@ def _pool(
         gpus_per_node=count,
         cpu_millicores=cpu,
         memory_bytes=memory,
+        free=rows,
         taints=members[0].taints,
         node_selector=_selector(members, others, device),
         machine=machine,
