@@ -33,7 +33,7 @@ def read_cluster(
         single = config.get(context_name=context)
         if single is None:
             raise ConfigError("no context to use")
-        client = Client(config=single, trust_env=False)
+        client = Client(config=single)
     except (ConfigError, OSError, ValueError, KeyError) as e:
         where = f"kubeconfig {kubeconfig}" if kubeconfig else "the kubeconfig"
         raise UsageError(f"{where}: {' '.join(str(e).split()) or type(e).__name__}") from None
