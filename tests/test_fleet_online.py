@@ -120,7 +120,7 @@ def kubeconfig(tmp_path: Path, server: str, token: str = TOKEN) -> Path:
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiServer]:
     allow_loopback(monkeypatch)
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     nodes = node_list("h200-2node")
     first = nodes["items"][0]["metadata"]["name"]
