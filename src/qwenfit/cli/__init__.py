@@ -6,6 +6,7 @@ the human output, `progress` the stderr spinner. The console script is `qwenfit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -37,7 +38,5 @@ def run() -> None:
 
 
 def _say(line: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.write(2, (line + "\n").encode())
-    except OSError:
-        pass
