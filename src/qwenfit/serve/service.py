@@ -57,7 +57,7 @@ Size = Annotated[int, Field(ge=0, le=MAX_SIZE)] | Text
 class Request(BaseModel):
     """Fields shared by every request; unknown fields are refused (a typo is not ignored)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _annotation(s: Setting) -> Any:
