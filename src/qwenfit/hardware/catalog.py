@@ -92,8 +92,14 @@ def catalog_gpus(spec: str, ram_total: int = 0) -> list[GPU]:
     ]
 
 
+@functools.cache
+def catalog_index() -> dict[str, CatalogGPU]:
+    """The catalog by normalised name, built once per process."""
+    return {_key(g.name): g for g in gpu_catalog().gpus}
+
+
 def _lookup(name: str) -> CatalogGPU:
-    entries = {_key(g.name): g for g in gpu_catalog().gpus}
+    entries = catalog_index()
     entry = entries.get(_key(name)) or entries.get(_key("apple " + name))
     if entry is None:
         names = [g.name for g in gpu_catalog().gpus]
