@@ -13,8 +13,7 @@ from qwenfit.cli.options import ContextType, ExitCode, emit
 from qwenfit.units import MiB
 
 if TYPE_CHECKING:
-    from qwenfit.fleet.record import FleetResult
-    from qwenfit.launch.common import Task
+    from qwenfit.fleet import FleetResult
 
 MAX_LIST_BYTES = 64 * MiB  # a 5,000-node list with full GFD label sets stays well below
 
@@ -84,7 +83,7 @@ def _summary(result: FleetResult) -> str:
     show_default=True,
     help="What the model is for: ranking, sampling preset and tool-call flags.",
 )
-@click.option("--runtime", type=click.Choice(["vllm", "llama.cpp"]), help="Default: per pool.")
+@click.option("--runtime", help="vllm or llama.cpp (default: what suits each pool).")
 @click.option("--context", type=ContextType(), help="Tokens per sequence: 32768, 32k, 256k.")
 @click.option("--pool", help="Write the manifests for this pool (default: the best one).")
 @click.option(
@@ -124,9 +123,9 @@ def fleet(
     Exit 3 when no pool can serve the model (or any model).
     """
     from qwenfit.errors import UsageError
-    from qwenfit.fleet.manifests import Settings, to_yaml
-    from qwenfit.fleet.planning import fleet as run_fleet
-    from qwenfit.specs.table import load_specs
+    from qwenfit.fleet import Settings, to_yaml
+    from qwenfit.fleet import fleet as run_fleet
+    from qwenfit.specs import load_specs
 
     if online == (nodes_file is not None):
         raise UsageError("give --nodes FILE (or - for stdin), or --online; not both")
@@ -140,7 +139,7 @@ def fleet(
     nodes: Any
     pods: Any
     if online:
-        from qwenfit.fleet.online import read_cluster
+        from qwenfit.fleet import read_cluster
 
         nodes, pods = read_cluster(kubeconfig, kube_context)
         origin, source = "API server", "api"
@@ -152,7 +151,7 @@ def fleet(
     result = run_fleet(
         nodes,
         model,
-        task=cast("Task", task),
+        task=cast("Any", task),
         runtime=runtime,
         context=context,
         pods=pods,
@@ -163,7 +162,7 @@ def fleet(
         table=load_specs(ctx.find_root().params.get("specs")),
     )
     if output == "json":
-        from qwenfit.fleet.record import FleetDocument
+        from qwenfit.fleet import FleetDocument
 
         emit(FleetDocument(fleet=result).model_dump(mode="json"))
     elif output == "yaml":

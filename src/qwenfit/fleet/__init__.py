@@ -11,18 +11,30 @@ from qwenfit.lazy import attach
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from qwenfit.fleet.manifests import Settings, to_yaml
+    from qwenfit.fleet.online import read_cluster
     from qwenfit.fleet.planning import fleet
-    from qwenfit.fleet.record import FleetResult, PoolAnswer, PoolPlan
+    from qwenfit.fleet.record import FleetDocument, FleetResult, PoolAnswer, PoolPlan
 
-__all__ = ["FleetResult", "PoolAnswer", "PoolPlan", "Settings", "fleet", "to_yaml"]
+__all__ = [
+    "FleetDocument",
+    "FleetResult",
+    "PoolAnswer",
+    "PoolPlan",
+    "Settings",
+    "fleet",
+    "read_cluster",
+    "to_yaml",
+]
 __getattr__, __dir__ = attach(
     __name__,
     {
+        "FleetDocument": ".record",
         "FleetResult": ".record",
         "PoolAnswer": ".record",
         "PoolPlan": ".record",
         "Settings": ".manifests",
         "fleet": ".planning",
+        "read_cluster": ".online",
         "to_yaml": ".manifests",
     },
 )

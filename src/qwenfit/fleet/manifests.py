@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import LLAMACPP, VLLM
 from qwenfit.errors import QwenfitError, UnsupportedError
 from qwenfit.launch.record import Step
 from qwenfit.units import MiB
@@ -35,14 +36,14 @@ if TYPE_CHECKING:
     from qwenfit.fleet.record import PoolPlan
 
 # The port each server listens on by default: vLLM's --port, llama-server's --port.
-PORTS = {"vllm": 8000, "llama.cpp": 8080}
+PORTS: dict[str, int] = {VLLM: 8000, LLAMACPP: 8080}
 # (runtime, vendor or None for CPU) -> image repository and the tag template ({tag}).
 IMAGES: dict[tuple[str, str | None], tuple[str, str, str]] = {
-    ("vllm", "nvidia"): ("docker.io/vllm/vllm-openai", "{tag}", "latest"),
-    ("vllm", "amd"): ("docker.io/rocm/vllm", "{tag}", "latest"),
-    ("llama.cpp", "nvidia"): ("ghcr.io/ggml-org/llama.cpp", "server-cuda{tag}", ""),
-    ("llama.cpp", "amd"): ("ghcr.io/ggml-org/llama.cpp", "server-rocm{tag}", ""),
-    ("llama.cpp", None): ("ghcr.io/ggml-org/llama.cpp", "server{tag}", ""),
+    (VLLM, "nvidia"): ("docker.io/vllm/vllm-openai", "{tag}", "latest"),
+    (VLLM, "amd"): ("docker.io/rocm/vllm", "{tag}", "latest"),
+    (LLAMACPP, "nvidia"): ("ghcr.io/ggml-org/llama.cpp", "server-cuda{tag}", ""),
+    (LLAMACPP, "amd"): ("ghcr.io/ggml-org/llama.cpp", "server-rocm{tag}", ""),
+    (LLAMACPP, None): ("ghcr.io/ggml-org/llama.cpp", "server{tag}", ""),
 }
 LLAMA_SERVER = "/app/llama-server"  # the server image's entry point
 CACHE_PATH = "/root/.cache"  # both images run as root: Hugging Face and llama.cpp caches
@@ -83,7 +84,7 @@ def image(runtime: str, vendor: str | None, tag: str | None) -> str:
     repo, template, default = IMAGES[key]
     if tag is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}", tag):
         raise UnsupportedError(f"invalid image tag {tag!r:.60}: letters, digits, '_', '.', '-'")
-    if runtime == "llama.cpp":
+    if runtime == LLAMACPP:
         return f"{repo}:{template.format(tag=f'-{tag}' if tag else default)}"
     return f"{repo}:{template.format(tag=tag or default)}"
 
@@ -167,7 +168,7 @@ def _serve_container(
     plan: PoolPlan, step: Step, pool: Pool, settings: Settings, image_ref: str
 ) -> dict[str, Any]:
     port = PORTS[plan.runtime]
-    if plan.runtime == "llama.cpp":
+    if plan.runtime == LLAMACPP:
         if step.argv[0] != "llama-server":
             raise QwenfitError(f"unexpected llama.cpp step {step.argv[:2]}")
         command = {"command": [LLAMA_SERVER], "args": step.argv[1:]}
@@ -264,7 +265,7 @@ def _leader_worker_set(
     join = next(
         (s for s in steps if s.argv[:2] == ["ray", "start"] and "--head" not in s.argv), None
     )
-    if plan.runtime != "vllm" or head is None or join is None:
+    if plan.runtime != VLLM or head is None or join is None:
         raise QwenfitError("a multi-node plan needs vLLM's Ray steps")
     leader = {
         **container,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from qwenfit.adapters import LLAMACPP, VLLM, runtime_named
 from qwenfit.errors import NoFitError, UnsupportedError, UsageError
 from qwenfit.fit.preflight import check
 from qwenfit.fit.verdict import Fit
@@ -27,7 +28,7 @@ from qwenfit.recommender.ranking import recommend
 from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
 
 # The runtimes a manifest can start (their images: fleet.manifests.IMAGES).
-FLEET_RUNTIMES = ("vllm", "llama.cpp")
+FLEET_RUNTIMES = (VLLM, LLAMACPP)
 
 
 def _plan(
@@ -63,7 +64,7 @@ def _checked(
     pool: Pool, spec: ModelSpec, nodes: int, ask: dict[str, Any], task: Task, table: SpecTable
 ) -> PoolPlan:
     """`check` of `spec` as `ask` configures it, on `nodes` nodes of the pool, with its steps."""
-    runtime = "vllm" if nodes > 1 else ask.get("runtime")
+    runtime = VLLM if nodes > 1 else ask.get("runtime")
     machine = pool.machine_for(nodes)
     res = check(spec, machine, **{**ask, "runtime": runtime}, nodes=nodes, table=table)
     cmd = launch_command(res.estimate, table=table, task=task, machine=machine)
@@ -73,7 +74,7 @@ def _checked(
 def _spread(pool: Pool, runtime: str | None) -> range:
     """Node counts a multi-node vLLM plan may use on this pool (empty: none)."""
     whole = pool.gpu is not None and pool.gpu.mig_profile is None and pool.machine.gpus
-    if not whole or runtime not in (None, "vllm"):
+    if not whole or runtime not in (None, VLLM):
         return range(0)
     return range(2, sum(1 for r in pool.free if r.devices) + 1)
 
@@ -105,7 +106,7 @@ def plan_best(pool: Pool, ask: dict[str, Any], task: Task, table: SpecTable) -> 
     spread = _spread(pool, ask.get("runtime"))
     if not spread:
         return plan
-    wide_ask = {**ask, "runtime": "vllm"}
+    wide_ask = {**ask, "runtime": VLLM}
     wide = recommend(
         pool.machine_for(spread[-1]), **wide_ask, task=task, limit=1, nodes=spread[-1], table=table
     ).recommendations
@@ -158,7 +159,8 @@ def fleet(
     table = table or load_specs()
     if not isinstance(task, str) or task not in TASKS:
         raise UsageError(f"unknown task {task!r:.40}; allowed: {', '.join(TASKS)}")
-    if runtime is not None and runtime not in FLEET_RUNTIMES:
+    runtime = None if runtime is None else runtime_named(runtime)
+    if runtime not in (None, *FLEET_RUNTIMES):
         raise UsageError(
             f"unknown runtime {runtime!r:.40} for a fleet; allowed: {', '.join(FLEET_RUNTIMES)}"
         )

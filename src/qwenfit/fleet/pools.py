@@ -16,6 +16,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import LLAMACPP, VLLM
 from qwenfit.fleet.nodes import DeviceClass, Node, Taint
 from qwenfit.hardware.catalog import CatalogGPU, gpu_catalog
 from qwenfit.hardware.machine import GPU, Machine
@@ -24,7 +25,7 @@ from qwenfit.units import GiB
 MIG_COMPUTE_SLICES = 7  # A100 / H100 / H200: seven GPU-instance compute slices (MIG User Guide)
 CATALOG_MEMORY_TOLERANCE = 0.10
 # What a pool offers to run: the images the manifests use carry these two runtimes.
-POOL_RUNTIMES: dict[str, str | None] = {"llama.cpp": None, "vllm": None}
+POOL_RUNTIMES: dict[str, str | None] = {LLAMACPP: None, VLLM: None}
 _IGNORED_WORDS = {"", "nvidia", "geforce", "tesla", "amd", "instinct"}
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from qwenfit.adapters import adapter
 from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
 from qwenfit.fit.verdict import check_fit
-from qwenfit.memory import runtimes
 from qwenfit.recommender import policy
 from qwenfit.recommender.search import Candidate, Miss, Search
 from qwenfit.units import GiB, format_context
@@ -64,7 +64,7 @@ def why_not_bigger(
     def short(m: Miss) -> int:
         if m.fit is not None:
             return m.fit.missing_bytes
-        artifact = m.spec.artifact(m.quant, runtimes.ARTIFACT_FORMAT[search.runtime])
+        artifact = m.spec.artifact(m.quant, adapter(search.runtime).format)
         return (artifact.text_bytes if artifact else 0) - pool
 
     m = min(missed, key=lambda x: (short(x), -x.quality))
@@ -74,7 +74,7 @@ def why_not_bigger(
             search.kv_types,
             search.options.kv_cache,
             search.options.text_only,
-            search.runtime,
+            adapter(search.runtime).drops_vision,
         )[-1]
         cfg = search.config(m.spec, m.quant, kv, text_only)
         placed, est = search.place(cfg, pick.est.context, allow_offload)
@@ -99,7 +99,7 @@ def why_not_bigger(
     ctx = search.max_context(m.cfg)
     if ctx is not None and ctx >= MIN_USEFUL_CONTEXT:
         fixes.append(f"so would --context {ctx}")
-    if search.runtime in ("llama.cpp", "ollama") and search.machine.gpus and not allow_offload:
+    if adapter(search.runtime).gguf and search.machine.gpus and not allow_offload:
         placed, est = search.place(m.cfg, m.est.context, True)
         if check_fit(est, search.machine, search.options.margin).fits:
             tps, _ = search.speed(search.finished(est))

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import MLX, VLLM, adapter
 from qwenfit.errors import UsageError
 from qwenfit.fit.verdict import Fit
 from qwenfit.hardware.machine import Machine
@@ -229,7 +230,7 @@ def recommend(
         margin=margin,
     )
     kv_types = tuple(
-        k for k in policy.SEARCH_KV_TYPES[rt] if k in table.runtimes[rt].kv_cache_types
+        k for k in adapter(rt).search_kv_types if k in table.runtimes[rt].kv_cache_types
     ) or (runtimes.check_kv_cache(table, rt, None),)
     search = Search(table, machine, rt, task, options, chosen, kv_types, q)
     floor = policy.SPEED_FLOOR[task] if min_speed is None else float(min_speed)
@@ -253,7 +254,13 @@ def recommend(
                 f"nothing fits at {target} tokens: contexts were lowered to fit; a thinking "
                 "model may be cut off before it answers"
             )
-    if not candidates and not offload and rt in ("llama.cpp", "ollama") and machine.gpus:
+    if (
+        not candidates
+        and not offload
+        and adapter(rt).layer_offload
+        and adapter(rt).gguf
+        and machine.gpus
+    ):
         offload = True
         search.options = options.model_copy(update={"allow_offload": True})
         candidates, _ = search.candidates(target, shrink=context is None, allow_offload=True)
@@ -270,7 +277,9 @@ def recommend(
         floor=floor,
         threshold=threshold,
     )
-    first = policy.variants(task, kv_types, options.kv_cache, text_only, rt)[0]
+    first = policy.variants(task, kv_types, options.kv_cache, text_only, adapter(rt).drops_vision)[
+        0
+    ]
     recs = [
         _recommendation(i + 1, c, search, floor, first, target, text_only)
         for i, c in enumerate(ranked[:limit])
@@ -320,10 +329,10 @@ def _runtime_reason(machine: Machine, rt: str) -> str:
         return "installed here"
     if machine.runtimes:
         return "installed here (the usual runtime for this hardware is not)"
-    if rt == "vllm":
+    if rt == VLLM:
         return "datacenter GPUs or a multi-GPU server (none installed here)"
     if runtimes.is_apple(machine):
-        if rt == "mlx":
+        if rt == MLX:
             return "Apple Silicon: most Mac users run MLX conversions with mlx-lm (none here)"
         return "Apple Silicon runs GGUF builds on Metal (none installed here)"
     return "a desktop GPU or CPU (none installed here)"
@@ -338,7 +347,7 @@ def _closest(misses: list[Miss], machine: Machine, runtime: str) -> Closest | No
     est, fit = m.est, m.fit
     where = "GPU memory" if est.gpu_bytes else "RAM"
     advice = f"{est.model} at {est.quant} needs {fit.missing_bytes / GiB:.1f} GiB more {where}"
-    if est.gpu_bytes and runtime in ("vllm", "transformers"):
+    if est.gpu_bytes and not adapter(runtime).gguf:
         advice += "; or try --runtime llama.cpp, whose GGUF quantizations are smaller"
     elif not machine.has_gpu:
         advice += "; a GPU, more RAM or a shorter --context would help"
@@ -372,7 +381,7 @@ def _recommendation(
     )
     usable = (
         "what vLLM claims at start"
-        if e.runtime == "vllm" and e.gpu_bytes
+        if adapter(e.runtime).gpu_share and e.gpu_bytes
         else f"after a {c.fit.margin_bytes / GiB:.1f} GiB margin"
     )
     need = []
@@ -382,8 +391,15 @@ def _recommendation(
             f"{c.fit.gpu_budget_bytes / GiB:.1f} GiB usable ({usable})"
         )
     if e.ram_bytes or not e.gpu_bytes:
+        caches = (
+            f" ({(e.ram_bytes - e.cache_limit_bytes) / GiB:.1f} at load; llama-server's prompt "
+            f"cache and checkpoints start empty and may grow to {e.cache_limit_bytes / GiB:.1f})"
+            if e.cache_limit_bytes
+            else ""
+        )
         need.append(
-            f"{e.ram_bytes / GiB:.1f} GiB of RAM of {c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
+            f"{e.ram_bytes / GiB:.1f} GiB of RAM{caches} of "
+            f"{c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
         )
     reasons = [
         f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks{lossy})",
@@ -423,7 +439,7 @@ def _recommendation(
             "weight-only (W8A16, FP8 Marlin), slower than this estimate, above all in prefill "
             "(docs.vllm.ai features/quantization/fp8)"
         )
-    if e.runtime == "vllm" and e.kv_cache == "fp8":
+    if e.runtime == VLLM and e.kv_cache == "fp8":
         warnings.append(
             "FP8 KV cache on this hybrid model: reports of corrupted output (vLLM #42179) and of "
             "little memory gain (vLLM #55196); --kv-cache bf16 is the safe choice"
