@@ -300,6 +300,10 @@ def test_library_argument_errors() -> None:
     doc = load("cpu-only")
     with pytest.raises(UsageError, match="unknown runtime 'ollama' for a fleet"):
         fleet(doc, runtime="ollama")
+    with pytest.raises(UsageError, match="unknown runtime 'tgi'"):
+        fleet(doc, runtime="tgi")
+    spelled = fleet(load("h200-2node"), runtime="vLLM")  # as runtime_named reads user input
+    assert spelled.best is not None and spelled.best.runtime == "vllm"
     with pytest.raises(UsageError, match="unknown task"):
         fleet(doc, task="poetry")  # type: ignore[arg-type]
     with pytest.raises(NoFitError, match="pool cpu cannot serve it"):
