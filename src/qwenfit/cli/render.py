@@ -148,7 +148,10 @@ def _estimate(e: Estimate) -> str:
         f"{'total':<13} {_gib(e.total_bytes)}  GPU {e.gpu_bytes / GiB:.2f} GiB{gpus}, "
         f"RAM {e.ram_bytes / GiB:.2f} GiB"
     )
-    speed = [speed_line(e)] if e.tokens_per_second else []
+    speed = ([speed_line(e)] if e.tokens_per_second
+             else [f"speed: not estimated: {e.speed_reason}"] if e.speed_reason else [])
+    if e.tokens_per_second and e.speed_reason and not e.prefill_tokens_per_second:
+        speed.append(f"prefill: not estimated: {e.speed_reason}")
     download = (
         [
             f"download: {'' if e.download_exact else 'about '}{e.download_bytes / GB:.2f} GB "
@@ -163,10 +166,15 @@ def _estimate(e: Estimate) -> str:
 
 
 def speed_line(e: Estimate) -> str:
-    """'speed: about N tokens/s decode, M tokens/s prefill (TTFT X s for a P-token prompt)'."""
-    line = f"speed: about {e.tokens_per_second:.0f} tokens/s decode"
+    """'speed: about N tokens/s decode at a full context (E empty), M tokens/s prefill (512-token
+    prompt; TTFT X s for a P-token prompt)'."""
+    line = f"speed: about {e.tokens_per_second:.0f} tokens/s decode at a full context"
+    if e.decode_empty_tokens_per_second and e.decode_half_tokens_per_second:
+        line += (f" ({e.decode_empty_tokens_per_second:.0f} empty, "
+                 f"{e.decode_half_tokens_per_second:.0f} half full)")
     if e.prefill_tokens_per_second:
-        line += f", {e.prefill_tokens_per_second:.0f} tokens/s prefill"
+        line += (f", {e.prefill_tokens_per_second:.0f} tokens/s prefill of a "
+                 f"{e.prefill_prompt_tokens}-token prompt")
         if e.time_to_first_token_s is not None:
             line += (f" (TTFT {e.time_to_first_token_s:.1f} s for a "
                      f"{e.ttft_prompt_tokens}-token prompt)")
