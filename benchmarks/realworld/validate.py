@@ -45,6 +45,9 @@ def machine(r: dict[str, Any]) -> Machine:
     """One or `count` GPUs as the source describes them, memory large enough that the model
     stays on them (every speed record ran fully offloaded)."""
     dev = r["device"] or {"gpu": "RTX 4090"}  # memory-only records: any GPU
+    if dev.get("cpu"):  # a CPU run: no GPU, the measured RAM bandwidth
+        return Machine(source="hypothetical", ram_total_bytes=TiB, ram_available_bytes=TiB,
+                       ram_usable_bytes=TiB, ram_bandwidth_bytes_per_s=dev["bandwidth_bytes_per_s"])
     count = dev.get("count", 1)
     if dev.get("gpu"):
         g = catalog_gpus(dev["gpu"], 128 << 30)[0]
@@ -192,9 +195,14 @@ def summary(rows: list[dict[str, Any]], key: str = "error") -> dict[str, dict[st
     out: dict[str, dict[str, Any]] = {}
     for q in QUANTITIES:
         a = [abs(e) for r in rows if (v := r["values"].get(q))
-             and (e := v.get(key, v["error"])) is not None]
+             and (e := v.get(key, v["error"])) is not None
+             and (q != "prefill" or r["prompt_stated"])]
         if a:
             out[q] = _stats(a)
+    unstated = [abs(e) for r in rows if not r["prompt_stated"] and (v := r["values"].get("prefill"))
+                and (e := v.get(key, v["error"])) is not None]
+    if unstated:  # a rate for a prompt of unknown length: 512 tokens assumed
+        out["prefill, prompt not stated"] = _stats(unstated)
     return out
 
 
@@ -219,7 +227,7 @@ def by_group(rows: list[dict[str, Any]], group: Any) -> dict[str, dict[str, dict
         groups: dict[str, list[float]] = {}
         for r in rows:
             v = r["values"].get(q)
-            if v and v["error"] is not None:
+            if v and v["error"] is not None and (q != "prefill" or r["prompt_stated"]):
                 groups.setdefault(group(r), []).append(abs(v["error"]))
         out[q] = {g: _stats(a) for g, a in sorted(groups.items())}
     return out
@@ -260,9 +268,9 @@ def main() -> None:
     print("(speeds: leave-one-device-out, in parentheses in-sample)")
     print(f"{data['speed_points']} speed points on {data['devices']} devices")
     for q, s in data["summary"].items():
-        print(_line(q + (" (LODO)" if q in ("decode", "prefill", "aggregate") else ""), s))
+        print(_line(q + (" (LODO)" if q.startswith(("decode", "prefill", "aggr")) else ""), s))
     for q, s in data["summary_in_sample"].items():
-        if q in ("decode", "prefill", "aggregate"):
+        if q.startswith(("decode", "prefill", "aggregate")):
             print(_line(q + " (in-sample)", s))
     for title in ("by_runtime", "by_class"):
         for q, groups in data[title].items():
