@@ -94,16 +94,27 @@ def test_prefill_and_ttft_on_a_gpu_with_known_flops() -> None:
     assert e.time_to_first_token_s > 32768 / e.prefill_tokens_per_second
 
 
-def test_no_prefill_where_the_throughput_is_unknown() -> None:
+def test_no_prefill_on_a_cpu_and_the_reason_says_so() -> None:
     cpu = with_overrides(None, vram=0, ram="64GB", ram_bandwidth="50GB/s")
     e = estimate("4b", runtime="llama.cpp", quant="q4_k_m", context=4096, text_only=True,
                  machine=cpu)
     assert e.tokens_per_second and e.prefill_tokens_per_second is None
     assert e.time_to_first_token_s is None and e.ttft_prompt_tokens is None
+    assert e.speed_reason and "GPUs only" in e.speed_reason
+
+
+def test_every_catalog_gpu_gets_a_prefill_estimate() -> None:
+    """Every device class (NVIDIA, AMD, Apple) has a FLOPS figure with its source."""
+    import json
+
+    from qwenfit.datafiles import data_text
+
+    gpus = json.loads(data_text("gpus.json"))["gpus"]
+    assert all(g.get("fp16_tensor_tflops") and g.get("flops_source") for g in gpus)
     apple = with_overrides(None, gpu="M3 Max", ram="64GB")
     e = estimate("9b", runtime="llama.cpp", quant="q4_k_m", context=4096, text_only=True,
                  machine=apple)
-    assert e.tokens_per_second and e.prefill_tokens_per_second is None
+    assert e.tokens_per_second and e.prefill_tokens_per_second and e.time_to_first_token_s
 
 
 @pytest.mark.parametrize("model", ["9b", "35b-a3b"])
