@@ -84,8 +84,14 @@ def main(specs: str | None) -> None:
 @main.command()
 @hardware_options
 @json_option
-def probe(hardware: MachineArgs, as_json: bool) -> None:
+@click.option("--measure", is_flag=True,
+              help="Measure the RAM bandwidth again now (refused while the CPU is busy).")
+def probe(hardware: MachineArgs, as_json: bool, measure: bool) -> None:
     """Show the GPUs, RAM and runtimes qwenfit sees (or the hypothetical machine)."""
+    if measure:
+        from qwenfit.hardware.bandwidth import ram_bandwidth
+
+        ram_bandwidth(force=True)
     m = hardware.machine()
     if as_json:
         emit({"schema_version": 1, "machine": m.model_dump(mode="json")})

@@ -30,6 +30,11 @@ def machine(m: Machine) -> str:
         lines.append(f"      container limit {format_bytes(m.cgroup_limit_bytes)}")
     if m.cpu_logical:
         lines.append(f"CPU   {m.cpu_physical or '?'} cores, {m.cpu_logical} threads")
+    if m.ram_bandwidth_bytes_per_s:
+        note = f" ({m.ram_bandwidth_note})" if m.ram_bandwidth_note else ""
+        lines.append(f"RAM bandwidth {m.ram_bandwidth_bytes_per_s / 1e9:.1f} GB/s{note}")
+    elif m.source == "probe":
+        lines.append(f"RAM bandwidth unknown ({m.ram_bandwidth_note or 'not measured'})")
     if not m.gpus:
         lines.append("GPU   none")
     for g in m.gpus:
@@ -40,7 +45,7 @@ def machine(m: Machine) -> str:
         )
     found = ", ".join(f"{k} {v}" if v else k for k, v in sorted(m.runtimes.items()))
     lines.append(f"runtimes  {found or 'none found'}")
-    lines += [f"warning: {w}" for w in m.warnings]
+    lines += [f"warning: {w}" for w in m.warnings if w != m.ram_bandwidth_note]
     return "\n".join(lines)
 
 
