@@ -456,7 +456,8 @@ def render(data: dict[str, Any], imgs: dict[str, str]) -> str:
 
 
 
-KEPT_MARKERS = [("<!-- serve-load:begin -->", "<!-- serve-load:end -->")]
+KEPT_MARKERS = [("<!-- serve-load:begin -->", "<!-- serve-load:end -->"),
+                ("<!-- speed-goals:begin -->", "<!-- speed-goals:end -->")]
 
 
 def kept_sections(old: str) -> str:
