@@ -122,7 +122,8 @@ def markdown(peers: dict[str, Any]) -> str:
     if len(peers["tools"]) > 1:
         lines += ["", "Decode on the cases every tool can be asked (GGUF on a catalog GPU or "
                   "the CPU rig; the peers take neither the KV depth nor the runtime; qwenfit "
-                  "LODO):", "", "| tool, model sizes | n | median abs % | within 35 % |", "|---|---|---|---|"]
+                  "LODO):", "", "| tool, model sizes | n | median abs % | within 35 % |",
+                  "|---|---|---|---|"]
         lines += [f"| {t} | {s['n']} | {s['median_abs']:.1f} | {s['within_35']:.0%} |"
                   for t, s in peers["summary"].items()]
     lines += ["", END]
