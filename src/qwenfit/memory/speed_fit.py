@@ -39,6 +39,7 @@ from qwenfit.units import TiB
 
 MAX_EFFICIENCY = 1.1  # of the vendor's peak (boost clocks, rounding of published figures)
 GPU_BACKENDS: tuple[Backend, ...] = ("cuda", "rocm", "vulkan", "sycl")
+MIN_PREFILL_POINTS = 5  # a device kind with fewer prefill points borrows the discrete GPUs' fit
 
 
 def point_gpu(m: Measurement) -> GPU | None:
@@ -204,6 +205,8 @@ def _fit_prefill(points: list[Measurement]) -> tuple[dict[DeviceKind, PrefillFit
     out: dict[DeviceKind, PrefillFit] = {}
     request = 0.0
     for kind, rows in by_kind.items():
+        if kind != "gpu" and len(rows) < MIN_PREFILL_POINTS:
+            continue  # too few to fit four constants: the discrete GPUs' fit
         x = bounded_lsq(rows, {"dense": 1.0, "moe": 1.0, "attention": 1.0})
         dense = 1 / x["dense"]
         out[kind] = PrefillFit(
@@ -214,7 +217,7 @@ def _fit_prefill(points: list[Measurement]) -> tuple[dict[DeviceKind, PrefillFit
         )
         if kind == "gpu":
             request = x.get("request", 0.0)
-    out.setdefault("apple", out["gpu"])  # without points: the discrete GPUs' fit
+    out.setdefault("apple", out["gpu"])
     return out, request
 
 
