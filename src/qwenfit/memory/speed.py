@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qwenfit.adapters import LLAMACPP, MLX, OLLAMA, VLLM
 from qwenfit.hardware.machine import GPU, Machine
 from qwenfit.memory.calibration import Backend, Calibration, DeviceKind, current
 from qwenfit.memory.layout import gpu_index_of
 from qwenfit.memory.record import Estimate
-from qwenfit.memory.runtimes import MTP_SPEED_FACTOR
+from qwenfit.memory.runtimes import mtp_speed_factor
 from qwenfit.specs import arch
 from qwenfit.specs.table import ModelSpec, SpecTable
 
@@ -35,7 +36,7 @@ NEGLIGIBLE = 0.01
 # The prompt length llama-bench's pp512, the usual published prefill figure, uses.
 PREFILL_REFERENCE_TOKENS = 512
 # Runtimes whose time to first token goes through llama-server's request handling.
-SERVER_RUNTIMES = ("llama.cpp", "ollama")
+SERVER_RUNTIMES = (LLAMACPP, OLLAMA)
 BYTE_KINDS = ("weights", "experts", "kv", "state")
 
 
@@ -52,6 +53,12 @@ def backend_of(gpu: GPU | None) -> Backend:
     if gpu.unified_memory or gpu.vendor == "apple":
         return "metal"
     return {"nvidia": "cuda", "amd": "rocm"}.get(gpu.vendor, "vulkan")  # type: ignore[return-value]
+
+
+def spec_of(est: Estimate, table: SpecTable) -> ModelSpec:
+    """The spec `est` was computed for (any checkpoint), or its table row for a record read
+    back from JSON."""
+    return est.spec or table.get(est.model)
 
 
 def read_bytes(est: Estimate) -> dict[int | None, int]:
@@ -123,7 +130,7 @@ def decode_seconds(
     total = sum(sum(r.values()) for r in reads.values())
     if not total:
         return None
-    mlx = est.runtime == "mlx"
+    mlx = est.runtime == MLX
     seconds: dict[int, float] = {}  # per pipeline stage, tensor-parallel ranks in parallel
     share: dict[Backend, float] = {}  # each backend's part of the bytes read
     for device, row in reads.items():
@@ -148,18 +155,18 @@ def decode_seconds(
         fixed = cal.mlx_per_layer_s
     else:  # a split model runs part of every layer, or whole layers, on each backend
         fixed = sum(cal.per_layer_s[b] * f for b, f in share.items())
-    layers = table.get(est.model).architecture.num_hidden_layers
+    layers = spec_of(est, table).architecture.num_hidden_layers
     return time + fixed * layers if time else None
 
 
 def runtime_factor(est: Estimate, is_moe: bool, cal: Calibration | None = None) -> float:
     """The runtime's measured factor, times MTP drafting's published gain when it is on
-    (memory.runtimes.MTP_SPEED_FACTOR)."""
+    (memory.runtimes.mtp_speed_factor)."""
     cal = cal or current()
-    mtp = MTP_SPEED_FACTOR[(est.runtime, is_moe)] if est.mtp else 1.0
+    mtp = mtp_speed_factor(est.runtime, is_moe) if est.mtp else 1.0
     own = (
         1.0
-        if est.runtime == "mlx" and cal.mlx_per_layer_s is not None
+        if est.runtime == MLX and cal.mlx_per_layer_s is not None
         else (cal.runtime.get(est.runtime, 1.0))
     )
     return own * mtp
@@ -172,7 +179,7 @@ def decode_rate(
     t = decode_seconds(est, machine, table, depth, backend=backend)
     if not t:
         return None
-    return round(runtime_factor(est, table.get(est.model).is_moe) / t, 1)
+    return round(runtime_factor(est, spec_of(est, table).is_moe) / t, 1)
 
 
 def estimate_speed(est: Estimate, machine: Machine, table: SpecTable) -> float | None:
@@ -268,7 +275,7 @@ def prefill_rate(
     # stages one after another, so the rate is that of one GPU
     tp = est.layout.tensor_parallel or 1
     flops = min(g.fp16_tensor_flops or 0 for g in gpus if g is not None) * tp
-    spec = table.get(est.model)
+    spec = spec_of(est, table)
     return 1 / prefill_seconds_per_token(spec, prompt, depth, flops, device_kind(gpus[0]))
 
 
@@ -300,7 +307,7 @@ def estimate_all(est: Estimate, machine: Machine, table: SpecTable) -> Speed:
     """Decode (one sequence) at an empty, a half and a full context, prefill at a 512-token
     prompt, TTFT for a prompt filling the context, and the aggregate decode rate of
     `est.parallel` sequences."""
-    factor = runtime_factor(est, table.get(est.model).is_moe)
+    factor = runtime_factor(est, spec_of(est, table).is_moe)
 
     def rate(depth: int) -> float | None:
         t = decode_seconds(est, machine, table, depth)
@@ -350,7 +357,7 @@ def fp8_weight_only(est: Estimate, machine: Machine) -> bool:
     """True when vLLM would run these FP8 weights as weight-only W8A16 (FP8 Marlin) because a GPU
     in use has no FP8 units: slower than the W8A8 path the speed model's FP8 figures assume,
     above all in prefill. Unknown compute capabilities count as capable."""
-    if est.runtime != "vllm" or est.quant != "fp8":
+    if est.runtime != VLLM or est.quant != "fp8":
         return False
     for g in machine.gpus:
         if g.vendor != "nvidia" or not g.compute_capability:

@@ -17,6 +17,7 @@ import contextlib
 import statistics
 from collections.abc import Iterator, Sequence
 
+from qwenfit.adapters import LLAMACPP, MLX, adapter
 from qwenfit.hardware.catalog import catalog_gpus
 from qwenfit.hardware.machine import GPU, Machine, Vendor
 from qwenfit.memory import calibration as cal_mod
@@ -81,7 +82,7 @@ def point_estimate(m: Measurement) -> Estimate:
         ram_usable_bytes=TiB,
         gpus=[] if gpu is None else [gpu],
     )
-    runtime = "llama.cpp" if m.runtime == "ollama" else m.runtime
+    runtime = LLAMACPP if adapter(m.runtime).gguf else m.runtime
     options = Options(runtime=runtime, quant=m.quant, kv_cache=m.kv_cache, text_only=True)
     cfg = configure(m.model, options, machine, load_specs())
     return plan(cfg, m.context, machine, 0).build(m.context)
@@ -223,7 +224,7 @@ def _fit_prefill(points: list[Measurement]) -> tuple[dict[DeviceKind, PrefillFit
 
 def fit(points: Measurements) -> Calibration:
     ms = points.measurements
-    llama = [m for m in ms if m.kind == "decode" and m.runtime == "llama.cpp"]
+    llama = [m for m in ms if m.kind == "decode" and m.runtime == LLAMACPP]
     weights, experts, kv, costs = _fit_decode(llama)
     partial = Calibration(
         points=len(ms),
@@ -236,16 +237,16 @@ def fit(points: Measurements) -> Calibration:
         runtime={},
     )
     prefill, request = _fit_prefill(
-        [m for m in ms if m.kind == "prefill" and m.runtime == "llama.cpp"]
+        [m for m in ms if m.kind == "prefill" and m.runtime == LLAMACPP]
     )
     ratios: dict[str, list[float]] = {}
     mlx_rows: list[dict[str, float]] = []
     for m in ms:
-        if m.kind != "decode" or m.runtime == "llama.cpp":
+        if m.kind != "decode" or m.runtime == LLAMACPP:
             continue
         s, kind, backend, layers = _decode_row(m)
         y = 1 / m.tokens_per_s
-        if m.runtime == "mlx":
+        if m.runtime == MLX:
             mlx_rows.append(
                 {
                     "w": (s["weights"] + s["experts"] + s["state"]) / y,
