@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from realworld import validate
 
 from qwenfit import estimate, with_overrides
@@ -169,3 +171,20 @@ def test_published_llamacpp_buffers(row: dict[str, Any]) -> None:
         assert abs(v["compute"]["error"]) <= 10
     if "compute" in v:
         assert v["compute"]["error"] >= -1  # never under
+
+
+@settings(max_examples=40, deadline=None)
+@given(model=st.sampled_from(["0.8b", "9b", "27b", "35b-a3b"]),
+       a=st.integers(0, 131072), b=st.integers(0, 131072))
+def test_decode_and_prefill_slow_down_with_depth(
+    table: SpecTable, model: str, a: int, b: int
+) -> None:
+    """More tokens in the cache never make a token faster to generate or to prefill."""
+    machine = _gpu("H100")
+    e = estimate(model, runtime="llama.cpp", quant="q4_k_m", context=131072, text_only=True,
+                 machine=machine)
+    lo, hi = sorted((a, b))
+    d_lo, d_hi = (speed.decode_rate(e, machine, table, d) for d in (lo, hi))
+    p_lo, p_hi = (speed.prefill_rate(e, machine, table, 512, d) for d in (lo, hi))
+    assert d_lo and d_hi and p_lo and p_hi
+    assert d_hi <= d_lo and p_hi <= p_lo

@@ -110,7 +110,7 @@ class PrefillFit(BaseModel):
     """Seconds per prompt token = dense matmul FLOPs / (dense x F) + routed-expert FLOPs /
     (moe x F) + attention FLOPs / (attention x F) + per_layer_token_s x layers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     dense: float = Field(gt=0)
     moe: float = Field(gt=0)
@@ -124,7 +124,7 @@ class Calibration(BaseModel):
     prefill efficiencies of peak FP16 tensor FLOPS, a server's fixed cost per request, and a
     speed factor per runtime relative to the llama.cpp fit (MLX: its own per-layer cost)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
     points: int = Field(ge=0, description="Measurements fitted.")
