@@ -99,7 +99,7 @@ def markdown(peers: dict[str, Any]) -> str:
     v = validate.run()
     goals = {"decode": (15, 0.85), "prefill": (25, 0.80)}
     lines = [BEGIN, "## 6. Speed goals (issue 25): leave-one-device-out", "",
-             f"`python benchmarks/realworld/validate.py`: {v["speed_points"]} speed "
+             f"`python benchmarks/realworld/validate.py`: {v['speed_points']} speed "
              f"points (published runs, and the project's own llama.cpp CPU rig) on {v['devices']} "
              "devices (`benchmarks/realworld/measurements.json`). "
              "LODO: each point predicted by a calibration refitted without any point of its "
