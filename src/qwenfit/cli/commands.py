@@ -94,10 +94,18 @@ def main(specs: str | None) -> None:
 @main.command()
 @settings_options("probe")
 @json_option
+@click.option("--measure", is_flag=True,
+              help="Measure this machine's RAM bandwidth again now (refused while the CPU is "
+              "busy).")
 @click.pass_context
-def probe(ctx: click.Context, values: dict[str, Any], as_json: bool) -> None:
+def probe(ctx: click.Context, values: dict[str, Any], as_json: bool, measure: bool) -> None:
     """Show the GPUs, RAM and runtimes qwenfit sees (or the hypothetical machine)."""
     from qwenfit.cli import render
+
+    if measure:
+        from qwenfit.hardware import ram_bandwidth
+
+        ram_bandwidth(force=True)
 
     m = _answer(ctx, "probe", request_values("probe", values), online=False)
     _print("probe", m, as_json, "" if as_json else render.machine(m))
