@@ -156,6 +156,17 @@ def test_placement_follows_the_pool() -> None:
         assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in spec["volumes"]
         limits = spec["containers"][0]["resources"]["limits"]
         assert limits == {"nvidia.com/gpu": str(plan.tensor_parallel)}
+        apart = spec["affinity"]["podAntiAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert apart == [
+            {
+                "labelSelector": {
+                    "matchLabels": {"leaderworkerset.sigs.k8s.io/name": lws["metadata"]["name"]}
+                },
+                "topologyKey": "kubernetes.io/hostname",
+            }
+        ]
     worker = group["workerTemplate"]["spec"]["containers"][0]
     join = plan.launch.steps[1].argv
     assert worker["command"][:3] == join[:3]

@@ -46,6 +46,7 @@ IMAGES: dict[tuple[str, str | None], tuple[str, str, str]] = {
     (LLAMACPP, None): ("ghcr.io/ggml-org/llama.cpp", "server{tag}", ""),
 }
 LLAMA_SERVER = "/app/llama-server"  # the server image's entry point
+LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"  # on every pod of a LeaderWorkerSet
 CACHE_PATH = "/root/.cache"  # both images run as root: Hugging Face and llama.cpp caches
 LEADER_PLACEHOLDER = "HEAD_NODE_IP"  # how launch.vllm's worker step names the head node
 _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$")
@@ -245,9 +246,7 @@ def manifests(plan: PoolPlan, pool: Pool, settings: Settings) -> list[dict[str, 
         return [deployment, _service(name, settings, plan, match)]
     return [
         _leader_worker_set(plan, pool, settings, meta, container, volumes),
-        _service(
-            name, settings, plan, {"leaderworkerset.sigs.k8s.io/name": name, "role": "leader"}
-        ),
+        _service(name, settings, plan, {LWS_NAME_LABEL: name, "role": "leader"}),
     ]
 
 
@@ -282,7 +281,17 @@ def _leader_worker_set(
         "volumeMounts": container["volumeMounts"],
     }
     placement = _placement(pool)
-    spec = {"volumes": volumes, **placement}
+    # One pod a node, as the plan assumed (each pod gets a node's GPUs): no two pods of this
+    # set on one host (the LWS controller labels every pod with the set's name).
+    apart = {
+        "labelSelector": {"matchLabels": {LWS_NAME_LABEL: meta["name"]}},
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    affinity = {
+        **placement.get("affinity", {}),
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [apart]},
+    }
+    spec = {"volumes": volumes, **placement, "affinity": affinity}
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1",
         "kind": "LeaderWorkerSet",
