@@ -11,15 +11,18 @@ caller chooses: `SpecError` for a spec table, `UsageError` for a `--machine` fil
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
 import os
 import stat
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
-from qwenfit.errors import BadFileError, QwenfitError
+from qwenfit.errors import BadFileError, QwenfitError, UsageError
 from qwenfit.units import MiB
 
 # JSON documents qwenfit reads are small: spec tables ~200 KB, config.json ~10 KB, a
@@ -50,6 +53,36 @@ def os_reason(e: OSError) -> str:
     return (e.strerror or type(e).__name__).lower()
 
 
+# The folder every opened file must resolve into (the service's --allow-dir), or None.
+_ROOT: ContextVar[Path | None] = ContextVar("qwenfit_inputs_root", default=None)
+
+
+@contextlib.contextmanager
+def confined(root: Path | None) -> Iterator[None]:
+    """Within this block every file opened here must resolve (symlinks followed at every level,
+    `..` included) to a path below `root`; None: no confinement."""
+    token = _ROOT.set(None if root is None else Path(os.path.realpath(root)))
+    try:
+        yield
+    finally:
+        _ROOT.reset(token)
+
+
+def confine(path: str | os.PathLike[str], *, what: str = "file") -> str:
+    """The path to open: unchanged outside `confined`; inside it, the fully resolved path,
+    refused (UsageError, naming `path` as given) when it leaves the folder."""
+    root = _ROOT.get()
+    if root is None:
+        return os.fspath(path)
+    try:
+        real = Path(os.path.realpath(os.fspath(path)))
+    except (OSError, ValueError):
+        raise UsageError(f"cannot read {what} {shown(path)}: not a valid path") from None
+    if not real.is_relative_to(root):
+        raise UsageError(f"cannot read {what} {shown(path)}: it leads outside the allowed folder")
+    return os.fspath(real)
+
+
 def open_regular(
     path: str | os.PathLike[str],
     *,
@@ -62,8 +95,12 @@ def open_regular(
     The file is opened with O_NONBLOCK (a FIFO cannot block the open) and checked with fstat on
     the open descriptor, so what is checked is what is read. Returns the binary file and its size.
     """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    if _ROOT.get() is not None:
+        flags |= getattr(os, "O_NOFOLLOW", 0)  # resolved just now: a link here is a swap
+    target = confine(path, what=what)
     try:
-        fd = os.open(os.fspath(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(target, flags)
     except OSError as e:
         raise error(f"cannot read {what} {shown(path)}: {os_reason(e)}") from None
     except ValueError:  # an embedded NUL byte

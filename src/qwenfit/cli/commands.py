@@ -441,7 +441,14 @@ SERVE_EXTRA = "this command needs the serve extra: pip install 'qwenfit[serve]'"
     type=click.Path(exists=True, file_okay=False),
     help="Let clients name local checkpoints, but only below this folder.",
 )
-def serve(host: str, port: int, allow_dir: str | None) -> ExitCode:
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    help="Also answer requests whose Host header names this (repeatable; loopback names and "
+    "--host always are).",
+)
+def serve(host: str, port: int, allow_dir: str | None, allow_hosts: tuple[str, ...]) -> ExitCode:
     """Serve the REST API, the page at / and MCP at /mcp over HTTP (needs qwenfit[serve])."""
     import ipaddress
 
@@ -449,6 +456,7 @@ def serve(host: str, port: int, allow_dir: str | None) -> ExitCode:
         import uvicorn
 
         from qwenfit.serve.app import create_app
+        from qwenfit.serve.transport import listening_socket, server_config
     except ImportError:
         click.echo(f"Error: {SERVE_EXTRA}", err=True)
         return ExitCode.ERROR
@@ -462,7 +470,11 @@ def serve(host: str, port: int, allow_dir: str | None) -> ExitCode:
             "(no authentication)",
             err=True,
         )
-    uvicorn.run(create_app(allow_dir=allow_dir, host=host), host=host, port=port)
+    sock = listening_socket(host, port)  # a taken port: UsageError naming it, before start-up
+    app = create_app(allow_dir=allow_dir, host=host, allow_hosts=allow_hosts)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"serving http://{shown}:{sock.getsockname()[1]}/ (Ctrl-C stops)", err=True)
+    uvicorn.Server(server_config(app, host, port)).run(sockets=[sock])
     return ExitCode.OK
 
 

@@ -75,6 +75,20 @@ class QwenfitGroup(click.Group):
             # As click shows its own errors: 'Error: ...' on stderr, one line whatever it held.
             click.echo(f"Error: {' '.join(str(e).split())}", err=True)
             ctx.exit(next(int(code) for cls, code in ERROR_EXIT_CODES if isinstance(e, cls)))
+        except KeyboardInterrupt:
+            _silence_stdout()
+            with contextlib.suppress(OSError):
+                click.echo("Error: interrupted", err=True)
+            ctx.exit(130)  # 128 + SIGINT, as shells report it
+        except MemoryError:
+            # An address-space limit (ulimit -v) or a full machine: no traceback, which would
+            # need memory itself.
+            _silence_stdout()
+            with contextlib.suppress(OSError, MemoryError):
+                click.echo(
+                    "Error: out of memory (is a memory limit such as ulimit -v set?)", err=True
+                )
+            ctx.exit(int(ExitCode.ERROR))
         except OSError as e:
             # stdout closed (a pipe whose reader left) or full (/dev/full): the output cannot be
             # written. Point stdout at /dev/null so the exit flush cannot fail a second time.

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, WithJsonSchema
+from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from qwenfit.serve.service import (
     CheckRequest,
@@ -79,28 +82,31 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def tool_function(
-    name: str, model: type[BaseModel], handler: Callable[[Any], dict[str, Any]]
+    name: str,
+    model: type[BaseModel],
+    handler: Callable[[Any], dict[str, Any]],
+    service: Service | None = None,
 ) -> Callable[..., str]:
     """A function whose keyword parameters are `model`'s fields, so the SDK derives the tool's
     input schema from the request model; the body re-validates the arguments with `model`."""
 
     def call(**arguments: Any) -> str:
         try:
-            request = model.model_validate(arguments)
+            given = {k: v for k, v in arguments.items() if v is not MISSING}
+            request = model.model_validate(given)
             return json.dumps(handler(request), indent=2)
         except Exception as e:
-            raise ToolError(failure(e).message) from e
+            answer = service.failure(e) if service is not None else failure(e)
+            raise ToolError(answer.message) from e
 
     # Typed for the schema, lenient for the SDK's own validation: `model` validates, so a bad
-    # argument is one line naming the field, as on the REST API.
+    # or missing argument is one line naming the field, as on the REST API. A required field
+    # defaults to MISSING for the SDK (whose own complaint is a multi-line dump) and is put
+    # back into the advertised schema's `required` by `tool`.
     schema = inline_refs(model.model_json_schema())
     params = []
     for field_name, field in model.model_fields.items():
-        default = (
-            inspect.Parameter.empty
-            if field.is_required()
-            else field.get_default(call_default_factory=True)
-        )
+        default = MISSING if field.is_required() else field.get_default(call_default_factory=True)
         params.append(
             inspect.Parameter(
                 field_name,
@@ -115,20 +121,49 @@ def tool_function(
     return call
 
 
+class _Missing:
+    """The SDK's default for a required argument the client left out; `model` reports it."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+def tool(
+    name: str,
+    model: type[BaseModel],
+    description: str,
+    handler: Callable[[Any], dict[str, Any]],
+    service: Service | None = None,
+) -> Tool:
+    """The MCP tool `name`: `tool_function`'s schema with the request model's required fields."""
+    with warnings.catch_warnings():  # MISSING has no JSON form; the schema drops it
+        warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
+        made = Tool.from_function(
+            tool_function(name, model, handler, service),
+            name=name,
+            description=description,
+            structured_output=False,
+        )
+    required = [n for n, f in model.model_fields.items() if f.is_required()]
+    properties = made.parameters.get("properties", {})
+    for n in required:
+        properties.get(n, {}).pop("default", None)
+    if required:
+        made.parameters["required"] = required
+    else:
+        made.parameters.pop("required", None)
+    return made
+
+
 def create_mcp(service: Service | None = None) -> MCPServer:
     """The MCP server with the six tools, answering from `service` (default: no allow-list)."""
     from qwenfit.serve.service import package_version
 
     __version__ = package_version()
     service = service or Service()
-    server: MCPServer = MCPServer(
-        name="qwenfit",
-        version=__version__,
-        instructions="Ask which Qwen3.5 model a machine should run (recommend), how much memory "
-        "a configuration takes (estimate), whether it fits (check) and how to start it (launch). "
-        "Without hardware fields the tools plan for the machine the server runs on.",
-        log_level="WARNING",
-    )
     handlers: dict[str, Callable[[Any], dict[str, Any]]] = {
         "recommend": service.recommend,
         "estimate": service.estimate,
@@ -137,13 +172,19 @@ def create_mcp(service: Service | None = None) -> MCPServer:
         "models": service.models,
         "probe": service.probe,
     }
-    for name, (model, description) in TOOLS.items():
-        server.add_tool(
-            tool_function(name, model, handlers[name]),
-            name=name,
-            description=description,
-            structured_output=False,
-        )
+    tools = [
+        tool(name, model, description, handlers[name], service)
+        for name, (model, description) in TOOLS.items()
+    ]
+    server: MCPServer = MCPServer(
+        name="qwenfit",
+        tools=tools,
+        version=__version__,
+        instructions="Ask which Qwen3.5 model a machine should run (recommend), how much memory "
+        "a configuration takes (estimate), whether it fits (check) and how to start it (launch). "
+        "Without hardware fields the tools plan for the machine the server runs on.",
+        log_level="WARNING",
+    )
     return server
 
 

@@ -19,7 +19,10 @@ once, next to the handler that answers it.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,6 +35,7 @@ from qwenfit.launch.common import Task
 from qwenfit.specs.table import ModelSpec, SpecTable
 
 SCHEMA_VERSION = 1
+log = logging.getLogger("qwenfit.serve")
 MAX_TEXT = 200  # characters in any string field: model refs, GPU names, sizes
 MAX_MODELS = 16  # models a recommend request may restrict itself to
 
@@ -241,6 +245,11 @@ def failure(e: BaseException) -> Failure:
     return Failure(500, 1, "internal error (see the server log)")
 
 
+# An absolute path in a message: a slash that starts a token (not the one inside '80GB/s' or
+# 'Qwen/Qwen3.5-9B'), up to a quote, a space or a closing bracket.
+_ABSOLUTE = re.compile(r"""(?<![\w.~-])/[^\s'",)\]]*""")
+
+
 def looks_like_path(ref: str) -> bool:
     """A file or folder reference rather than a model name (table names have no slash but
     their `Qwen/...` aliases, which the table matches first)."""
@@ -261,6 +270,21 @@ class Service:
         self.allow_dir = Path(allow_dir).resolve(strict=True) if allow_dir else None
         if self.allow_dir is not None and not self.allow_dir.is_dir():
             raise UsageError(f"--allow-dir {str(allow_dir)!r} is not a folder")
+
+    def failure(self, e: BaseException) -> Failure:
+        """`failure(e)` as a client may see it: no server paths (the allow-list folder becomes
+        '.', any other absolute path '<path>'); an unexpected exception is logged here with
+        its traceback under a fresh id, and the answer carries only that id."""
+        f = failure(e)
+        if f.status == 500:
+            incident = secrets.token_hex(6)
+            log.error("internal error %s", incident, exc_info=e)
+            return Failure(500, 1, f"internal error {incident} (the server log has the details)")
+        message = f.message
+        if self.allow_dir is not None:
+            root = str(self.allow_dir)
+            message = message.replace(root + "/", "").replace(root, ".")
+        return Failure(f.status, f.exit_code, _ABSOLUTE.sub("<path>", message))
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -294,11 +318,13 @@ class Service:
                 f"{what}: this server reads no files named by a client; use a spec-table "
                 "model name, or start it with 'qwenfit serve --allow-dir FOLDER'"
             )
+        from qwenfit.inputs import confined
         from qwenfit.specs.checkpoints.resolve import resolve_model
 
         path = self.allowed_path(ref)
         mm = str(self.allowed_path(mmproj)) if mmproj else None
-        return resolve_model(str(path), self.table, mmproj=mm)
+        with confined(self.allow_dir):  # every file read below resolves inside the folder
+            return resolve_model(str(path), self.table, mmproj=mm)
 
     def allowed_path(self, ref: str) -> Path:
         """`ref` relative to the allow-list folder, refused if it resolves outside it."""
