@@ -398,7 +398,8 @@ def launch(
     else:
         text = render.launch(plan.launch)
         reason = plan.fit.reason if plan.fit else ""
-        click.echo(text if plan.fits else f"# DOES NOT FIT this machine: {reason}\n{text}")
+        verdict = render.comment(f"DOES NOT FIT this machine: {reason}")
+        click.echo(text if plan.fits else f"{verdict}\n{text}")
     fits = plan.fits
     return ExitCode.OK if fits else ExitCode.DOES_NOT_FIT
 
