@@ -70,7 +70,13 @@ class QwenfitGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            if ctx.parent is None:
+                from qwenfit.cli.output import whole_stdout
+
+                whole_stdout()  # a write that loses bytes raises instead (ulimit -f, full disk)
             result = super().invoke(ctx)
+            if ctx.parent is None and sys.stdout is not None:
+                sys.stdout.flush()  # inside the try: a late write error is one line, exit 1
         except QwenfitError as e:
             # As click shows its own errors: 'Error: ...' on stderr, one line whatever it held.
             click.echo(f"Error: {' '.join(str(e).split())}", err=True)
