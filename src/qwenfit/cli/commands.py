@@ -413,7 +413,6 @@ def specs() -> None:
 @click.option(
     "--online",
     is_flag=True,
-    envvar="QWENFIT_ONLINE",
     help="Required: this reads the official repos from the Hugging Face Hub.",
 )
 @click.pass_context

@@ -79,7 +79,8 @@ class QwenfitGroup(click.Group):
                 sys.stdout.flush()  # inside the try: a late write error is one line, exit 1
         except QwenfitError as e:
             # As click shows its own errors: 'Error: ...' on stderr, one line whatever it held.
-            click.echo(f"Error: {' '.join(str(e).split())}", err=True)
+            message = " ".join(str(e).split())
+            click.echo(f"Error: {message}{env_origin(message)}", err=True)
             ctx.exit(next(int(code) for cls, code in ERROR_EXIT_CODES if isinstance(e, cls)))
         except KeyboardInterrupt:
             _silence_stdout()
@@ -106,6 +107,17 @@ class QwenfitGroup(click.Group):
         if isinstance(result, ExitCode) and result is not ExitCode.OK:
             ctx.exit(int(result))
         return result
+
+
+def env_origin(message: str) -> str:
+    """' (from QWENFIT_X)' when the bad value the message quotes came from that variable (and
+    not from the command line), so the user knows where to fix it."""
+    for name, value in sorted(os.environ.items()):
+        if not name.startswith("QWENFIT_") or len(value) < 2:
+            continue
+        if (repr(value) in message or f"'{value}'" in message) and value not in sys.argv[1:]:
+            return f" (from {name})"
+    return ""
 
 
 def _silence_stdout() -> None:
@@ -136,7 +148,14 @@ class _Parsed(ParamTypeBase):
             return self.parse(value)
         except UsageError as e:
             reason = str(e).split(": ", 1)[-1]
-            self.fail(f"{value!r}: {reason}", param, ctx)
+            source = ctx.get_parameter_source(param.name) if ctx and param and param.name else None
+            envvar = getattr(param, "envvar", None)
+            origin = (
+                f" (from {envvar})"
+                if source is click.core.ParameterSource.ENVIRONMENT and isinstance(envvar, str)
+                else ""
+            )
+            self.fail(f"{value!r}{origin}: {reason}", param, ctx)
 
 
 class SizeType(_Parsed):
@@ -369,7 +388,6 @@ def checkpoint_options(f: F) -> F:
             click.option(
                 "--online",
                 is_flag=True,
-                envvar="QWENFIT_ONLINE",
                 help="Allow reading a Hugging Face repo id from the Hub (headers only).",
             ),
             click.option(

@@ -282,6 +282,11 @@ def probe(
     elif system == "Darwin" and platform.machine() == "arm64":
         gpus.append(apple_gpu(ram_total))
 
+    from qwenfit.cache import cache_note
+
+    note = cache_note()
+    if note:
+        warnings.append(note)
     try:
         ram_bandwidth = bandwidth()
     except Exception as e:
