@@ -175,6 +175,11 @@ def check_runtime_on(machine: Machine | None, runtime: RuntimeName) -> RuntimeNa
             "vLLM has no Apple Silicon GPU build (its macOS build runs on the CPU only); "
             "use --runtime llama.cpp or --runtime ollama, which run on Metal"
         )
+    if runtime == "vllm" and machine is not None and not machine.gpus:
+        raise UnsupportedError(  # a usage error, never "nothing fits"
+            "vLLM needs a GPU and this machine has none; for a CPU plan use --runtime llama.cpp "
+            "or --runtime ollama"
+        )
     for g in machine.gpus if machine else []:
         if runtime not in GPU_BUILDS[g.vendor]:
             raise UnsupportedError(
@@ -220,6 +225,8 @@ def default_runtime(machine: Machine | None) -> RuntimeName:
     preferred: RuntimeName = "vllm" if is_datacenter(machine) else desktop
     if is_apple(machine):
         allowed, preferred = ("mlx", "llama.cpp", "ollama"), "mlx"
+    if not machine.gpus:  # vLLM needs a GPU: a CPU machine gets a CPU plan, installed or not
+        allowed = ("llama.cpp", "ollama")
     if preferred in found or not found:
         return preferred
     installed = [r for r in allowed if r in found]
