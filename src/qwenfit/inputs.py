@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import math
 import os
@@ -83,6 +84,16 @@ def confine(path: str | os.PathLike[str], *, what: str = "file") -> str:
     return os.fspath(real)
 
 
+@functools.cache
+def _pseudo_devices() -> frozenset[int]:
+    """Device numbers of the kernel's pseudo file systems (/proc, /sys) on this machine."""
+    found = set()
+    for root in ("/proc", "/sys"):
+        with contextlib.suppress(OSError):
+            found.add(os.stat(root).st_dev)
+    return frozenset(found)
+
+
 def open_regular(
     path: str | os.PathLike[str],
     *,
@@ -110,12 +121,16 @@ def open_regular(
         if not stat.S_ISREG(st.st_mode):
             kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
             raise error(f"cannot read {what} {shown(path)}: {kind}")
+        if st.st_dev in _pseudo_devices():
+            # /proc and /sys report their entries as regular files of size 0; some never end
+            # or block (/proc/kmsg). None is a file qwenfit is meant to read.
+            raise error(f"cannot read {what} {shown(path)}: a /proc or /sys entry, not a file")
         if st.st_size > max_bytes:
             raise error(
                 f"{what} {shown(path)} is {st.st_size} bytes; at most {max_bytes} are allowed"
             )
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
+        # The descriptor stays non-blocking: a regular file reads the same, and a /proc or
+        # /sys entry that would block (/proc/kmsg) fails with EAGAIN instead of hanging.
         return os.fdopen(fd, "rb"), st.st_size
     except BaseException:
         os.close(fd)
@@ -134,6 +149,8 @@ def read_bytes(
     try:
         with f:
             data = f.read(max_bytes + 1)
+        if data is None:  # non-blocking and nothing there: a file that would block
+            raise OSError(errno.EAGAIN, "it would block (not a regular file)")
     except OSError as e:
         raise error(f"cannot read {what} {shown(path)}: {os_reason(e)}") from None
     if len(data) > max_bytes:  # grew while we read it

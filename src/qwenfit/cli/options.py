@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import functools
 import json
 import math
@@ -72,7 +73,11 @@ class QwenfitGroup(click.Group):
         try:
             if ctx.parent is None:
                 from qwenfit.cli.output import whole_stdout
+                from qwenfit.cli.resources import address_space_problem
 
+                problem = address_space_problem()
+                if problem:
+                    raise QwenfitError(problem)
                 whole_stdout()  # a write that loses bytes raises instead (ulimit -f, full disk)
             result = super().invoke(ctx)
             if ctx.parent is None and sys.stdout is not None:
@@ -87,16 +92,24 @@ class QwenfitGroup(click.Group):
             with contextlib.suppress(OSError):
                 click.echo("Error: interrupted", err=True)
             ctx.exit(130)  # 128 + SIGINT, as shells report it
-        except MemoryError:
-            # An address-space limit (ulimit -v) or a full machine: no traceback, which would
-            # need memory itself.
+        except (MemoryError, ImportError, SystemError) as e:
+            # An address-space limit (ulimit -v) or a full machine: one line, no traceback
+            # (which would need memory itself). Anything else of these kinds is a bug.
+            from qwenfit.cli.resources import OUT_OF_MEMORY, is_out_of_memory
+
+            if not is_out_of_memory(e):
+                raise
             _silence_stdout()
             with contextlib.suppress(OSError, MemoryError):
-                click.echo(
-                    "Error: out of memory (is a memory limit such as ulimit -v set?)", err=True
-                )
+                click.echo(f"Error: {OUT_OF_MEMORY}", err=True)
             ctx.exit(int(ExitCode.ERROR))
         except OSError as e:
+            if e.errno == errno.ENOMEM:
+                from qwenfit.cli.resources import OUT_OF_MEMORY
+
+                _silence_stdout()
+                click.echo(f"Error: {OUT_OF_MEMORY}", err=True)
+                ctx.exit(int(ExitCode.ERROR))
             # stdout closed (a pipe whose reader left) or full (/dev/full): the output cannot be
             # written. Point stdout at /dev/null so the exit flush cannot fail a second time.
             _silence_stdout()
