@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -32,6 +33,7 @@ from qwenfit.serve.service import Service  # noqa: E402
 from qwenfit.serve.transport import DeadlineH11Protocol, server_config  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
+import fuzz_service as fs  # noqa: E402
 import qwen35_tensors as q  # noqa: E402
 
 COSTLY = {"gpu": "64x H100", "ram": "1TB", "nodes": 1024, "limit": 1000}
@@ -255,3 +257,34 @@ def test_serve_on_a_taken_port_exits_1_naming_it() -> None:
         result = CliRunner().invoke(main, ["serve", "--port", str(port)])
     assert result.exit_code == 1
     assert f"127.0.0.1:{port}" in result.stderr and "in use" in result.stderr
+
+
+REQUEST_SECONDS = 10.0  # budget per request on 2 shared cores; a seed answers in 0.1-0.5 s
+REQUEST_RSS_BYTES = 256 << 20  # budget of server memory growth per request
+RESPONSE_BYTES = 8 << 20  # the cost bound keeps an answer near 4 MB
+
+
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(fs.st.lists(fs.rest_body(), min_size=1, max_size=3))
+def test_fuzzed_rest_bodies_are_answered_within_budget(
+    url: str, cases: list[tuple[str, bytes]]
+) -> None:
+    import resource
+
+    for endpoint, body in cases:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        start = time.monotonic()
+        r = httpx.post(
+            f"{url}/v1/{endpoint}",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=REQUEST_SECONDS * 3,
+        )
+        elapsed = time.monotonic() - start
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        assert r.status_code in fs.STATUSES, (endpoint, body[:300], r.text[:300])
+        assert elapsed < REQUEST_SECONDS, (endpoint, body[:300], elapsed)
+        assert grown < REQUEST_RSS_BYTES and len(r.content) < RESPONSE_BYTES
+        if r.status_code != 200:
+            message = r.json()["error"]["message"]
+            assert "\n" not in message and "Traceback" not in message
