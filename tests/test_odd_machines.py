@@ -129,6 +129,7 @@ def two_gpus(vendor: str, uuids: bool) -> Machine:
         ("nvidia", True, {"CUDA_VISIBLE_DEVICES": "GPU-1abc"}),
         ("nvidia", False, {"CUDA_VISIBLE_DEVICES": "1"}),
         ("amd", False, {"HIP_VISIBLE_DEVICES": "1"}),
+        ("amd", True, {"ROCR_VISIBLE_DEVICES": "GPU-1abc", "HIP_VISIBLE_DEVICES": "0"}),
     ],
 )
 @pytest.mark.parametrize("runtime", ["vllm", "llama.cpp"])

@@ -239,6 +239,31 @@ def test_amd_vram_from_sysfs(tmp_path: Path) -> None:
     assert (gpu.vendor, gpu.memory_free_bytes) == ("amd", 22 * GiB)
 
 
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, ["GPU-aa", "GPU-bb", "GPU-cc"]),
+        ({"ROCR_VISIBLE_DEVICES": "2,GPU-a"}, ["GPU-cc", "GPU-aa"]),
+        ({"HIP_VISIBLE_DEVICES": "1,9,0"}, ["GPU-bb"]),  # 9 is no device: the list ends
+        ({"ROCR_VISIBLE_DEVICES": "1,2", "HIP_VISIBLE_DEVICES": "1"}, ["GPU-cc"]),  # HIP counts
+        ({"ROCR_VISIBLE_DEVICES": "GPU-"}, []),  # a prefix of every GPU names none of them
+    ],
+)
+def test_amd_gpus_as_rocm_sees_them(
+    tmp_path: Path, environ: dict[str, str], expected: list[str]
+) -> None:
+    files = {}
+    for i, uid in enumerate(("aa", "bb", "cc")):
+        files |= {
+            f"sys/class/drm/card{i}/device/vendor": "0x1002\n",
+            f"sys/class/drm/card{i}/device/mem_info_vram_total": str(24 * GiB),
+            f"sys/class/drm/card{i}/device/unique_id": uid + "\n",
+        }
+    gpus = amd_gpus(_tree(tmp_path, files), start=1, environ=environ)
+    assert [g.uuid for g in gpus] == expected
+    assert [g.index for g in gpus] == list(range(1, len(expected) + 1))
+
+
 def test_apple_unified_memory_share() -> None:
     def no_limit(name: str) -> str | None:
         return "0" if name == "iogpu.wired_limit_mb" else "Apple M3 Max"

@@ -96,9 +96,9 @@ def cuda_visible(est: Estimate, machine: Machine | None) -> dict[str, str]:
     NVIDIA: CUDA_VISIBLE_DEVICES by UUID (GPU-... / MIG-...), which does not depend on
     CUDA_DEVICE_ORDER or on a CUDA_VISIBLE_DEVICES already set (CUDA C Programming Guide, 'CUDA
     Environment Variables'); without UUIDs (a hand-written machine file), by index, the CUDA
-    device number. AMD: HIP_VISIBLE_DEVICES, the device's number among the machine's AMD GPUs
-    (HIP numbers only its own devices; ROCm docs, 'GPU isolation techniques'), which ROCm builds
-    of llama.cpp and vLLM read."""
+    device number. AMD (ROCm docs, 'GPU isolation techniques'; ROCm builds of llama.cpp and vLLM
+    read both): ROCR_VISIBLE_DEVICES by UUID with HIP_VISIBLE_DEVICES counting what it leaves;
+    without UUIDs, HIP_VISIBLE_DEVICES alone, the device's number among the machine's AMD GPUs."""
     gpus = pinned_gpus(est, machine)
     if machine is None or gpus is None or len(gpus) == len(machine.gpus):
         return {}
@@ -107,6 +107,11 @@ def cuda_visible(est: Estimate, machine: Machine | None) -> dict[str, str]:
             return {"CUDA_VISIBLE_DEVICES": ",".join(g.uuid or "" for g in gpus)}
         return {"CUDA_VISIBLE_DEVICES": ",".join(str(g.index) for g in gpus)}
     if all(g.vendor == "amd" for g in gpus):
+        if all(g.uuid for g in gpus):  # by UUID, whatever the inherited variables say
+            return {
+                "ROCR_VISIBLE_DEVICES": ",".join(g.uuid or "" for g in gpus),
+                "HIP_VISIBLE_DEVICES": ",".join(str(i) for i in range(len(gpus))),
+            }
         amd = [g.index for g in sorted(machine.gpus, key=lambda g: g.index) if g.vendor == "amd"]
         return {"HIP_VISIBLE_DEVICES": ",".join(str(amd.index(g.index)) for g in gpus)}
     return {}
