@@ -143,3 +143,38 @@ def test_the_plans_gpu_is_selected_in_the_command(
     assert {k: v for k, v in step.env.items() if k in expected or "VISIBLE" in k} == expected
     if runtime == "llama.cpp":
         assert step.argv[step.argv.index("--main-gpu") + 1] == "0"  # renumbered by the variable
+
+
+@pytest.mark.parametrize("runtime", ["llama.cpp", "vllm", "transformers"])
+def test_a_plan_never_spans_two_gpu_vendors(runtime: str) -> None:
+    gpus = [
+        GPU(
+            index=0,
+            name="RTX 4090",
+            vendor="nvidia",
+            memory_total_bytes=24 * GiB,
+            memory_free_bytes=24 * GiB,
+            bandwidth_bytes_per_s=10**12,
+        ),
+        GPU(
+            index=1,
+            name="RX 7900 XTX",
+            vendor="amd",
+            memory_total_bytes=24 * GiB,
+            memory_free_bytes=24 * GiB,
+            bandwidth_bytes_per_s=10**12,
+        ),
+        GPU(
+            index=2,
+            name="RX 7900 XTX",
+            vendor="amd",
+            memory_total_bytes=24 * GiB,
+            memory_free_bytes=24 * GiB,
+            bandwidth_bytes_per_s=10**12,
+        ),
+    ]
+    m = Machine(source="file", **RAM, gpus=gpus)
+    quant = "q8_0" if runtime == "llama.cpp" else "bf16"
+    e = estimate("27b", runtime=runtime, quant=quant, context=8192, machine=m)
+    used = {gpus[d].vendor for d in e.layout.devices} if e.layout.kind != "multi_node" else set()
+    assert len(used) <= 1, e.layout
