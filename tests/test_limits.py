@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import qwen35_tensors as q
 from click.testing import CliRunner
 
 from qwenfit.cli import main
@@ -20,9 +21,6 @@ from qwenfit.cli import resources as res
 from qwenfit.errors import BadFileError
 from qwenfit.specs.checkpoints.resolve import resolve_model
 from qwenfit.specs.table import SpecTable
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
-import qwen35_tensors as q
 
 
 def test_a_tiny_address_space_limit_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,6 +14,7 @@ import pytest
 pytest.importorskip("mcp")
 pytest.importorskip("uvicorn")
 
+import fuzz_service as fs
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from mcp import Client
@@ -23,10 +23,7 @@ from serve_support import allow_loopback, running_server
 
 from qwenfit.cli import main
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
-import fuzz_service as fs
-
-TOOLS = {"recommend", "estimate", "check", "launch", "models", "probe"}
+TOOLS = {"recommend", "estimate", "check", "launch", "sweep", "models", "probe"}
 ESTIMATE = {"model": "9b", "quant": "q4_k_m", "context": "32k", "gpu": "RTX 4090", "ram": "64GB"}
 
 
@@ -116,7 +113,7 @@ def test_missing_argument_is_one_line() -> None:
             return await client.call_tool("check", {"vram": "8GB", "ram": "16GB"})
 
     got = anyio.run(call)
-    assert got.is_error and text(got).endswith("model: Field required")
+    assert got.is_error and text(got).endswith("model: required")
     assert "\n" not in text(got)
 
 

@@ -103,7 +103,7 @@ def test_vllm_without_a_gpu_is_a_usage_error_and_never_the_default(tmp_path: Pat
         assert "vLLM needs a GPU" in result.stderr
     result = runner.invoke(main, ["recommend", "--machine", str(path), "--json"])
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = json.loads(result.stdout)["recommend"]
     assert doc["runtime"] in ("llama.cpp", "ollama") and doc["recommendations"]
 
 

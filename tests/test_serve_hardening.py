@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import socket
-import sys
 import threading
 import time
 import tracemalloc
@@ -23,6 +22,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
+import fuzz_service as fs  # noqa: E402
+import qwen35_tensors as q  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from serve_support import allow_loopback, free_port, running_server  # noqa: E402
 
@@ -31,10 +32,6 @@ from qwenfit.cli import main  # noqa: E402
 from qwenfit.serve.app import MAX_BODY, BodyGuard, create_app  # noqa: E402
 from qwenfit.serve.service import Service  # noqa: E402
 from qwenfit.serve.transport import DeadlineH11Protocol, server_config  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
-import fuzz_service as fs  # noqa: E402
-import qwen35_tensors as q  # noqa: E402
 
 COSTLY = {"gpu": "64x H100", "ram": "1TB", "nodes": 1024, "limit": 1000}
 

@@ -8,14 +8,15 @@ is added (`speed`).
 
 from __future__ import annotations
 
+from qwenfit.adapters import VLLM
 from qwenfit.bounds import check_cost
 from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import runtimes, speed
-from qwenfit.memory.config import configure, plan, with_host_ram
+from qwenfit.memory.config import Config, configure, plan, with_host_ram
 from qwenfit.memory.context import default_context
 from qwenfit.memory.options import FlashAttn, Options
-from qwenfit.memory.record import Estimate
+from qwenfit.memory.record import ContextSource, Estimate
 from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
 
 
@@ -92,18 +93,38 @@ def estimate_with(
         raise UsageError(f"invalid machine {machine!r}: must be a Machine (see probe())")
     check_cost(len(machine.gpus) if machine is not None else 1, options.nodes)
     table = table or load_specs()
-    cfg = configure(model, options, machine, table)
-    if options.nodes > 1 and cfg.runtime != "vllm":
+    return finish(configure(model, options, machine, table), options, machine, table)[1]
+
+
+def finish(
+    cfg: Config,
+    options: Options,
+    machine: Machine | None,
+    table: SpecTable,
+    context: int | None = None,
+    *,
+    speed: bool = True,
+) -> tuple[Config, Estimate]:
+    """The one path from a resolved configuration to its estimate: context -> layout ->
+    host-RAM caches -> parts -> speed. `estimate`, `check`, `max_context`, `sweep`, the
+    recommender's candidates and `launch` all end here, so they agree by construction.
+
+    `context` overrides `options.context` (the recommender tries several); None in both means
+    the runtime's own default on this machine. Returns the placed configuration (for the
+    context solvers) and its estimate. `speed=False` stops before the speed (the recommender
+    adds it with `with_speed` to the candidates that fit: the same record, sooner).
+    """
+    if options.nodes > 1 and not cfg.adapter.multi_node:
         chosen = "" if options.runtime else " (the default on this machine)"
         raise UnsupportedError(
             f"--nodes {options.nodes} runs vLLM across machines (Ray), but the runtime is "
-            f"{cfg.runtime}{chosen}; pass --runtime vllm or --nodes 1"
+            f"{cfg.runtime}{chosen}; pass --runtime {VLLM} or --nodes 1"
         )
     spec = cfg.spec
-    if options.context is None:
+    ctx = context if context is not None else options.context
+    source: ContextSource = "user"
+    if ctx is None:
         ctx, source = default_context(cfg, machine, options.margin)
-    else:
-        ctx, source = options.context, "user"
     limit = spec.context.extended or spec.context.native
     if not 1 <= ctx <= limit:
         raise UsageError(
@@ -114,6 +135,13 @@ def estimate_with(
     )
     cfg = with_host_ram(cfg, machine, options.margin, ctx)
     est = cfg.build(ctx, source)  # shared with the solvers' memo: never mutated below
+    return cfg, with_speed(est, spec, machine, table) if speed else est
+
+
+def with_speed(
+    est: Estimate, spec: ModelSpec, machine: Machine | None, table: SpecTable
+) -> Estimate:
+    """`est` with the speed its layout gives on `machine`, and the notes that go with it."""
     update: dict[str, object] = {}
     notes = list(est.notes)
     if machine is not None:
@@ -126,15 +154,15 @@ def estimate_with(
             aggregate_tokens_per_second=s.aggregate,
         )
         if s.decode is not None and est.mtp:  # the gain is in speed.estimate_speed
-            factor = runtimes.MTP_SPEED_FACTOR[(est.runtime, spec.is_moe)]
+            factor = runtimes.mtp_speed_factor(est.runtime, spec.is_moe)
             notes.append(
                 f"MTP: decode speed x {factor:g} (published runs; acceptance 0.5-0.9 falls "
                 "with context, see docs/estimation.md)"
             )
-    if ctx > spec.context.native:
+    if est.context > spec.context.native:
         notes.append(
-            f"{ctx} tokens is beyond the native {spec.context.native}: needs YaRN rope scaling "
-            "as the model card describes"
+            f"{est.context} tokens is beyond the native {spec.context.native}: needs YaRN rope "
+            "scaling as the model card describes"
         )
     if notes != est.notes:
         update["notes"] = notes

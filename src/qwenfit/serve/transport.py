@@ -75,17 +75,14 @@ class HostGuard:
         if name in self.hosts:
             await self.app(scope, receive, send)
             return
+        from qwenfit.serve.service import Failure
+
         shown = repr(name[:80]) if name else "(none)"
-        body = json.dumps(
-            {
-                "schema_version": 1,
-                "error": {
-                    "message": f"Host {shown} is not served here; start the server with "
-                    "'--allow-host NAME' to answer it",
-                    "exit_code": 2,
-                },
-            }
-        ).encode()
+        message = (
+            f"Host {shown} is not served here; start the server with '--allow-host NAME' to "
+            "answer it"
+        )
+        body = json.dumps(Failure(421, 2, message).document()).encode()
         await send(
             {
                 "type": "http.response.start",
