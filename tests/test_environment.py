@@ -103,3 +103,26 @@ def test_sigint_during_start_up_is_one_line_and_130() -> None:
         assert p.returncode == 130, err
         assert err.strip().splitlines()[-1] == "Error: interrupted"
         assert "Traceback" not in err
+
+
+def test_no_home_at_all_still_checks_and_resolves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HOME unset and a uid without a passwd entry (`docker run --user N`): check answers
+    (the download folder, unknown, is not checked) and a Hub id is a one-line error."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HOME", raising=False)
+    for var in ("XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE", "OLLAMA_MODELS"):
+        monkeypatch.delenv(var, raising=False)
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    runner = CliRunner()
+    result = runner.invoke(main, ["check", "0.8b", "--json"])
+    assert result.exit_code in (0, 3), result.output
+    result = runner.invoke(main, ["estimate", "someone/x-GGUF"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--online" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -30,7 +30,7 @@ def _absolute(text: str | None) -> Path | None:
     return path if path.is_absolute() else None
 
 
-def _home() -> Path | None:
+def home_folder() -> Path | None:
     """The home folder if it is known and absolute: a relative $HOME, or no $HOME and a uid
     without a passwd entry (a container started with --user N), gives None; so does an empty
     $HOME (which Python reads as '/')."""
@@ -66,7 +66,7 @@ def cache_dir() -> Path:
     xdg = _absolute(os.environ.get("XDG_CACHE_HOME"))
     if xdg:
         return xdg / "qwenfit"
-    home = _home()
+    home = home_folder()
     return home / ".cache" / "qwenfit" if home else _private_temp()
 
 
@@ -76,7 +76,7 @@ def cache_note() -> str | None:
         os.environ.get("XDG_CACHE_HOME")
     ):
         return None
-    if _home() is not None:
+    if home_folder() is not None:
         return None
     return (
         f"no usable home folder (HOME is {os.environ.get('HOME')!r}): the cache is in "
