@@ -18,6 +18,7 @@ from qwenfit.cli import render
 from qwenfit.errors import UnsupportedError
 from qwenfit.launch.commands import launch_command
 from qwenfit.launch.record import LaunchCommand, LaunchFile, Step
+from qwenfit.specs.table import Source, SpecTable, load_specs
 
 BASH = shutil.which("bash")
 pytestmark = pytest.mark.skipif(BASH is None, reason="needs bash")
@@ -44,7 +45,7 @@ def run_pasted(script: str, tmp_path: Path) -> tuple[list[list[str]], Path]:
     fakes, work = tmp_path / "bin", tmp_path / "work"
     fakes.mkdir()
     work.mkdir()
-    for name in ("ollama", "llama-server", "vllm", "python3"):
+    for name in ("ollama", "llama-server", "vllm", "python", "python3"):
         (fakes / name).write_text(FAKE)
         (fakes / name).chmod(0o755)
     log = tmp_path / "calls"  # one file per call, named by its order
@@ -57,6 +58,21 @@ def run_pasted(script: str, tmp_path: Path) -> tuple[list[list[str]], Path]:
         for n in range(len(os.listdir(log)))
     ]
     return calls, work
+
+
+def local_folder_table(path: str) -> SpecTable:
+    """The spec table with 9b's BF16 safetensors recorded as a local folder (as
+    specs.checkpoints.rows records a folder read from disk)."""
+    table = load_specs()
+    spec = table.get("9b")
+    st = spec.artifact("bf16", "safetensors")
+    assert st is not None
+    local = st.model_copy(update={"repo": path, "source": "checkpoint-0123456789"})
+    sources = {**table.sources, "checkpoint-0123456789": Source(title="local", path=path)}
+    model = spec.model_copy(
+        update={"name": "my-9b", "aliases": [], "hf_repo": path, "artifacts": [local]}
+    )
+    return table.model_copy(update={"models": [*table.models, model], "sources": sources})
 
 
 def expected_calls(cmd: LaunchCommand) -> list[list[str]]:
@@ -102,3 +118,29 @@ def test_no_content_line_can_end_the_here_document(tmp_path: Path) -> None:
     assert (work / "Modelfile").read_text() == text + "\n"
     assert sorted(os.listdir(work)) == ["Modelfile"]
     assert not list(tmp_path.rglob("PWNED"))
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+@pytest.mark.parametrize("runtime", ["vllm", "transformers"])
+def test_local_folders_stay_data_in_vllm_and_python(
+    tmp_path: Path, name: str, runtime: str
+) -> None:
+    import ast
+
+    path = str(tmp_path / "models" / name)
+    table = local_folder_table(path)
+    e = estimate("my-9b", runtime=runtime, context=8192, table=table)
+    cmd = launch_command(e, table=table)
+    calls, work = run_pasted(render.launch(cmd), tmp_path)
+    assert calls == expected_calls(cmd)
+    assert not list(tmp_path.rglob("PWNED")) and list(work.iterdir()) == []
+    if runtime == "transformers":  # the folder is one Python string literal in the script
+        code = calls[0][calls[0].index("-c") + 1]
+        assigned = [
+            n.value.value
+            for n in ast.walk(ast.parse(code))
+            if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+        ]
+        assert path in assigned
+    else:
+        assert path in calls[0]
