@@ -47,7 +47,7 @@ def test_running_out_of_memory_is_one_line(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise error
 
-    monkeypatch.setattr("qwenfit.recommender.ranking.recommend", fail)
+    monkeypatch.setattr("qwenfit.serve.service.Service.recommend", fail)
     result = CliRunner().invoke(main, ["recommend", "--vram", "24GB", "--ram", "64GB"])
     assert result.exit_code == 1
     assert result.stderr.strip() == f"Error: {res.OUT_OF_MEMORY}"

@@ -328,17 +328,59 @@ def test_probe_survives_every_source_failing(tmp_path: Path,
     assert with_overrides(m, ram="32GB").ram_total_bytes == 32 * 10**9
 
 
-def test_ram_bandwidth_is_measured_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
-    from qwenfit.hardware import probing
+def test_ram_bandwidth_is_measured_once_and_cached(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from qwenfit.hardware import bandwidth
 
-    first = probing.cached_ram_bandwidth()
-    assert first is not None and first > 10**8  # any real machine copies > 100 MB/s
+    monkeypatch.setenv("QWENFIT_CACHE_DIR", str(tmp_path / "cache"))
+    calls: list[int] = []
 
-    def fail(*args: object) -> int:
+    def measure() -> int:
+        calls.append(1)
+        return 10**9 * len(calls)  # later runs faster: the best is kept
+
+    first = bandwidth.ram_bandwidth(measurer=measure, load=lambda: 0.1, now=lambda: 1e9)
+    assert first.bytes_per_s == bandwidth.RUNS * 10**9 and len(calls) == bandwidth.RUNS
+    assert "load 0.10" in first.note and "2001-09-09" in first.note
+
+    def fail() -> int:
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(probing, "measure_ram_bandwidth", fail)
-    assert probing.cached_ram_bandwidth() == first
+    again = bandwidth.ram_bandwidth(measurer=fail, load=lambda: 0.1, now=lambda: 1e9 + 3600)
+    assert again.bytes_per_s == first.bytes_per_s
+
+
+def test_ram_bandwidth_is_not_measured_on_a_busy_cpu_and_expires(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from qwenfit.hardware import bandwidth
+
+    monkeypatch.setenv("QWENFIT_CACHE_DIR", str(tmp_path / "cache"))
+
+    def fail() -> int:
+        raise AssertionError("measured while busy")
+
+    busy = bandwidth.ram_bandwidth(measurer=fail, load=lambda: 3.0, now=lambda: 1e9)
+    assert busy.bytes_per_s is None and "busy" in busy.note and "--ram-bandwidth" in busy.note
+    bandwidth.ram_bandwidth(measurer=lambda: 40 * 10**9, load=lambda: 0.0, now=lambda: 1e9)
+    late = 1e9 + bandwidth.MAX_AGE_S + 1
+    stale = bandwidth.ram_bandwidth(measurer=fail, load=lambda: 3.0, now=lambda: late)
+    assert stale.bytes_per_s == 40 * 10**9 and "expired" in stale.note
+    fresh = bandwidth.ram_bandwidth(measurer=lambda: 50 * 10**9, load=lambda: 0.0,
+                                    now=lambda: late)
+    assert fresh.bytes_per_s == 50 * 10**9
+    forced = bandwidth.ram_bandwidth(True, measurer=lambda: 45 * 10**9, load=lambda: 0.0,
+                                     now=lambda: late + 1)
+    assert forced.bytes_per_s == 45 * 10**9
+
+
+def test_ram_bandwidth_override_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwenfit import with_overrides
+
+    m = with_overrides(None, vram=0, ram="32GB", ram_bandwidth="80GB/s")
+    assert m.ram_bandwidth_bytes_per_s == 80 * 10**9
+    assert m.ram_bandwidth_note == "given with --ram-bandwidth"
 
 
 def test_probe_survives_a_failing_bandwidth_measure(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def _service(ctx: click.Context, online: bool = False, planned: Planned | None =
     """The handlers every face answers through, reading local files as a CLI may (and the Hub
     with --online), and telling `planned` the machine it plans on."""
     from qwenfit.serve.service import Service
-    from qwenfit.specs.table import load_specs
+    from qwenfit.specs import load_specs
 
     table = load_specs(ctx.find_root().params.get("specs"))
     return Service(table=table, local_files=True, online=online, on_machine=planned or Planned())
@@ -93,10 +93,18 @@ def main(specs: str | None) -> None:
 @main.command()
 @settings_options("probe")
 @json_option
+@click.option("--measure", is_flag=True,
+              help="Measure this machine's RAM bandwidth again now (refused while the CPU is "
+              "busy).")
 @click.pass_context
-def probe(ctx: click.Context, values: dict[str, Any], as_json: bool) -> None:
+def probe(ctx: click.Context, values: dict[str, Any], as_json: bool, measure: bool) -> None:
     """Show the GPUs, RAM and runtimes qwenfit sees (or the hypothetical machine)."""
     from qwenfit.cli import render
+
+    if measure:
+        from qwenfit.hardware import ram_bandwidth
+
+        ram_bandwidth(force=True)
 
     m = _answer(ctx, "probe", request_values("probe", values), online=False)
     _print("probe", m, as_json, "" if as_json else render.machine(m))
@@ -257,7 +265,7 @@ def refresh(ctx: click.Context, online: bool) -> None:
     Nothing is changed: review the diff and apply it to data/model_specs.json by hand.
     """
     from qwenfit.cli.progress import spinner
-    from qwenfit.specs.checkpoints.refresh import refresh_specs
+    from qwenfit.specs import refresh_specs
 
     table = _service(ctx).table
     with spinner("reading the official Qwen3.5 repos"):

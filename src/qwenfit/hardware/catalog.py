@@ -172,32 +172,11 @@ def with_overrides(
             ram_usable_bytes=ram_total,
             cgroup_limit_bytes=None,
         )
-    gpus = list(m.gpus)
-    if gpu is not None:
-        gpus = catalog_gpus(gpu, ram_total)
-    if vram is not None:
-        size = parse_size(vram, what="--vram", allow_zero=True)
-        if size == 0:
-            gpus = []
-        elif gpu is not None:
-            gpus = [
-                g.model_copy(update={"memory_total_bytes": size, "memory_free_bytes": size})
-                for g in gpus
-            ]
-        else:
-            gpus = [
-                GPU(
-                    index=0,
-                    name=f"GPU with {size / GiB:g} GiB",
-                    vendor="other",
-                    memory_total_bytes=size,
-                    memory_free_bytes=size,
-                )
-            ]
     if gpu is not None or vram is not None:
-        update["gpus"] = gpus
+        update["gpus"] = _stated_gpus(gpu, vram, ram_total)
     if ram_bandwidth is not None:
         update["ram_bandwidth_bytes_per_s"] = parse_bandwidth(ram_bandwidth, what="--ram-bandwidth")
+        update["ram_bandwidth_note"] = "given with --ram-bandwidth"
     if m.source == "probe" and ram is None and m.ram_total_bytes == 0:
         # The probe could not read RAM at all: no plan can be right, so say so, not "no fit".
         reasons = "; ".join(w for w in m.warnings if w.startswith("RAM")) or "no figure"
@@ -209,6 +188,31 @@ def with_overrides(
         update["source"] = "hypothetical" if m.source == "probe" else m.source
     m = m.model_copy(update=update)
     return m if reserve is None else _reserve(m, reserve)
+
+
+def _stated_gpus(gpu: str | None, vram: str | int | None, ram_total: int) -> list[GPU]:
+    """The GPUs `--gpu` and `--vram` state: catalog GPUs, resized by `--vram`; `--vram` alone
+    is one GPU of that size, `--vram 0` none."""
+    gpus = [] if gpu is None else catalog_gpus(gpu, ram_total)
+    if vram is None:
+        return gpus
+    size = parse_size(vram, what="--vram", allow_zero=True)
+    if size == 0:
+        return []
+    if gpu is not None:
+        return [
+            g.model_copy(update={"memory_total_bytes": size, "memory_free_bytes": size})
+            for g in gpus
+        ]
+    return [
+        GPU(
+            index=0,
+            name=f"GPU with {size / GiB:g} GiB",
+            vendor="other",
+            memory_total_bytes=size,
+            memory_free_bytes=size,
+        )
+    ]
 
 
 def _reserve(m: Machine, reserve: str | int) -> Machine:

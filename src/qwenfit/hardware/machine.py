@@ -93,6 +93,10 @@ class Machine(BaseModel):
         description="What a recommendation may use: available RAM, capped by the cgroup limit.",
     )
     ram_bandwidth_bytes_per_s: int | None = Field(None, ge=0, le=MAX_BANDWIDTH)
+    ram_bandwidth_note: str | None = Field(
+        None, description="Where ram_bandwidth_bytes_per_s comes from: when and at what CPU load "
+        "it was measured, --ram-bandwidth, or why none could be measured."
+    )
     gpus: list[GPU] = Field(default_factory=list, max_length=MAX_GPUS)
     nvidia_driver_version: str | None = None
     cuda_driver_version: str | None = None

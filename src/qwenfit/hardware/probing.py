@@ -1,29 +1,27 @@
 """`probe()`: the machine as it is now: GPUs, RAM and its container limit, installed runtimes.
 
 Each source is read on its own and a failing source becomes a warning in the result, never an
-exception. RAM bandwidth (for CPU and offload speed estimates) is measured once per machine and
-cached. The seams (`root`, `environ`, `nvml`, `system`) let tests point the probe at
-temporary sysfs / cgroup trees and fake NVML modules.
+exception. RAM bandwidth (for CPU and offload speed estimates) comes from `hardware.bandwidth`
+(measured when the CPU is idle, cached with its date, expiring). The seams (`root`, `environ`,
+`nvml`, `system`) let tests point the probe at temporary sysfs / cgroup trees and fake NVML
+modules.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import platform
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from qwenfit.adapters import ADAPTERS
-from qwenfit.cache import cache_dir, read_cache_json, write_atomic
+from qwenfit.hardware.bandwidth import RamBandwidth, ram_bandwidth
 from qwenfit.hardware.machine import GPU, Machine, apple_gpu_share
 from qwenfit.units import MAX_BYTES, MiB
 
@@ -218,49 +216,6 @@ def _installed_version(module: str, dist: str) -> str | None:
         return None
 
 
-BANDWIDTH_BUFFER = 32 * MiB  # larger than a desktop L3 cache, small enough to be quick
-
-
-def measure_ram_bandwidth(size: int = BANDWIDTH_BUFFER, repeats: int = 3) -> int:
-    """Single-thread memcpy throughput (bytes read + written per second, best of `repeats`).
-
-    The same measure is taken on the machines whose CPU decode speeds calibrate qwenfit's CPU
-    efficiency (data/speed_measurements.json), so the two cancel out.
-    """
-    src = bytearray(b"\x5a") * size
-    dst = bytearray(size)
-    dst[:] = src  # fault the destination pages in before timing
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        dst[:] = src
-        best = min(best, time.perf_counter() - start)
-    return int(2 * size / best)
-
-
-def cached_ram_bandwidth() -> int | None:
-    """This machine's bandwidth, measured once (~50 ms) and kept in qwenfit's cache."""
-    key = f"{platform.node()}|{platform.machine()}|{os.cpu_count()}|{_cpu_model()}"
-    path = cache_dir() / "ram_bandwidth.json"
-    saved = read_cache_json(path)
-    if isinstance(saved, dict) and saved.get("key") == key:
-        value = saved.get("bytes_per_s")
-        if type(value) is int and 0 < value <= MAX_BYTES:
-            return value  # anything else is a corrupted entry: measure again
-    value = measure_ram_bandwidth()
-    with contextlib.suppress(OSError):  # a read-only home must not stop the probe
-        write_atomic(path, json.dumps({"key": key, "bytes_per_s": value}))
-    return value
-
-
-def _cpu_model() -> str:
-    text = _read(Path("/proc/cpuinfo")) or ""
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def _nvml_module() -> Any:
     import pynvml
 
@@ -273,7 +228,7 @@ def probe(
     environ: Mapping[str, str] | None = None,
     nvml: Any = None,
     system: str | None = None,
-    bandwidth: Callable[[], int | None] = cached_ram_bandwidth,
+    bandwidth: Callable[[], RamBandwidth | int | None] = ram_bandwidth,
 ) -> Machine:
     """Read this machine. Never raises for a failing source: see `Machine.warnings`."""
     import psutil
@@ -321,13 +276,16 @@ def probe(
 
     from qwenfit.cache import cache_note
 
-    note = cache_note()
-    if note:
-        warnings.append(note)
+    home_note = cache_note()
+    if home_note:
+        warnings.append(home_note)
+    note = None
     try:
-        ram_bandwidth = bandwidth()
+        got = bandwidth()
+        value = got.bytes_per_s if isinstance(got, RamBandwidth) else got
+        note = got.note if isinstance(got, RamBandwidth) else None
     except Exception as e:
-        ram_bandwidth = None
+        value = None
         warnings.append(f"RAM bandwidth could not be measured ({e})")
     try:
         logical = psutil.cpu_count(logical=True)
@@ -343,7 +301,8 @@ def probe(
         swap_total_bytes=swap,
         cgroup_limit_bytes=limit,
         ram_usable_bytes=usable,
-        ram_bandwidth_bytes_per_s=ram_bandwidth,
+        ram_bandwidth_bytes_per_s=value,
+        ram_bandwidth_note=note,
         gpus=gpus,
         nvidia_driver_version=versions.get("driver"),
         cuda_driver_version=versions.get("cuda"),

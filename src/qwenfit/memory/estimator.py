@@ -148,7 +148,12 @@ def with_speed(
         s = speed.estimate_all(est, machine, table)
         update.update(
             tokens_per_second=s.decode,
+            decode_empty_tokens_per_second=s.decode_empty,
+            decode_half_tokens_per_second=s.decode_half,
+            decode_full_tokens_per_second=s.decode,
+            speed_reason=s.reason,
             prefill_tokens_per_second=s.prefill,
+            prefill_prompt_tokens=s.prefill_prompt_tokens if s.prefill is not None else None,
             time_to_first_token_s=s.ttft_s,
             ttft_prompt_tokens=s.ttft_prompt_tokens if s.ttft_s is not None else None,
             aggregate_tokens_per_second=s.aggregate,

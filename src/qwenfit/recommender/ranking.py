@@ -393,8 +393,15 @@ def _recommendation(
             f"{c.fit.gpu_budget_bytes / GiB:.1f} GiB usable ({usable})"
         )
     if e.ram_bytes or not e.gpu_bytes:
+        caches = (
+            f" ({(e.ram_bytes - e.cache_limit_bytes) / GiB:.1f} at load; llama-server's prompt "
+            f"cache and checkpoints start empty and may grow to {e.cache_limit_bytes / GiB:.1f})"
+            if e.cache_limit_bytes
+            else ""
+        )
         need.append(
-            f"{e.ram_bytes / GiB:.1f} GiB of RAM of {c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
+            f"{e.ram_bytes / GiB:.1f} GiB of RAM{caches} of "
+            f"{c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
         )
     reasons = [
         f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks{lossy})",
