@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING
 
 from qwenfit.units import GB, GiB, format_bytes, format_context
@@ -250,14 +251,35 @@ def disk_lines(r: CheckResult) -> list[str]:
     ]
 
 
+def comment(text: str) -> str:
+    """`text` as shell comment lines: every line of it starts with '# ', so a line break in a
+    name cannot end the comment and start a command."""
+    return "\n".join(f"# {line}" for line in text.splitlines() or [""])
+
+
+def heredoc_delimiter(text: str) -> str:
+    """A here-document delimiter that no line of `text` equals, so the text cannot end the
+    here-document early (a file name holding a line break and 'EOF' would)."""
+    lines = set(text.splitlines())
+    delimiter, n = "QWENFIT_EOF", 0
+    while delimiter in lines:
+        n += 1
+        delimiter = f"QWENFIT_EOF_{n}"
+    return delimiter
+
+
 def launch(cmd: LaunchCommand) -> str:
+    """The launch steps as a POSIX shell script to paste: files as quoted here-documents, steps
+    as quoted command lines, everything else as comments."""
     lines = []
     for f in cmd.files:
-        lines += [f"# write {f.path} ({f.purpose}):", f"cat > {f.path} <<'EOF'"]
-        lines += [f.text.rstrip("\n"), "EOF"]
+        body = f.text if f.text.endswith("\n") else f.text + "\n"
+        delimiter = heredoc_delimiter(body)
+        lines += [comment(f"write {f.path} ({f.purpose}):")]
+        lines += [f"cat > {shlex.quote(f.path)} <<'{delimiter}'", body + delimiter]
     for s in cmd.steps:
-        lines += [f"# {s.purpose}", s.shell]
-    return "\n".join([*lines, *(f"# {n}" for n in cmd.notes)])
+        lines += [comment(s.purpose), s.shell]
+    return "\n".join([*lines, *(comment(n) for n in cmd.notes)])
 
 
 def recommendation(r: RecommendResult) -> str:

@@ -84,8 +84,11 @@ def cgroup_memory_limit(root: Path) -> tuple[int | None, list[str]]:
     return (min(limits) if limits else None), warnings
 
 
-def amd_gpus(root: Path, start: int) -> list[GPU]:
-    """AMD GPUs from amdgpu's sysfs files; no ROCm library needed."""
+def amd_gpus(
+    root: Path, start: int, environ: Mapping[str, str] | None = None
+) -> list[GPU]:
+    """AMD GPUs from amdgpu's sysfs files (no ROCm library needed), as a ROCm process sees
+    them under ROCR_VISIBLE_DEVICES and HIP_VISIBLE_DEVICES (`amd_visible`)."""
     found: list[GPU] = []
     for card in sorted((root / "sys/class/drm").glob("card[0-9]*")):
         dev = card / "device"
@@ -96,17 +99,50 @@ def amd_gpus(root: Path, start: int) -> list[GPU]:
             continue
         used = _limit_value(_read(dev / "mem_info_vram_used")) or 0
         name = _read(dev / "product_name") or f"AMD GPU ({card.name})"
+        unique = (_read(dev / "unique_id") or "").lower()
         found.append(
             GPU(
-                index=start + len(found),
+                index=len(found),
                 name=name,
                 vendor="amd",
+                # ROCm names a GPU 'GPU-' + amdgpu's unique_id (rocm-smi; ROCR_VISIBLE_DEVICES)
+                uuid=f"GPU-{unique}" if re.fullmatch(r"[0-9a-f]{1,32}", unique) else None,
                 memory_total_bytes=total,
-                memory_free_bytes=max(0, total - used),
-                memory_used_bytes=used,
+                memory_free_bytes=max(0, min(total, total - used)),
+                memory_used_bytes=min(used, total),
             )
         )
-    return found
+    visible = amd_visible(found, environ or {})
+    return [g.model_copy(update={"index": start + i}) for i, g in enumerate(visible)]
+
+
+def _select(gpus: list[GPU], value: str | None) -> list[GPU]:
+    """`gpus` filtered and ordered by one visibility variable: indices into `gpus` or UUID
+    prefixes, ending at the first entry that names no device (or several)."""
+    if value is None:
+        return gpus
+    chosen: list[GPU] = []
+    for entry in (e.strip() for e in value.split(",")):
+        if entry.isdigit() and int(entry) < len(gpus):
+            matches = [gpus[int(entry)]]
+        elif entry.upper().startswith("GPU-"):
+            matches = [g for g in gpus if g.uuid and g.uuid.lower().startswith(entry.lower())]
+        else:
+            break
+        if len(matches) != 1:
+            break
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
+
+
+def amd_visible(gpus: list[GPU], environ: Mapping[str, str]) -> list[GPU]:
+    """The AMD GPUs a ROCm process sees: ROCR_VISIBLE_DEVICES (indices or UUIDs) applies first,
+    then HIP_VISIBLE_DEVICES (indices among what is left), as the ROCm documentation's 'GPU
+    isolation techniques' page describes the two."""
+    return _select(
+        _select(gpus, environ.get("ROCR_VISIBLE_DEVICES")), environ.get("HIP_VISIBLE_DEVICES")
+    )
 
 
 def _sysctl(name: str) -> str | None:
@@ -234,10 +270,15 @@ def probe(
             gpus, nv_warn, versions = list_gpus(lib, environ)
             warnings += nv_warn
     if system == "Linux":
-        gpus += amd_gpus(root, len(gpus))
+        gpus += amd_gpus(root, len(gpus), environ)
     elif system == "Darwin" and platform.machine() == "arm64":
         gpus.append(apple_gpu(ram_total))
 
+    from qwenfit.cache import cache_note
+
+    home_note = cache_note()
+    if home_note:
+        warnings.append(home_note)
     note = None
     try:
         got = bandwidth()

@@ -9,6 +9,7 @@ is added (`speed`).
 from __future__ import annotations
 
 from qwenfit.adapters import VLLM
+from qwenfit.bounds import check_cost
 from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import runtimes, speed
@@ -90,6 +91,7 @@ def estimate_with(
     """`estimate` for an `Options` record already built (the stages above pass one down)."""
     if machine is not None and not isinstance(machine, Machine):
         raise UsageError(f"invalid machine {machine!r}: must be a Machine (see probe())")
+    check_cost(len(machine.gpus) if machine is not None else 1, options.nodes)
     table = table or load_specs()
     return finish(configure(model, options, machine, table), options, machine, table)[1]
 

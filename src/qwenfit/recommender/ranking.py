@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from qwenfit.adapters import MLX, VLLM, adapter
+from qwenfit.bounds import check_cost
 from qwenfit.errors import UsageError
 from qwenfit.fit.verdict import Fit
 from qwenfit.hardware.machine import Machine
@@ -197,6 +198,7 @@ def recommend(
     fits at all.
     """
     _check_arguments(machine, context, limit, min_speed, models)
+    check_cost(len(machine.gpus), nodes if isinstance(nodes, int) else 1, limit)
     table = table or load_specs()
     if not isinstance(task, str) or task not in TASK_BENCHMARKS:
         raise UsageError(f"unknown task {task!r:.60}; allowed: {', '.join(TASK_BENCHMARKS)}")
