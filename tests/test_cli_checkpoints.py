@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import qwen35_tensors as q
 from click.testing import CliRunner
 
 from qwenfit.cli.commands import main
 from qwenfit.specs.table import SpecTable
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
-import qwen35_tensors as q
 
 HW = ["--vram", "24GB", "--ram", "64GB"]
 
@@ -45,7 +42,7 @@ def test_recommend_among_given_models(tmp_path: Path, table: SpecTable) -> None:
     r = CliRunner().invoke(main, ["recommend", "--model", str(d), "--model", "9b", "--runtime",
                                   "vllm", "--json", *HW])
     assert r.exit_code == 0, r.stderr
-    picks = {x["model"] for x in json.loads(r.stdout)["recommendations"]}
+    picks = {x["model"] for x in json.loads(r.stdout)["recommend"]["recommendations"]}
     assert picks <= {"local/my-finetune", "qwen3.5-9b"} and "local/my-finetune" in picks
 
 

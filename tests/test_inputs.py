@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import qwen35_tensors as q
 from click.testing import CliRunner
+from test_checkpoints import TINY, folder
 
 import qwenfit
 from qwenfit.cache import cache_dir
@@ -25,10 +27,6 @@ from qwenfit.inputs import MAX_JSON_DEPTH, json_depth_ok, parse_json, read_json,
 from qwenfit.specs.checkpoints.resolve import resolve_model
 from qwenfit.specs.table import SpecTable, load_specs
 from qwenfit.units import GiB
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
-import qwen35_tensors as q
-from test_checkpoints import TINY, folder
 
 HW = ["--vram", "24GB", "--ram", "64GB"]
 BIG = "1" + "0" * 400
@@ -456,7 +454,7 @@ def test_recommend_a_local_folder_agrees_with_check(tmp_path: Path, table: SpecT
     d = folder(tmp_path, q.nested_config(a), q.text_tensors(a) + q.vision_tensors(a["vision"]))
     code_check, _, _ = run("check", str(d), *HW)
     code_rec, out, _ = run("recommend", "--model", str(d), *HW, "--json")
-    assert code_check == 0 and code_rec == 0 and json.loads(out)["recommendations"]
+    assert code_check == 0 and code_rec == 0 and json.loads(out)["recommend"]["recommendations"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,21 +479,20 @@ def test_relative_xdg_cache_home_is_ignored(monkeypatch: pytest.MonkeyPatch) -> 
 def test_corrupted_bandwidth_cache_is_measured_again(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str
 ) -> None:
-    from qwenfit.hardware import probing
+    from qwenfit.hardware import bandwidth
 
     monkeypatch.setenv("QWENFIT_CACHE_DIR", str(tmp_path / "cache"))  # not the session's cache
 
     path = cache_dir() / "ram_bandwidth.json"
-    monkeypatch.setattr(probing, "measure_ram_bandwidth", lambda: 999)
     path.unlink(missing_ok=True)
-    assert probing.cached_ram_bandwidth() == 999  # writes the entry with this machine's key
+    idle = {"load": lambda: 0.0}
+    assert bandwidth.ram_bandwidth(measurer=lambda: 999, **idle).bytes_per_s == 999
     key = json.loads(path.read_text())["key"]
     if content == "\xff":
         path.write_bytes(b"\xff")
     else:
         path.write_text(content.replace("K", json.dumps(key)))
-    monkeypatch.setattr(probing, "measure_ram_bandwidth", lambda: 12345)
-    assert probing.cached_ram_bandwidth() == 12345
+    assert bandwidth.ram_bandwidth(measurer=lambda: 12345, **idle).bytes_per_s == 12345
     assert json.loads(path.read_text())["bytes_per_s"] == 12345  # rewritten, atomically
 
 
@@ -507,7 +504,6 @@ def test_unchanged_table_copy_is_still_equal() -> None:
 def test_gguf_holding_one_tensor_is_a_bad_file(tmp_path: Path, table: SpecTable) -> None:
     """Found by the fuzzer: a GGUF whose metadata describes 4 layers but whose tensor table
     holds only token_embd gave negative bytes deep in the llama.cpp model."""
-    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
     import fuzz_inputs as fz
 
     f = tmp_path / "one.gguf"

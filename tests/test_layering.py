@@ -2,10 +2,11 @@
 itself back through another, and no private name crosses a module boundary.
 
 Stages, bottom to top (docs/architecture.md): the foundation modules, then hardware, specs,
-memory, fit, launch, recommender, verify (a running runtime against the estimate), serve (the
-HTTP and MCP service), cli (which starts the
-service, so serve sits below it and can never import it). Every import counts, including those
-inside functions and under TYPE_CHECKING: a lazy import is still a dependency.
+memory, fit, launch, recommender, fleet (Kubernetes node pools), verify (a running runtime
+against the estimate), serve (the HTTP and MCP service), cli (which starts the service, so
+serve sits below it and can never import it).
+Every import counts, including those inside functions and under TYPE_CHECKING: a lazy import
+is still a dependency.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "qwenfit"
-STAGES = ["hardware", "specs", "memory", "fit", "launch", "recommender", "verify", "serve", "cli"]
-FOUNDATION = {"errors", "units", "cache", "datafiles", "lazy", "inputs"}
+STAGES = [
+    "hardware", "specs", "memory", "fit", "launch", "recommender", "fleet", "verify", "serve",
+    "cli",
+]
+FOUNDATION = {
+    "errors", "units", "cache", "datafiles", "lazy", "inputs", "settings", "adapters", "bounds"
+}
 
 
 def module_name(path: Path) -> str:
@@ -136,3 +142,21 @@ def test_the_graph_is_read_from_the_real_tree() -> None:
     """Guards the test itself: a known downward import must be seen."""
     assert "qwenfit.memory.config" in GRAPH["qwenfit.memory.estimator"]
     assert "qwenfit.specs.table" in GRAPH["qwenfit.memory.runtimes"]
+
+
+INTERFACES = ("qwenfit.cli", "qwenfit.serve")
+PIPELINE = {f"qwenfit.{s}" for s in STAGES}
+
+
+def test_interfaces_import_the_pipeline_through_its_public_names() -> None:
+    """cli/ and serve/ import a pipeline stage as its package (`from qwenfit.memory import
+    estimate`), never one of its modules: each stage's `__init__` lists its public names once."""
+    bad = []
+    for name, deps in GRAPH.items():
+        if not name.startswith(INTERFACES):
+            continue
+        for dep in deps:
+            package = ".".join(dep.split(".")[:2])
+            if package in PIPELINE and dep != package and not dep.startswith(INTERFACES):
+                bad.append(f"{name} imports {dep}")
+    assert not bad, bad

@@ -20,7 +20,7 @@ from qwenfit.errors import UsageError
 from qwenfit.hardware.nvml import process_memory
 from qwenfit.verify.compare import verify
 from qwenfit.verify.logparse import parse
-from qwenfit.verify.observe import Unreachable, check_url, observe, quant_of
+from qwenfit.verify.observe import Unreachable, check_url, quant_of, read_runtime
 from qwenfit.verify.processes import device_bytes
 
 HERE = Path(__file__).parent
@@ -105,7 +105,7 @@ def _ollama_estimate() -> Any:
 def test_ollama_replay(serve: Any, scale: float, verdict: str, code: int) -> None:
     est = _ollama_estimate()
     url = serve(_ollama_routes(int(est.load_bytes * scale), int(est.gpu_bytes * scale)))
-    obs = observe("ollama", url)
+    obs = read_runtime("ollama", url)
     assert (obs.model_ref, obs.quant, obs.context) == ("qwen3.5:9b", "q4_k_m", 16384)
     v = verify(obs)
     assert v.estimate.model == "qwen3.5-9b" and v.estimate.load_bytes == est.load_bytes
@@ -142,7 +142,7 @@ def _vllm_routes(blocks: int, block: int) -> dict[str, tuple[str, bytes]]:
 @pytest.mark.parametrize(("blocks", "verdict"), [(100, "ok"), (20, "over")])
 def test_vllm_replay_kv_capacity(serve: Any, blocks: int, verdict: str) -> None:
     url = serve(_vllm_routes(blocks, 640))
-    obs = observe("vllm", url)
+    obs = read_runtime("vllm", url)
     assert obs.context == 32768 and obs.kv_capacity_tokens == blocks * 640
     v = verify(obs, quant="bf16")
     row = next(r for r in v.rows if r.part == "kv tokens")
@@ -154,7 +154,7 @@ def test_unreachable_is_exit_1() -> None:
     assert result.exit_code == 1
     assert "did not answer" in result.output
     with pytest.raises(Unreachable):
-        observe("vllm", "http://127.0.0.1:9")
+        read_runtime("vllm", "http://127.0.0.1:9")
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.1:8080", "https://127.0.0.1:8080", "ftp://x"])

@@ -23,6 +23,7 @@ _EXPORTS = {
     "load_specs": "qwenfit.specs",
     "SpecTable": "qwenfit.specs",
     "ModelSpec": "qwenfit.specs",
+    "resolve_model": "qwenfit.specs",
     "Options": "qwenfit.memory",
     "estimate": "qwenfit.memory",
     "max_context": "qwenfit.memory",
@@ -41,6 +42,8 @@ _EXPORTS = {
     "LaunchPlan": "qwenfit.recommender",
     "Recommendation": "qwenfit.recommender",
     "RecommendResult": "qwenfit.recommender",
+    "fleet": "qwenfit.fleet",
+    "FleetResult": "qwenfit.fleet",
     "QwenfitError": "qwenfit.errors",
     "SpecError": "qwenfit.errors",
     "UsageError": "qwenfit.errors",
@@ -57,6 +60,7 @@ __all__ = [
     "CheckResult",
     "Estimate",
     "Fit",
+    "FleetResult",
     "LaunchCommand",
     "LaunchPlan",
     "Machine",
@@ -78,6 +82,7 @@ __all__ = [
     "check",
     "check_fit",
     "estimate",
+    "fleet",
     "launch_command",
     "launch_plan",
     "load_machine",
@@ -85,6 +90,7 @@ __all__ = [
     "max_context",
     "probe",
     "recommend",
+    "resolve_model",
     "sweep",
     "with_overrides",
 ]
@@ -101,6 +107,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from qwenfit.fit import CheckResult, Fit, check, check_fit
+    from qwenfit.fleet import FleetResult, fleet
     from qwenfit.hardware import GPU, Machine, load_machine, probe, with_overrides
     from qwenfit.launch import LaunchCommand, launch_command
     from qwenfit.memory import (
@@ -119,7 +126,7 @@ if TYPE_CHECKING:
         launch_plan,
         recommend,
     )
-    from qwenfit.specs import ModelSpec, SpecTable, load_specs
+    from qwenfit.specs import ModelSpec, SpecTable, load_specs, resolve_model
 
     __version__: str
 

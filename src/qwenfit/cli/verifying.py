@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from qwenfit.cli.options import ExitCode, MachineArgs, emit, hardware_options, json_option
+from qwenfit.adapters import LLAMACPP, OLLAMA, VLLM
+from qwenfit.cli.options import ExitCode, emit, json_option, request_values, settings_options
 
 if TYPE_CHECKING:
-    from qwenfit.verify.compare import Verification
+    from qwenfit.verify import Verification
 
 MAX_LOG_BYTES = 256 << 20  # a verbose log of a long-running server; the buffer lines come first
 
@@ -17,8 +18,8 @@ MAX_LOG_BYTES = 256 << 20  # a verbose log of a long-running server; the buffer 
 @click.command()
 @click.option(
     "--runtime",
-    type=click.Choice(["llama.cpp", "ollama", "vllm"]),
-    default="llama.cpp",
+    type=click.Choice([LLAMACPP, OLLAMA, VLLM]),
+    default=LLAMACPP,
     show_default=True,
     help="The runtime that is running.",
 )
@@ -39,9 +40,11 @@ MAX_LOG_BYTES = 256 << 20  # a verbose log of a long-running server; the buffer 
     help="Percent above the estimate still accepted.",
 )
 @click.option("--bench", is_flag=True, help="Also time one short generation (tok/s, TTFT).")
-@hardware_options
+@settings_options("probe")
 @json_option
+@click.pass_context
 def verify(
+    ctx: click.Context,
     runtime: str,
     url: str | None,
     log_file: str | None,
@@ -49,7 +52,7 @@ def verify(
     quant: str | None,
     tolerance: float,
     bench: bool,
-    hardware: MachineArgs,
+    values: dict[str, Any],
     as_json: bool,
 ) -> ExitCode:
     """A running runtime's own figures against qwenfit's estimate for what it loaded.
@@ -58,22 +61,23 @@ def verify(
     be reached. Only this machine's loopback address is contacted.
     """
     from qwenfit.inputs import read_bytes
-    from qwenfit.verify.bench import bench as run_bench
-    from qwenfit.verify.compare import verify as run_verify
-    from qwenfit.verify.logparse import parse
-    from qwenfit.verify.observe import DEFAULT_URLS, observe
-    from qwenfit.verify.processes import device_bytes
+    from qwenfit.serve.service import Service
+    from qwenfit.specs import load_specs
+    from qwenfit.verify import DEFAULT_URLS, device_bytes, parse, read_runtime, time_generation
+    from qwenfit.verify import verify as run_verify
 
     log = None
     if log_file:
         raw = read_bytes(log_file, what="llama-server log", max_bytes=MAX_LOG_BYTES)
         log = parse(raw.decode(errors="replace").splitlines())
-    observed = observe(runtime, url or DEFAULT_URLS[runtime], log)
-    machine = hardware.machine()
-    observed.device_bytes = observed.device_bytes if runtime == "ollama" else device_bytes(runtime)
-    timed = run_bench(observed) if bench else None
+    observed = read_runtime(runtime, url or DEFAULT_URLS[runtime], log)
+    table = load_specs(ctx.find_root().params.get("specs"))
+    machine = Service(table=table).machine(request_values("probe", values))
+    observed.device_bytes = observed.device_bytes if runtime == OLLAMA else device_bytes(runtime)
+    timed = time_generation(observed) if bench else None
     result = run_verify(
-        observed, model=model, quant=quant, machine=machine, tolerance_pct=tolerance, bench=timed
+        observed,
+        table=table, model=model, quant=quant, machine=machine, tolerance_pct=tolerance, bench=timed
     )
     if as_json:
         emit({"schema_version": 1, "verify": result.model_dump(mode="json")})

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenfit.datafiles import data_text
-from qwenfit.errors import ProbeError, SpecError, UsageError
+from qwenfit.errors import ProbeError, SpecError, UsageError, validation_message
 from qwenfit.hardware.machine import GPU, Machine, Vendor, apple_gpu_share
 from qwenfit.inputs import read_json, shown
 from qwenfit.units import GiB, MiB, parse_bandwidth, parse_size
@@ -48,7 +48,7 @@ def gpu_catalog() -> GPUCatalog:
     try:
         return GPUCatalog.model_validate_json(data_text("gpus.json"))
     except ValidationError as e:
-        raise SpecError(f"gpus.json: {e.errors()[0]['msg']}") from None
+        raise SpecError(f"gpus.json: {validation_message(e)}") from None
 
 
 def _key(name: str) -> str:
@@ -92,8 +92,14 @@ def catalog_gpus(spec: str, ram_total: int = 0) -> list[GPU]:
     ]
 
 
+@functools.cache
+def catalog_index() -> dict[str, CatalogGPU]:
+    """The catalog by normalised name, built once per process."""
+    return {_key(g.name): g for g in gpu_catalog().gpus}
+
+
 def _lookup(name: str) -> CatalogGPU:
-    entries = {_key(g.name): g for g in gpu_catalog().gpus}
+    entries = catalog_index()
     entry = entries.get(_key(name)) or entries.get(_key("apple " + name))
     if entry is None:
         names = [g.name for g in gpu_catalog().gpus]
@@ -122,10 +128,7 @@ def load_machine(path: str | Path) -> Machine:
     try:
         machine = Machine.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        msg = first["msg"].removeprefix("Value error, ")
-        raise UsageError(f"--machine file {shown(path)}: {loc}: {msg}") from None
+        raise UsageError(f"--machine file {shown(path)}: {validation_message(e)}") from None
     gpus = sorted(machine.gpus, key=lambda g: g.index)
     return machine.model_copy(update={"source": "file", "gpus": gpus})
 
@@ -169,32 +172,11 @@ def with_overrides(
             ram_usable_bytes=ram_total,
             cgroup_limit_bytes=None,
         )
-    gpus = list(m.gpus)
-    if gpu is not None:
-        gpus = catalog_gpus(gpu, ram_total)
-    if vram is not None:
-        size = parse_size(vram, what="--vram", allow_zero=True)
-        if size == 0:
-            gpus = []
-        elif gpu is not None:
-            gpus = [
-                g.model_copy(update={"memory_total_bytes": size, "memory_free_bytes": size})
-                for g in gpus
-            ]
-        else:
-            gpus = [
-                GPU(
-                    index=0,
-                    name=f"GPU with {size / GiB:g} GiB",
-                    vendor="other",
-                    memory_total_bytes=size,
-                    memory_free_bytes=size,
-                )
-            ]
     if gpu is not None or vram is not None:
-        update["gpus"] = gpus
+        update["gpus"] = _stated_gpus(gpu, vram, ram_total)
     if ram_bandwidth is not None:
         update["ram_bandwidth_bytes_per_s"] = parse_bandwidth(ram_bandwidth, what="--ram-bandwidth")
+        update["ram_bandwidth_note"] = "given with --ram-bandwidth"
     if m.source == "probe" and ram is None and m.ram_total_bytes == 0:
         # The probe could not read RAM at all: no plan can be right, so say so, not "no fit".
         reasons = "; ".join(w for w in m.warnings if w.startswith("RAM")) or "no figure"
@@ -206,6 +188,31 @@ def with_overrides(
         update["source"] = "hypothetical" if m.source == "probe" else m.source
     m = m.model_copy(update=update)
     return m if reserve is None else _reserve(m, reserve)
+
+
+def _stated_gpus(gpu: str | None, vram: str | int | None, ram_total: int) -> list[GPU]:
+    """The GPUs `--gpu` and `--vram` state: catalog GPUs, resized by `--vram`; `--vram` alone
+    is one GPU of that size, `--vram 0` none."""
+    gpus = [] if gpu is None else catalog_gpus(gpu, ram_total)
+    if vram is None:
+        return gpus
+    size = parse_size(vram, what="--vram", allow_zero=True)
+    if size == 0:
+        return []
+    if gpu is not None:
+        return [
+            g.model_copy(update={"memory_total_bytes": size, "memory_free_bytes": size})
+            for g in gpus
+        ]
+    return [
+        GPU(
+            index=0,
+            name=f"GPU with {size / GiB:g} GiB",
+            vendor="other",
+            memory_total_bytes=size,
+            memory_free_bytes=size,
+        )
+    ]
 
 
 def _reserve(m: Machine, reserve: str | int) -> Machine:

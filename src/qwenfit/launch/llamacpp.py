@@ -5,6 +5,7 @@ sampling. Every flag is checked against llama-server --help (tests/test_flags.py
 
 from __future__ import annotations
 
+from qwenfit.adapters import LLAMACPP
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import common
 from qwenfit.launch.record import LaunchCommand, Step
@@ -97,7 +98,7 @@ def command(
         )
     notes.append(f"sampling: the card's {key.replace('_', ' ')} preset")
     if env:
-        notes.append("CUDA_VISIBLE_DEVICES names the GPU(s) this estimate uses by UUID")
+        notes.append(f"{', '.join(env)} selects the GPU(s) this estimate uses")
     elif est.layout.kind in ("gpu", "offload") and est.layout.devices:
         notes.append(
             f"--main-gpu {est.layout.devices[0]} counts the GPUs this process sees, in "
@@ -106,7 +107,7 @@ def command(
     if est.layout.kind == "offload":
         notes.append("part of the model runs from RAM: expect much lower speed than on the GPU")
     return LaunchCommand(
-        runtime="llama.cpp",
+        runtime=LLAMACPP,
         model=spec.name,
         task=task,
         steps=[

@@ -8,6 +8,8 @@ is added (`speed`).
 
 from __future__ import annotations
 
+from qwenfit.adapters import VLLM
+from qwenfit.bounds import check_cost
 from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import runtimes, speed
@@ -93,6 +95,7 @@ def estimate_with(
     """`estimate` for an `Options` record already built (the stages above pass one down)."""
     if machine is not None and not isinstance(machine, Machine):
         raise UsageError(f"invalid machine {machine!r}: must be a Machine (see probe())")
+    check_cost(len(machine.gpus) if machine is not None else 1, options.nodes)
     table = table or load_specs()
     return finish(configure(model, options, machine, table), options, machine, table)[1]
 
@@ -103,6 +106,8 @@ def finish(
     machine: Machine | None,
     table: SpecTable,
     context: int | None = None,
+    *,
+    speed: bool = True,
 ) -> tuple[Config, Estimate]:
     """The one path from a resolved configuration to its estimate: context -> layout ->
     host-RAM caches -> parts -> speed. `estimate`, `check`, `max_context`, `sweep`, the
@@ -110,13 +115,14 @@ def finish(
 
     `context` overrides `options.context` (the recommender tries several); None in both means
     the runtime's own default on this machine. Returns the placed configuration (for the
-    context solvers) and its estimate.
+    context solvers) and its estimate. `speed=False` stops before the speed (the recommender
+    adds it with `with_speed` to the candidates that fit: the same record, sooner).
     """
-    if options.nodes > 1 and cfg.runtime != "vllm":
+    if options.nodes > 1 and not cfg.adapter.multi_node:
         chosen = "" if options.runtime else " (the default on this machine)"
         raise UnsupportedError(
             f"--nodes {options.nodes} runs vLLM across machines (Ray), but the runtime is "
-            f"{cfg.runtime}{chosen}; pass --runtime vllm or --nodes 1"
+            f"{cfg.runtime}{chosen}; pass --runtime {VLLM} or --nodes 1"
         )
     spec = cfg.spec
     ctx = context if context is not None else options.context
@@ -133,7 +139,7 @@ def finish(
     )
     cfg = with_host_ram(cfg, machine, options.margin, ctx)
     est = cfg.build(ctx, source)  # shared with the solvers' memo: never mutated below
-    return cfg, with_speed(est, spec, machine, table)
+    return cfg, with_speed(est, spec, machine, table) if speed else est
 
 
 def with_speed(
@@ -146,13 +152,18 @@ def with_speed(
         s = speed.estimate_all(est, machine, table)
         update.update(
             tokens_per_second=s.decode,
+            decode_empty_tokens_per_second=s.decode_empty,
+            decode_half_tokens_per_second=s.decode_half,
+            decode_full_tokens_per_second=s.decode,
+            speed_reason=s.reason,
             prefill_tokens_per_second=s.prefill,
+            prefill_prompt_tokens=s.prefill_prompt_tokens if s.prefill is not None else None,
             time_to_first_token_s=s.ttft_s,
             ttft_prompt_tokens=s.ttft_prompt_tokens if s.ttft_s is not None else None,
             aggregate_tokens_per_second=s.aggregate,
         )
         if s.decode is not None and est.mtp:  # the gain is in speed.estimate_speed
-            factor = runtimes.MTP_SPEED_FACTOR[(est.runtime, spec.is_moe)]
+            factor = runtimes.mtp_speed_factor(est.runtime, spec.is_moe)
             notes.append(
                 f"MTP: decode speed x {factor:g} (published runs; acceptance 0.5-0.9 falls "
                 "with context, see docs/estimation.md)"

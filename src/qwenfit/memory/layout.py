@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from qwenfit.adapters import LLAMACPP, adapter
 from qwenfit.hardware.machine import GPU, Machine
 from qwenfit.memory.record import Estimate, Layout
-from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
 from qwenfit.specs.table import ModelSpec
 
 Measure = Callable[[Layout], Estimate]
@@ -29,9 +29,10 @@ def gpu_budgets(machine: Machine, runtime: str, margin: int) -> dict[int, int]:
     """What each GPU can take: free memory less the margin; for vLLM, its claim on the card,
     or nothing when that much is not free (vLLM refuses to start)."""
     out = {}
+    share = adapter(runtime).gpu_share
     for g in machine.gpus:
-        if runtime == "vllm":
-            claim = int(g.memory_total_bytes * VLLM_GPU_MEMORY_UTILIZATION)
+        if share:
+            claim = int(g.memory_total_bytes * share)
             out[g.index] = claim if g.memory_free_bytes >= claim else 0
         else:
             out[g.index] = max(0, g.memory_free_bytes - margin)
@@ -44,7 +45,7 @@ def gpu_index_of(est: Estimate, device: int) -> int:
     llama.cpp and transformers parts name GPUs by index. vLLM parts name ranks: rank r of a
     node (node x GPUs + i) runs on the i-th GPU of the layout, the same on every node.
     """
-    if est.runtime == "vllm" and est.layout.devices:
+    if adapter(est.runtime).multi_node and est.layout.devices:
         return est.layout.devices[device % len(est.layout.devices)]
     return device
 
@@ -85,6 +86,24 @@ def _fits(est: Estimate, machine: Machine, margin: int) -> bool:
     return shortfall(est, machine, margin) == (0, 0)
 
 
+def one_vendor(machine: Machine | None) -> Machine | None:
+    """The GPUs one process of a runtime can use together: those of one vendor. A runtime runs
+    one GPU backend (CUDA or ROCm) per process, and Ollama's scheduler loads a model on GPUs of
+    one library; on a machine with both, the family with the most free memory (ties: NVIDIA)."""
+    if machine is None:
+        return None
+    vendors = {g.vendor for g in machine.gpus}
+    if len(vendors) <= 1:
+        return machine
+
+    def free(vendor: str) -> tuple[int, bool]:
+        mine = sum(g.memory_free_bytes for g in machine.gpus if g.vendor == vendor)
+        return mine, vendor == "nvidia"
+
+    kept = max(sorted(vendors), key=free)
+    return machine.model_copy(update={"gpus": [g for g in machine.gpus if g.vendor == kept]})
+
+
 def best_gpu(machine: Machine) -> GPU | None:
     """The GPU with the most free memory (ties: lowest index)."""
     if not machine.gpus:
@@ -123,6 +142,7 @@ def plan_llamacpp(
 ) -> Layout:
     """llama.cpp's own order: all layers on the GPU(s) it sees, then (llama-server --fit)
     experts to RAM for MoE, then fewer GPU layers, then the CPU."""
+    machine = one_vendor(machine)
     if machine is None:
         return Layout(kind="gpu", devices=[0])
     best = best_gpu(machine)
@@ -134,7 +154,7 @@ def plan_llamacpp(
         return base
     if len(machine.gpus) > 1:
         gpus = sorted(machine.gpus, key=lambda g: g.index)
-        budgets = gpu_budgets(machine, "llama.cpp", margin)
+        budgets = gpu_budgets(machine, LLAMACPP, margin)
         split = _proportional(n_layer + 1, [budgets[g.index] for g in gpus])
         used = [(g.index, n) for g, n in zip(gpus, split, strict=True) if n]
         base = Layout(
@@ -200,6 +220,7 @@ def plan_vllm(
 ) -> Layout:
     """The smallest valid tensor-parallel size that fits; across nodes, tensor parallel within
     a node and pipeline parallel across them (vLLM's recommended split)."""
+    machine = one_vendor(machine)
     if machine is None or not machine.gpus:
         return Layout(kind="gpu", devices=[0], tensor_parallel=1)
     gpus = sorted(machine.gpus, key=lambda g: (-g.memory_free_bytes, g.index))
@@ -227,6 +248,7 @@ def plan_vllm(
 
 def plan_transformers(measure: Measure, machine: Machine | None, margin: int) -> Layout:
     """device_map="auto": one GPU when the model fits it, else layers spread over all GPUs."""
+    machine = one_vendor(machine)
     if machine is None:
         return Layout(kind="gpu", devices=[0])
     best = best_gpu(machine)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from qwenfit.adapters import adapter
 from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
 from qwenfit.fit.verdict import check_fit
-from qwenfit.memory import runtimes
 from qwenfit.recommender import policy
 from qwenfit.recommender.search import Candidate, Miss, Search
 from qwenfit.units import GiB, format_context
@@ -44,7 +44,8 @@ def why_not_bigger(
     slow = [
         c
         for c in ranked
-        if c.quality > better and c.spec.name != pick.spec.name
+        if c.quality > better
+        and c.spec.name != pick.spec.name
         and (c.speed is None or c.speed < floor)
     ]
     if slow:
@@ -56,28 +57,35 @@ def why_not_bigger(
             f"--min-speed {max(0, int(c.speed or 0)):d} would take it"
         )
     pool = search.pool_bytes(allow_offload)
-    missed = [
-        m for m in misses if m.quality > better and m.spec.name != pick.spec.name
-    ]
+    missed = [m for m in misses if m.quality > better and m.spec.name != pick.spec.name]
     if not missed:
         return None
 
     def short(m: Miss) -> int:
         if m.fit is not None:
             return m.fit.missing_bytes
-        artifact = m.spec.artifact(m.quant, runtimes.ARTIFACT_FORMAT[search.runtime])
+        artifact = m.spec.artifact(m.quant, adapter(search.runtime).format)
         return (artifact.text_bytes if artifact else 0) - pool
 
     m = min(missed, key=lambda x: (short(x), -x.quality))
     if m.est is None:  # pruned without an estimate: estimate its least demanding variant
         kv, text_only = policy.variants(
-            search.task, search.kv_types, search.options.kv_cache, search.options.text_only,
-            search.runtime,
+            search.task,
+            search.kv_types,
+            search.options.kv_cache,
+            search.options.text_only,
+            adapter(search.runtime).drops_vision,
         )[-1]
         cfg = search.config(m.spec, m.quant, kv, text_only)
         placed, est = search.place(cfg, pick.est.context, allow_offload)
-        m = Miss(m.spec, m.quant, m.quality, placed, est,
-                 check_fit(est, search.machine, search.options.margin))
+        m = Miss(
+            m.spec,
+            m.quant,
+            m.quality,
+            placed,
+            est,
+            check_fit(est, search.machine, search.options.margin),
+        )
     assert m.est is not None and m.fit is not None and m.cfg is not None
     where = "GPU memory" if m.est.gpu_bytes else "RAM"
     line = (
@@ -91,10 +99,10 @@ def why_not_bigger(
     ctx = search.max_context(m.cfg)
     if ctx is not None and ctx >= MIN_USEFUL_CONTEXT:
         fixes.append(f"so would --context {ctx}")
-    if search.runtime in ("llama.cpp", "ollama") and search.machine.gpus and not allow_offload:
+    if adapter(search.runtime).gguf and search.machine.gpus and not allow_offload:
         placed, est = search.place(m.cfg, m.est.context, True)
         if check_fit(est, search.machine, search.options.margin).fits:
-            tps, _ = search.speed(est)
+            tps, _ = search.speed(search.finished(est))
             speed = f"about {tps:.0f} tokens/s" if tps is not None else "an unknown speed"
             fixes.append(f"with part of it in RAM (--allow-offload) it would run {speed}")
     return line + ("; " + ", ".join(fixes) if fixes else "")

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import MLX, VLLM, adapter
+from qwenfit.bounds import check_cost
 from qwenfit.errors import UsageError
 from qwenfit.fit.verdict import Fit
 from qwenfit.hardware.machine import Machine
@@ -27,7 +29,7 @@ from qwenfit.memory.record import Estimate, LayoutKind
 from qwenfit.recommender import explain, policy
 from qwenfit.recommender.policy import TASK_BENCHMARKS
 from qwenfit.recommender.search import Candidate, Miss, Search, SpeedSource, task_score
-from qwenfit.specs.table import DEFAULT_FAMILY, SpecTable, load_specs
+from qwenfit.specs.table import DEFAULT_FAMILY, ModelSpec, SpecTable, load_specs
 from qwenfit.units import GiB, format_context
 
 __all__ = [
@@ -95,7 +97,6 @@ class Closest(BaseModel):
 class RecommendResult(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    schema_version: Literal[1] = 1
     machine: Machine
     runtime: str
     runtime_source: Literal["user", "machine"] = Field(
@@ -136,15 +137,38 @@ def _check_arguments(
     ):
         raise UsageError(f"invalid min_speed {min_speed!r:.60}: must be a finite number >= 0")
     if models is not None and (
-        not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models)
+        not isinstance(models, (list, tuple))
+        or not all(isinstance(m, (str, ModelSpec)) for m in models)
     ):
-        raise UsageError(f"invalid models {models!r:.60}: must be a list of model names")
+        raise UsageError(
+            f"invalid models {models!r:.60}: must be a list of model names or ModelSpecs"
+        )
+
+
+def _with_models(
+    table: SpecTable, models: list[str | ModelSpec] | None
+) -> tuple[SpecTable, list[ModelSpec]]:
+    """The specs `models` names, and the table holding them: a ModelSpec from a checkpoint
+    that the table lacks is appended to a copy, so it is ranked like any other row."""
+    specs: list[ModelSpec] = []
+    for m in models or []:
+        if isinstance(m, str):
+            specs.append(table.get(m))
+        elif any(row is m for row in table.models):
+            specs.append(m)
+        else:
+            if any(row.name == m.name for row in table.models):
+                raise UsageError(f"model {m.name!r} is already a different row of the table")
+            table = table.model_copy(update={"models": [*table.models, m]})
+            specs.append(m)
+    return table, specs
 
 
 def recommend(
     machine: Machine,
     *,
     runtime: str | None = None,
+    quant: str | None = None,
     context: int | None = None,
     task: Task = "chat",
     text_only: bool = False,
@@ -152,26 +176,29 @@ def recommend(
     family: str = DEFAULT_FAMILY,
     kv_cache: str | None = None,
     parallel: int = 1,
+    ubatch: int | None = None,
     flash_attn: FlashAttn = "auto",
     min_speed: float | None = None,
     allow_offload: bool = False,
     nodes: int = 1,
     margin: int = DEFAULT_MARGIN,
     limit: int = 5,
-    models: list[str] | None = None,
+    models: list[str | ModelSpec] | None = None,
     table: SpecTable | None = None,
 ) -> RecommendResult:
     """Rank every model x precision x KV cache x vision variant the runtime can run on
     `machine`; best first (see `policy`).
 
-    `models` restricts the candidates to these names or aliases; otherwise the models of
-    `family` are ranked (qwen3.5 by default, qwen3.6, qwen3.8 or all). `mtp` sizes every pick
-    with MTP speculative decoding (llama.cpp, vLLM). Configurations that fit the GPU(s) whole
-    are searched first; offloading experts or layers to RAM (llama.cpp, Ollama) is
-    considered when `allow_offload` is set, or when nothing else fits. Returns an empty
-    `recommendations` list (and `closest`) when nothing fits at all.
+    `models` restricts the candidates to these names, aliases or ModelSpecs (any checkpoint)
+    and `quant` to one precision; otherwise the models of `family` are ranked (qwen3.5 by
+    default, qwen3.6, qwen3.8 or all). `mtp` sizes every pick with MTP speculative decoding
+    (llama.cpp, vLLM). Configurations that fit the GPU(s) whole are searched first; offloading
+    experts or layers to RAM (llama.cpp, Ollama) is considered when `allow_offload` is set, or
+    when nothing else fits. Returns an empty `recommendations` list (and `closest`) when nothing
+    fits at all.
     """
     _check_arguments(machine, context, limit, min_speed, models)
+    check_cost(len(machine.gpus), nodes if isinstance(nodes, int) else 1, limit)
     table = table or load_specs()
     if not isinstance(task, str) or task not in TASK_BENCHMARKS:
         raise UsageError(f"unknown task {task!r:.60}; allowed: {', '.join(TASK_BENCHMARKS)}")
@@ -181,16 +208,23 @@ def recommend(
         raise UsageError(f"invalid -n {limit}: must be at least 1")
     if min_speed is not None and min_speed < 0:
         raise UsageError(f"invalid --min-speed {min_speed}: must be 0 or more")
+    table, specs = _with_models(table, models)
     rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
-    if models and not runtime:  # as check does: a runtime that loads the chosen model
-        rt = runtimes.runtime_for(table.get(models[0]), rt)
+    if specs and not runtime:  # as check does: a runtime that loads the chosen model
+        rt = runtimes.runtime_for(specs[0], rt)
     rt = runtimes.check_runtime_on(machine, rt)
     in_family = table.family_models(family)
-    chosen = {table.get(m).name for m in models} if models else {m.name for m in in_family}
+    chosen = {m.name for m in specs} if specs else {m.name for m in in_family}
+    q = None
+    if quant is not None:
+        q = runtimes.normal_precision(table, quant)
+        for spec in specs:  # a named model must be loadable at it: say so, with what is
+            runtimes.check_quant(table, spec, rt, q)
     options = Options.of(
         mtp=mtp,
         kv_cache=runtimes.check_kv_cache(table, rt, kv_cache) if kv_cache else None,
         parallel=parallel,
+        ubatch=ubatch,
         flash_attn=flash_attn,
         text_only=text_only,
         allow_offload=allow_offload,
@@ -198,9 +232,9 @@ def recommend(
         margin=margin,
     )
     kv_types = tuple(
-        k for k in policy.SEARCH_KV_TYPES[rt] if k in table.runtimes[rt].kv_cache_types
+        k for k in adapter(rt).search_kv_types if k in table.runtimes[rt].kv_cache_types
     ) or (runtimes.check_kv_cache(table, rt, None),)
-    search = Search(table, machine, rt, task, options, chosen, kv_types)
+    search = Search(table, machine, rt, task, options, chosen, kv_types, q)
     floor = policy.SPEED_FLOOR[task] if min_speed is None else float(min_speed)
     threshold = policy.tie_threshold(task)
     target = context or policy.TASK_CONTEXT[task]
@@ -222,7 +256,13 @@ def recommend(
                 f"nothing fits at {target} tokens: contexts were lowered to fit; a thinking "
                 "model may be cut off before it answers"
             )
-    if not candidates and not offload and rt in ("llama.cpp", "ollama") and machine.gpus:
+    if (
+        not candidates
+        and not offload
+        and adapter(rt).layer_offload
+        and adapter(rt).gguf
+        and machine.gpus
+    ):
         offload = True
         search.options = options.model_copy(update={"allow_offload": True})
         candidates, _ = search.candidates(target, shrink=context is None, allow_offload=True)
@@ -239,7 +279,9 @@ def recommend(
         floor=floor,
         threshold=threshold,
     )
-    first = policy.variants(task, kv_types, options.kv_cache, text_only, rt)[0]
+    first = policy.variants(task, kv_types, options.kv_cache, text_only, adapter(rt).drops_vision)[
+        0
+    ]
     recs = [
         _recommendation(i + 1, c, search, floor, first, target, text_only)
         for i, c in enumerate(ranked[:limit])
@@ -258,7 +300,7 @@ def recommend(
                 f"floor for {task}: nothing faster fits"
             )
         why = explain.why_not_bigger(search, best, ranked, misses, floor, threshold, offload)
-        top = table.get(best.spec.name)
+        top = best.spec
         newer = [m for m in table.newer_same_shape(top) if m.family != top.family]
         if newer:
             notes.append(
@@ -289,10 +331,10 @@ def _runtime_reason(machine: Machine, rt: str) -> str:
         return "installed here"
     if machine.runtimes:
         return "installed here (the usual runtime for this hardware is not)"
-    if rt == "vllm":
+    if rt == VLLM:
         return "datacenter GPUs or a multi-GPU server (none installed here)"
     if runtimes.is_apple(machine):
-        if rt == "mlx":
+        if rt == MLX:
             return "Apple Silicon: most Mac users run MLX conversions with mlx-lm (none here)"
         return "Apple Silicon runs GGUF builds on Metal (none installed here)"
     return "a desktop GPU or CPU (none installed here)"
@@ -307,7 +349,7 @@ def _closest(misses: list[Miss], machine: Machine, runtime: str) -> Closest | No
     est, fit = m.est, m.fit
     where = "GPU memory" if est.gpu_bytes else "RAM"
     advice = f"{est.model} at {est.quant} needs {fit.missing_bytes / GiB:.1f} GiB more {where}"
-    if est.gpu_bytes and runtime in ("vllm", "transformers"):
+    if est.gpu_bytes and not adapter(runtime).gguf:
         advice += "; or try --runtime llama.cpp, whose GGUF quantizations are smaller"
     elif not machine.has_gpu:
         advice += "; a GPU, more RAM or a shorter --context would help"
@@ -341,7 +383,7 @@ def _recommendation(
     )
     usable = (
         "what vLLM claims at start"
-        if e.runtime == "vllm" and e.gpu_bytes
+        if adapter(e.runtime).gpu_share and e.gpu_bytes
         else f"after a {c.fit.margin_bytes / GiB:.1f} GiB margin"
     )
     need = []
@@ -351,12 +393,18 @@ def _recommendation(
             f"{c.fit.gpu_budget_bytes / GiB:.1f} GiB usable ({usable})"
         )
     if e.ram_bytes or not e.gpu_bytes:
+        caches = (
+            f" ({(e.ram_bytes - e.cache_limit_bytes) / GiB:.1f} at load; llama-server's prompt "
+            f"cache and checkpoints start empty and may grow to {e.cache_limit_bytes / GiB:.1f})"
+            if e.cache_limit_bytes
+            else ""
+        )
         need.append(
-            f"{e.ram_bytes / GiB:.1f} GiB of RAM of {c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
+            f"{e.ram_bytes / GiB:.1f} GiB of RAM{caches} of "
+            f"{c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
         )
     reasons = [
-        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks"
-        f"{lossy})",
+        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks{lossy})",
         "; ".join(need),
     ]
     warnings = []
@@ -393,7 +441,7 @@ def _recommendation(
             "weight-only (W8A16, FP8 Marlin), slower than this estimate, above all in prefill "
             "(docs.vllm.ai features/quantization/fp8)"
         )
-    if e.runtime == "vllm" and e.kv_cache == "fp8":
+    if e.runtime == VLLM and e.kv_cache == "fp8":
         warnings.append(
             "FP8 KV cache on this hybrid model: reports of corrupted output (vLLM #42179) and of "
             "little memory gain (vLLM #55196); --kv-cache bf16 is the safe choice"
@@ -428,4 +476,3 @@ def _recommendation(
         launch=launch,
         reasons=reasons,
     )
-

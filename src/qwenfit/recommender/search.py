@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Literal
 
+from qwenfit.adapters import RuntimeName, adapter
 from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
 from qwenfit.fit.verdict import Fit, check_fit, sequences_that_fit
 from qwenfit.hardware.machine import Machine
@@ -21,12 +22,11 @@ from qwenfit.launch.common import Task
 from qwenfit.memory import runtimes, speed
 from qwenfit.memory.config import Config, configure
 from qwenfit.memory.context import max_context_on
-from qwenfit.memory.estimator import finish
+from qwenfit.memory.estimator import finish, with_speed
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
-from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
 from qwenfit.recommender import policy
-from qwenfit.specs.table import ModelSpec, RuntimeName, SpecTable
+from qwenfit.specs.table import ModelSpec, SpecTable
 
 SpeedSource = Literal["estimated", "assumed RAM bandwidth", "unknown"]
 
@@ -116,6 +116,7 @@ class Search:
     options: Options
     only: set[str] | None
     kv_types: tuple[str, ...]
+    quant: str | None = None  # only this precision (recommend --quant)
     configs: dict[tuple[str, str, str, bool], Config] = field(default_factory=dict)
     estimated: int = 0
 
@@ -124,19 +125,30 @@ class Search:
         cfg = self.configs.get(key)
         if cfg is None:
             o = self.options.model_copy(
-                update={"runtime": self.runtime, "quant": quant, "kv_cache": kv,
-                        "text_only": text_only}
+                update={
+                    "runtime": self.runtime,
+                    "quant": quant,
+                    "kv_cache": kv,
+                    "text_only": text_only,
+                }
             )
             cfg = self.configs[key] = configure(spec, o, self.machine, self.table)
         return cfg
 
     def place(self, cfg: Config, context: int, allow_offload: bool) -> tuple[Config, Estimate]:
-        """The candidate's estimate through the one path `estimate` and `check` take."""
+        """The candidate's memory through the one path `estimate` and `check` take; `finished`
+        adds its speed (only candidates that fit need it)."""
         options = self.options.model_copy(
             update={"allow_offload": allow_offload, "context": context}
         )
         self.estimated += 1
-        return finish(cfg, options, self.machine, self.table)
+        return finish(cfg, options, self.machine, self.table, speed=False)
+
+    def finished(self, est: Estimate) -> Estimate:
+        """`est` as `estimate` returns it: with its speed and the notes that go with it."""
+        spec = est.spec
+        assert spec is not None  # built by this search
+        return with_speed(est, spec, self.machine, self.table)
 
     def speed(self, est: Estimate) -> tuple[float | None, SpeedSource]:
         if est.tokens_per_second is not None:
@@ -158,12 +170,13 @@ class Search:
         m = self.machine
         if not m.gpus:
             return m.ram_usable_bytes
-        if self.runtime == "vllm":
-            gpu = int(sum(g.memory_total_bytes for g in m.gpus) * VLLM_GPU_MEMORY_UTILIZATION)
+        share = adapter(self.runtime).gpu_share
+        if share:
+            gpu = int(sum(g.memory_total_bytes for g in m.gpus) * share)
         else:
             gpu = sum(g.memory_free_bytes for g in m.gpus)
         gpu *= self.options.nodes
-        if allow_offload and self.runtime in ("llama.cpp", "ollama", "transformers"):
+        if allow_offload and adapter(self.runtime).layer_offload:
             return gpu + m.ram_usable_bytes
         return gpu
 
@@ -174,8 +187,11 @@ class Search:
         misses: list[Miss] = []
         pool = self.pool_bytes(allow_offload)
         order = policy.variants(
-            self.task, self.kv_types, self.options.kv_cache, self.options.text_only,
-            self.runtime,
+            self.task,
+            self.kv_types,
+            self.options.kv_cache,
+            self.options.text_only,
+            adapter(self.runtime).drops_vision,
         )
         for spec in self.table.models:
             if self.only is not None and spec.name not in self.only:
@@ -184,8 +200,10 @@ class Search:
             limit = spec.context.extended or spec.context.native
             ctx_target = min(target, limit)
             for quant in runtimes.loadable_precisions(self.table, spec, self.runtime):
+                if self.quant is not None and quant != self.quant:
+                    continue
                 w_loss = self.table.precisions[quant].quality_loss
-                artifact = spec.artifact(quant, runtimes.ARTIFACT_FORMAT[self.runtime])
+                artifact = spec.artifact(quant, adapter(self.runtime).format)
                 if artifact is None:
                     continue
                 best_q = score * (1 - w_loss)
@@ -193,7 +211,14 @@ class Search:
                     misses.append(Miss(spec, quant, best_q, None, None, None))
                     continue
                 got = self._first_fit(
-                    spec, quant, order, ctx_target, shrink, allow_offload, has_task, score,
+                    spec,
+                    quant,
+                    order,
+                    ctx_target,
+                    shrink,
+                    allow_offload,
+                    has_task,
+                    score,
                     w_loss,
                 )
                 if isinstance(got, Candidate):
@@ -227,11 +252,10 @@ class Search:
                     fit = check_fit(est, self.machine, self.options.margin)
                     shrunk = True
             if fit.fits:
+                est = self.finished(est)
                 tps, source = self.speed(est)
                 quality = score * (1 - w_loss) * (1 - policy.kv_quality_loss(kv))
-                return Candidate(
-                    spec, placed, est, fit, has_task, quality, tps, source, i, shrunk
-                )
+                return Candidate(spec, placed, est, fit, has_task, quality, tps, source, i, shrunk)
             last = (placed, est, fit)
         assert last is not None
         return Miss(spec, quant, score * (1 - w_loss), *last)

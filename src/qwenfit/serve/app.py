@@ -6,7 +6,7 @@
     POST /mcp  (MCP streamable HTTP, stateless, JSON responses)
 
 Every answer is a JSON document with `schema_version`; an error is
-`{"schema_version": 1, "error": {"message": "...", "exit_code": n}}` with the status of
+`{"schema_version": 2, "error": {"message": "...", "exit_code": n}}` with the status of
 `service.failure`. Bodies are refused before parsing when they exceed `max_body` bytes (413)
 or nest deeper than `max_depth` (422), so a hostile body costs a bounded amount of work.
 """
@@ -14,10 +14,10 @@ or nest deeper than `max_depth` (422), so a hostile body costs a bounded amount 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +25,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qwenfit.errors import QwenfitError
+from qwenfit.errors import QwenfitError, validation_message
+from qwenfit.inputs import json_depth_ok
 from qwenfit.serve.service import (
-    CheckRequest,
-    EstimateRequest,
     Failure,
-    LaunchRequest,
-    ModelsRequest,
-    RecommendRequest,
     Service,
-    SweepRequest,
-    failure,
-    location,
     one_line,
+    request_model,
 )
 
 PAGE = Path(__file__).parent / "page"
@@ -53,22 +47,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(rb"[\[\]{}]")
-
-
-def json_depth(body: bytes) -> int:
-    """Deepest nesting of `body` (strings skipped), without building anything."""
-    depth = deepest = 0
-    for m in _BRACKET.finditer(_STRING.sub(b'""', body)):
-        if m.group() in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
-
 
 def error_response(f: Failure) -> JSONResponse:
     return JSONResponse(f.document(), status_code=f.status)
@@ -124,28 +102,48 @@ class BodyGuard:
         await self.app(scope, replay, send)
 
     def problem(self, body: bytes) -> str | None:
+        """Why `body` is refused, or None. Linear in the body: the C JSON parser (which gives
+        up on deep nesting with RecursionError) and one walk of what it built; no regex."""
         if not body.strip():
             return None  # FastAPI reports the missing body
-        if json_depth(body) > self.max_depth:
-            return f"body: JSON nested deeper than {self.max_depth} levels"
+        deep = f"body: JSON nested deeper than {self.max_depth} levels"
         try:
-            json.loads(body)
+            doc = json.loads(body)
         except RecursionError:
-            return f"body: JSON nested deeper than {self.max_depth} levels"
+            return deep
         except ValueError as e:  # JSONDecodeError, or an integer over Python's digit limit
             return one_line(f"body: not valid JSON ({e})")[:300]
-        return None
+        return None if json_depth_ok(doc, self.max_depth) else deep
+
+
+def route(service: Service, command: str) -> Callable[..., dict[str, Any]]:
+    """The POST handler of `command`: FastAPI reads the body into its request model (so the
+    OpenAPI document shows it), and the service answers as on every other face."""
+    model = request_model(command)
+
+    def handler(req: BaseModel) -> dict[str, Any]:
+        return service.answer(command, dict(req))
+
+    handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("req", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model)],
+        return_annotation=dict[str, Any],
+    )
+    handler.__name__ = command
+    return handler
 
 
 def create_app(
     *,
     allow_dir: str | Path | None = None,
     host: str = "127.0.0.1",
+    allow_hosts: Iterable[str] = (),
     mcp: bool = True,
     max_body: int = MAX_BODY,
 ) -> FastAPI:
-    """The application. `host` is where it will listen (MCP's DNS-rebinding guard uses it)."""
+    """The application. `host` is where it will listen; requests must name it, a loopback
+    name or one of `allow_hosts` in their Host header (`transport.HostGuard`)."""
     from qwenfit.serve.service import package_version
+    from qwenfit.serve.transport import HostGuard, allowed_hosts
 
     __version__ = package_version()
     service = Service(allow_dir=allow_dir)
@@ -185,11 +183,11 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def bad_body(_: Request, e: RequestValidationError) -> JSONResponse:
-        errors = e.errors()
-        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid"}
-        loc = location(tuple(first.get("loc", ())))
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return error_response(Failure(422, 2, one_line(f"{loc}: {first['msg']}{more}")[:500]))
+        errors = list(e.errors())
+        if not errors:
+            return error_response(Failure(422, 2, "invalid body"))
+        as_pydantic = ValidationError.from_exception_data("body", errors)
+        return error_response(Failure(422, 2, validation_message(as_pydantic)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -197,20 +195,19 @@ def create_app(
 
     @app.exception_handler(QwenfitError)
     async def qwenfit_error(_: Request, e: QwenfitError) -> JSONResponse:
-        return error_response(failure(e))
+        return error_response(service.failure(e))
 
     @app.exception_handler(ValidationError)
     async def record_error(_: Request, e: ValidationError) -> JSONResponse:
-        return error_response(failure(e))
+        return error_response(service.failure(e))
 
     @app.exception_handler(Exception)
     async def crash(_: Request, e: Exception) -> JSONResponse:
-        log.exception("internal error")
-        return error_response(failure(e))
+        return error_response(service.failure(e))  # logs the traceback under an id
 
     @app.get("/v1/models", summary="The models of the spec table (qwenfit models --json)")
     def models(family: str = "qwen3.5") -> dict[str, Any]:
-        return service.models(ModelsRequest(family=family))
+        return service.answer("models", {"family": family})
 
     @app.get("/v1/gpus", summary="The GPU catalog behind the gpu field")
     def gpus() -> dict[str, Any]:
@@ -218,27 +215,15 @@ def create_app(
 
     @app.get("/v1/probe", summary="The server's own machine (qwenfit probe --json)")
     def probe() -> dict[str, Any]:
-        return service.probe()
+        return service.answer("probe", {})
 
-    @app.post("/v1/estimate", summary="Memory part by part (qwenfit estimate --json)")
-    def estimate(req: EstimateRequest) -> dict[str, Any]:
-        return service.estimate(req)
-
-    @app.post("/v1/check", summary="Does it fit? 200 with fits false when not")
-    def check(req: CheckRequest) -> dict[str, Any]:
-        return service.check(req)
-
-    @app.post("/v1/recommend", summary="The best picks (qwenfit recommend --json)")
-    def recommend(req: RecommendRequest) -> dict[str, Any]:
-        return service.recommend(req)
-
-    @app.post("/v1/launch", summary="The commands that start a model (qwenfit launch --json)")
-    def launch(req: LaunchRequest) -> dict[str, Any]:
-        return service.launch(req)
-
-    @app.post("/v1/sweep", summary="Memory and fit at each context (4k doubling) and KV type")
-    def sweep(req: SweepRequest) -> dict[str, Any]:
-        return service.sweep(req)
+    for command in ("probe", "models", "estimate", "check", "recommend", "launch", "sweep"):
+        app.add_api_route(
+            f"/v1/{command}",
+            route(service, command),
+            methods=["POST"],
+            summary=request_model(command).__doc__,
+        )
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -246,4 +231,5 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=PAGE), name="static")
     app.add_middleware(BodyGuard, max_body=max_body)
+    app.add_middleware(HostGuard, hosts=allowed_hosts(host, allow_hosts))  # outermost
     return app

@@ -13,14 +13,14 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from qwenfit.adapters import OLLAMA, RUNTIMES, Format, RuntimeName, adapter
 from qwenfit.datafiles import data_text
-from qwenfit.errors import SpecError, UnknownModelError, UsageError
+from qwenfit.errors import SpecError, UnknownModelError, UsageError, validation_message
 from qwenfit.inputs import parse_json, read_text, shown
 from qwenfit.specs.architecture import Architecture, Strict
 
-Format = Literal["safetensors", "gguf", "ollama", "mlx"]
-RuntimeName = Literal["llama.cpp", "ollama", "vllm", "transformers", "mlx"]
-RUNTIMES: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm", "transformers", "mlx")
+# Ollama's library tags are their own artifact format (a tag, not a repo).
+TAG_FORMAT: Format = adapter(OLLAMA).format
 # Release lines on the Qwen3.5 architecture (same model_type, layer pattern and memory model).
 Family = Literal["qwen3.5", "qwen3.6", "qwen3.8"]
 FAMILIES: tuple[Family, ...] = ("qwen3.5", "qwen3.6", "qwen3.8")
@@ -147,9 +147,9 @@ class ModelSpec(Strict):
             if key in seen:
                 raise ValueError(f"artifact {a.precision}/{a.format} listed twice")
             seen.add(key)
-            if a.format == "ollama" and not a.tag:
-                raise ValueError(f"ollama artifact {a.precision} needs a tag")
-            if a.format != "ollama" and not a.repo:
+            if a.format == TAG_FORMAT and not a.tag:
+                raise ValueError(f"{a.format} artifact {a.precision} needs a tag")
+            if a.format != TAG_FORMAT and not a.repo:
                 raise ValueError(f"{a.format} artifact {a.precision} needs a repo")
         return self
 
@@ -230,8 +230,7 @@ class SpecTable(Strict):
         same = [
             m
             for m in self.models
-            if m.released > spec.released
-            and m.architecture.model_dump(exclude={"source"}) == shape
+            if m.released > spec.released and m.architecture.model_dump(exclude={"source"}) == shape
         ]
         return sorted(same, key=lambda m: m.released, reverse=True)
 
@@ -269,9 +268,7 @@ class SpecTable(Strict):
             if key in {_normalize(n) for n in (m.name, *m.aliases, *_family_aliases(m))}:
                 return m
         for m in self.models:
-            if m.family == DEFAULT_FAMILY and key in {
-                _normalize(n) for n in _bare_aliases(m)
-            }:
+            if m.family == DEFAULT_FAMILY and key in {_normalize(n) for n in _bare_aliases(m)}:
                 return m
         choices = [m.name for m in self.models]
         close = difflib.get_close_matches(name.lower(), choices, n=1, cutoff=0.5)
@@ -305,11 +302,7 @@ def _parse_table(text: str, origin: str) -> SpecTable:
     try:
         return SpecTable.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        msg = first["msg"].removeprefix("Value error, ")
-        raise SpecError(f"{origin}: {loc}: {msg}{more}") from None
+        raise SpecError(f"{origin}: {validation_message(e)}") from None
 
 
 @functools.cache

@@ -15,6 +15,7 @@ import urllib.request
 
 from pydantic import BaseModel, ConfigDict
 
+from qwenfit.adapters import LLAMACPP, OLLAMA
 from qwenfit.verify.observe import Observed, Unreachable, fetch_json
 
 PROMPT = "Write a short paragraph about the history of the bicycle. " * 8
@@ -30,8 +31,8 @@ class BenchResult(BaseModel):
     source: str
 
 
-def bench(obs: Observed, tokens: int = TOKENS, timeout: float = 300.0) -> BenchResult:
-    if obs.runtime == "llama.cpp":
+def time_generation(obs: Observed, tokens: int = TOKENS, timeout: float = 300.0) -> BenchResult:
+    if obs.runtime == LLAMACPP:
         r = fetch_json(
             f"{obs.url}/completion",
             {"prompt": PROMPT, "n_predict": tokens, "cache_prompt": False, "ignore_eos": True},
@@ -44,7 +45,7 @@ def bench(obs: Observed, tokens: int = TOKENS, timeout: float = 300.0) -> BenchR
             time_to_first_token_s=(t["prompt_ms"] / 1000) if t.get("prompt_ms") else None,
             source="llama-server /completion timings",
         )
-    if obs.runtime == "ollama":
+    if obs.runtime == OLLAMA:
         r = fetch_json(
             f"{obs.url}/api/generate",
             {

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import LLAMACPP, OLLAMA
 from qwenfit.errors import UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory.estimator import estimate
@@ -108,11 +109,11 @@ def verify(
         flash_attn="auto"
         if observed.flash_attn is None
         else ("on" if observed.flash_attn else "off"),
-        text_only=observed.runtime == "llama.cpp" and "vision" not in m,
+        text_only=observed.runtime == LLAMACPP and "vision" not in m,
         mtp="mtp" in m,
         machine=machine,
         table=table,
-        llama_cpp_build=observed.build if observed.runtime == "llama.cpp" else None,
+        llama_cpp_build=observed.build if observed.runtime == LLAMACPP else None,
     )
     rows: list[Row] = []
     notes = list(observed.notes)
@@ -135,11 +136,11 @@ def verify(
                 tolerance_pct,
             )
         )
-    if observed.total_bytes is not None and observed.runtime == "ollama":
+    if observed.total_bytes is not None and observed.runtime == OLLAMA:
         rows.append(_row("total", est.load_bytes, observed.total_bytes, tolerance_pct))
         if observed.device_bytes is not None and est.gpu_bytes:
             rows.append(_row("gpu", est.gpu_bytes, observed.device_bytes, tolerance_pct))
-    if observed.device_bytes is not None and observed.runtime != "ollama" and est.gpu_bytes:
+    if observed.device_bytes is not None and observed.runtime != OLLAMA and est.gpu_bytes:
         rows.append(
             _row("gpu (NVML, this process)", est.gpu_bytes, observed.device_bytes, tolerance_pct)
         )

@@ -23,14 +23,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import LLAMACPP, OLLAMA, VLLM
 from qwenfit.errors import QwenfitError, UsageError
 from qwenfit.verify.logparse import MIB, ServerLog
 
 VerifyRuntime = Literal["llama.cpp", "ollama", "vllm"]
 DEFAULT_URLS: dict[str, str] = {
-    "llama.cpp": "http://127.0.0.1:8080",
-    "ollama": "http://127.0.0.1:11434",
-    "vllm": "http://127.0.0.1:8000",
+    LLAMACPP: "http://127.0.0.1:8080",
+    OLLAMA: "http://127.0.0.1:11434",
+    VLLM: "http://127.0.0.1:8000",
 }
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 MAX_RESPONSE = 8 << 20  # bytes read from any one response
@@ -108,7 +109,7 @@ def quant_of(name: str | None) -> str | None:
 
 def llama_server(url: str, log: ServerLog | None = None) -> Observed:
     props = fetch_json(f"{url}/props")
-    obs = Observed(runtime="llama.cpp", url=url, model_ref=props.get("model_path"))
+    obs = Observed(runtime=LLAMACPP, url=url, model_ref=props.get("model_path"))
     obs.quant = quant_of(obs.model_ref)
     slots = props.get("total_slots")
     n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
@@ -149,7 +150,7 @@ def ollama(url: str) -> Observed:
     if not running:
         raise Unreachable(f"{url}/api/ps lists no running model: load one first")
     m = running[0]
-    obs = Observed(runtime="ollama", url=url, model_ref=m.get("model") or m.get("name"))
+    obs = Observed(runtime=OLLAMA, url=url, model_ref=m.get("model") or m.get("name"))
     details = m.get("details") or {}
     obs.quant = (details.get("quantization_level") or "").lower() or quant_of(obs.model_ref)
     obs.context = m.get("context_length")
@@ -170,7 +171,7 @@ def vllm(url: str) -> Observed:
     if not models:
         raise Unreachable(f"{url}/v1/models lists no model")
     m = models[0]
-    obs = Observed(runtime="vllm", url=url, model_ref=m.get("root") or m.get("id"))
+    obs = Observed(runtime=VLLM, url=url, model_ref=m.get("root") or m.get("id"))
     obs.context = m.get("max_model_len")
     obs.quant = quant_of(obs.model_ref)
     try:
@@ -190,12 +191,12 @@ def vllm(url: str) -> Observed:
     return obs
 
 
-def observe(runtime: str, url: str, log: ServerLog | None = None) -> Observed:
+def read_runtime(runtime: str, url: str, log: ServerLog | None = None) -> Observed:
     base = check_url(url)
-    if runtime == "llama.cpp":
+    if runtime == LLAMACPP:
         return llama_server(base, log)
-    if runtime == "ollama":
+    if runtime == OLLAMA:
         return ollama(base)
-    if runtime == "vllm":
+    if runtime == VLLM:
         return vllm(base)
     raise UsageError(f"invalid --runtime {runtime!r}: must be llama.cpp, ollama or vllm")

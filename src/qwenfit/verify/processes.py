@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from qwenfit.adapters import adapter
 from qwenfit.hardware.nvml import nvml_module, process_memory
-
-MARKERS = {"llama.cpp": "llama-server", "ollama": "ollama", "vllm": "vllm"}
 
 
 def device_bytes(runtime: str, lib: Any = None, pids: dict[int, str] | None = None) -> int | None:
@@ -22,8 +21,8 @@ def device_bytes(runtime: str, lib: Any = None, pids: dict[int, str] | None = No
     if not used:
         return None
     names = pids if pids is not None else _cmdlines(set(used))
-    marker = MARKERS.get(runtime, runtime)
-    found = [b for pid, b in used.items() if marker in names.get(pid, "")]
+    markers = adapter(runtime).executables or (runtime,)
+    found = [b for pid, b in used.items() if any(m in names.get(pid, "") for m in markers)]
     return sum(found) if found else None
 
 

@@ -6,10 +6,9 @@ Each row is an ordinary estimate (`estimate_with`), so the table and a single `e
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import RuntimeName
 from qwenfit.errors import UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import layout as layouts
@@ -18,7 +17,7 @@ from qwenfit.memory.config import configure
 from qwenfit.memory.context import max_context_of
 from qwenfit.memory.estimator import estimate_with
 from qwenfit.memory.options import DEFAULT_MARGIN, Options
-from qwenfit.specs.table import ModelSpec, RuntimeName, SpecTable, load_specs
+from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
 
 # The sweep starts where a thinking model's answer fits (llama-server --fit's floor, too).
 SWEEP_START = runtimes.LLAMACPP_FIT_MIN_CTX
@@ -46,7 +45,6 @@ class SweepResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    schema_version: Literal[1] = 1
     model: str
     runtime: RuntimeName
     quant: str
