@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from qwenfit import estimate
-from qwenfit.memory.hf import VLLM_STATE_PAGES_PER_REQUEST, vllm_block_size, vllm_state_page_bytes
+from qwenfit.memory.hf import (
+    VLLM_STATE_PAGES_PER_REQUEST,
+    vllm_block_size,
+    vllm_request_bytes,
+    vllm_state_page_bytes,
+)
 from qwenfit.specs.table import SpecTable
 
 DOC = json.loads(
@@ -41,3 +46,47 @@ def test_one_sequence_takes_what_vllm_reserves(table: SpecTable, name: str) -> N
     v = DOC["models"][name]
     est = estimate(name, runtime="vllm", quant="bf16", context=DOC["context"], text_only=True)
     assert est.kv_cache_bytes + est.linear_state_bytes == v["bytes_per_request"]["align"]
+
+
+SERVE = json.loads(
+    (Path(__file__).parent / "fixtures" / "measured" / "vllm_cpu_serve.json").read_text()
+)
+
+
+def test_vllms_cpu_build_as_started(table: SpecTable) -> None:
+    """vLLM's CPU build started on 0.8B (benchmarks/vllm_cpu/serve.sh) logs its block size,
+    the state padding, its KV tokens and concurrency for a 2 GiB pool at 8,192 tokens; qwenfit's
+    accounting at the CPU backend's 128-token alignment gives the same figures."""
+    import re
+
+    log = "\n".join(SERVE["log"])
+    block = int(re.search(r"block size to (\d+) tokens", log)[1])  # type: ignore[index]
+    padding = float(re.search(r"Padding mamba page size by ([\d.]+)%", log)[1])  # type: ignore[index]
+    m = re.search(
+        r"KV cache size: ([\d,]+) tokens, Maximum concurrency for ([\d,]+) tokens "
+        r"per request: ([\d.]+)x",
+        log,
+    )
+    assert m is not None
+    tokens, context, concurrency = (
+        int(m[1].replace(",", "")),
+        int(m[2].replace(",", "")),
+        float(m[3]),
+    )
+    spec = table.get(SERVE["model"])
+    a = spec.architecture
+    assert vllm_block_size(spec, "bf16", 128) == block == 640
+    page = vllm_state_page_bytes(spec, "bf16", 128)
+    from qwenfit.specs import arch
+
+    state = (arch.conv_state_elements(a) * 2 + arch.recurrent_state_elements(a) * 4) // (
+        a.n_linear_attention_layers
+    )
+    assert round(100 * (page - state) / state, 2) == padding
+    # vLLM: blocks of one page per layer of a 6-layer group; a request takes its attention
+    # blocks and 2 state blocks per state group
+    group = a.n_full_attention_layers
+    blocks = SERVE["kv_cache_space_bytes"] // (page * group)
+    ours = blocks * page * group / vllm_request_bytes(spec, "bf16", context, 128)
+    assert round(ours, 2) == concurrency
+    assert int(ours * context) == tokens

@@ -102,24 +102,39 @@ def _linear_state(r: HFRequest, vllm: bool) -> int:
     return (conv + ssm) * r.parallel
 
 
-def vllm_block_size(spec: ModelSpec, kv_type: str) -> int:
-    """Attention block (tokens) whose page is at least one GDN layer's state page."""
+def vllm_block_size(spec: ModelSpec, kv_type: str, multiple: int = VLLM_BLOCK_MULTIPLE) -> int:
+    """Attention block (tokens) whose page is at least one GDN layer's state page, a multiple of
+    the attention kernel's block (16 for FlashAttention; vLLM's CPU build uses 128)."""
     a = spec.architecture
     per_layer_state = (
         arch.conv_state_elements(a) * VLLM_CONV_STATE_BYTES
         + arch.recurrent_state_elements(a) * VLLM_SSM_STATE_BYTES
     ) // a.n_linear_attention_layers
     per_token_layer = kv_bytes(2 * a.num_key_value_heads * a.head_dim, kv_type)
-    blocks = -(-per_layer_state // (per_token_layer * VLLM_BLOCK_MULTIPLE))
-    return max(1, blocks) * VLLM_BLOCK_MULTIPLE
+    blocks = -(-per_layer_state // (per_token_layer * multiple))
+    return max(1, blocks) * multiple
 
 
-def vllm_state_page_bytes(spec: ModelSpec, kv_type: str) -> int:
+def vllm_state_page_bytes(
+    spec: ModelSpec, kv_type: str, multiple: int = VLLM_BLOCK_MULTIPLE
+) -> int:
     """One Gated DeltaNet layer's state page as vLLM allocates it: padded to the attention page
     of one block (block size x one token's K and V of one layer)."""
     a = spec.architecture
     per_token_layer = kv_bytes(2 * a.num_key_value_heads * a.head_dim, kv_type)
-    return vllm_block_size(spec, kv_type) * per_token_layer
+    return vllm_block_size(spec, kv_type, multiple) * per_token_layer
+
+
+def vllm_request_bytes(
+    spec: ModelSpec, kv_type: str, context: int, multiple: int = VLLM_BLOCK_MULTIPLE
+) -> int:
+    """The KV pool one request at `context` tokens takes: its attention blocks and its state
+    pages (VLLM_STATE_PAGES_PER_REQUEST per GDN layer), every page the same size."""
+    a = spec.architecture
+    block = vllm_block_size(spec, kv_type, multiple)
+    page = vllm_state_page_bytes(spec, kv_type, multiple)
+    blocks = -(-context // block) * a.n_full_attention_layers
+    return (blocks + VLLM_STATE_PAGES_PER_REQUEST * a.n_linear_attention_layers) * page
 
 
 def _kv(r: HFRequest, tokens_per_seq: int) -> int:
