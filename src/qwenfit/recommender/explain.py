@@ -1,20 +1,38 @@
-"""Sentences about a pick: what it gave up to fit, and why the next better model is not it."""
+"""Sentences about a pick and the search: what it gave up to fit, why the next better model is
+not it, why this runtime and this context, and what the pick costs (its reasons and warnings).
+Every sentence `recommend` prints is written here."""
 
 from __future__ import annotations
 
 from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
 from qwenfit.fit.verdict import check_fit
-from qwenfit.memory import runtimes
+from qwenfit.hardware.machine import Machine
+from qwenfit.memory import runtimes, speed
+from qwenfit.memory.record import Estimate
 from qwenfit.recommender import policy
+from qwenfit.recommender.quality import Loss
 from qwenfit.recommender.search import Candidate, Miss, Search
+from qwenfit.specs.table import ModelSpec
 from qwenfit.units import GiB, format_context
 
 
-def gave_up(c: Candidate, first: policy.Variant, target: int, user_text_only: bool) -> list[str]:
-    """What this pick traded away to fit, each as one phrase ("KV cache q8_0 to fit 128k")."""
+def gave_up(
+    c: Candidate,
+    first: policy.Variant,
+    target: int,
+    user_text_only: bool,
+    advised: int | None = None,
+) -> list[str]:
+    """What this pick traded away to fit, each as one phrase ("KV cache q8_0 to fit 128k").
+    `advised`: the context the model card advises, when the default context is below it."""
     e = c.est
     at = format_context(e.context)
     out = []
+    if advised is not None and e.context < advised and not c.shrunk:
+        out.append(
+            f"context {at} instead of the {format_context(advised)} the model card advises "
+            "for thinking: no more fits without a smaller model or precision"
+        )
     if e.kv_cache != first[0]:
         cost = policy.kv_quality_loss(e.kv_cache)
         out.append(
@@ -44,7 +62,8 @@ def why_not_bigger(
     slow = [
         c
         for c in ranked
-        if c.quality > better and c.spec.name != pick.spec.name
+        if c.quality > better
+        and c.spec.name != pick.spec.name
         and (c.speed is None or c.speed < floor)
     ]
     if slow:
@@ -56,9 +75,7 @@ def why_not_bigger(
             f"--min-speed {max(0, int(c.speed or 0)):d} would take it"
         )
     pool = search.pool_bytes(allow_offload)
-    missed = [
-        m for m in misses if m.quality > better and m.spec.name != pick.spec.name
-    ]
+    missed = [m for m in misses if m.quality > better and m.spec.name != pick.spec.name]
     if not missed:
         return None
 
@@ -71,13 +88,22 @@ def why_not_bigger(
     m = min(missed, key=lambda x: (short(x), -x.quality))
     if m.est is None:  # pruned without an estimate: estimate its least demanding variant
         kv, text_only = policy.variants(
-            search.task, search.kv_types, search.options.kv_cache, search.options.text_only,
+            search.task,
+            search.kv_types,
+            search.options.kv_cache,
+            search.options.text_only,
             search.runtime,
         )[-1]
         cfg = search.config(m.spec, m.quant, kv, text_only)
         placed, est = search.place(cfg, pick.est.context, allow_offload)
-        m = Miss(m.spec, m.quant, m.quality, placed, est,
-                 check_fit(est, search.machine, search.options.margin))
+        m = Miss(
+            m.spec,
+            m.quant,
+            m.quality,
+            placed,
+            est,
+            check_fit(est, search.machine, search.options.margin),
+        )
     assert m.est is not None and m.fit is not None and m.cfg is not None
     where = "GPU memory" if m.est.gpu_bytes else "RAM"
     line = (
@@ -98,3 +124,163 @@ def why_not_bigger(
             speed = f"about {tps:.0f} tokens/s" if tps is not None else "an unknown speed"
             fixes.append(f"with part of it in RAM (--allow-offload) it would run {speed}")
     return line + ("; " + ", ".join(fixes) if fixes else "")
+
+
+def runtime_reason(machine: Machine, rt: str) -> str:
+    """Why this runtime: the one found installed, or what people with this hardware use."""
+    if rt in machine.runtimes:
+        return f"{rt} is installed here"
+    if machine.runtimes:
+        found = ", ".join(sorted(machine.runtimes))
+        return f"installed here: {found} (the usual runtime for this hardware is not)"
+    if rt == "vllm":
+        return "datacenter GPUs or a multi-GPU server (none installed here)"
+    if runtimes.is_apple(machine):
+        if rt == "mlx":
+            return "Apple Silicon: most Mac users run MLX conversions with mlx-lm (none here)"
+        return "Apple Silicon runs GGUF builds on Metal (none installed here)"
+    return "a desktop GPU or CPU (none installed here)"
+
+
+def context_note(task: str) -> str:
+    tool = policy.TOOL_CONTEXT.get(task)
+    why = (
+        f"; at least {format_context(tool)} for {task} (Ollama's advice for agents and coding "
+        "tools)"
+        if tool
+        else ""
+    )
+    return (
+        f"context: {format_context(policy.CARD_CONTEXT)} where it fits without a smaller model "
+        f"or precision (the model cards advise it for thinking){why}, else the largest above "
+        f"{format_context(policy.THINKING_CONTEXT)}; pass --context to choose"
+    )
+
+
+SHRUNK_WARNING = (
+    "nothing fits at {target} tokens: contexts were lowered to fit; a thinking model may be cut "
+    "off before it answers"
+)
+OFFLOAD_WARNING = (
+    "nothing fits the GPU whole: these picks keep part of the weights in RAM, which is much slower"
+)
+EXPERTS_NOTE = (
+    "MoE expert offload: the routed experts of some layers stay in RAM (llama.cpp --n-cpu-moe), "
+    "the rest on the GPU; searched by default because this pick keeps the speed floor"
+)
+UNKNOWN_SPEED_WARNING = (
+    "decode speed unknown (a memory bandwidth is unknown): picks are ranked by quality alone; "
+    "give --gpu from the catalog, --gpu-bandwidth or --ram-bandwidth"
+)
+
+
+def slow_warning(speed: float, floor: float, task: str) -> str:
+    return (
+        f"the pick runs about {speed:.0f} tokens/s, below the {floor:g} tokens/s floor for "
+        f"{task}: nothing faster fits"
+    )
+
+
+def newer_note(newer: ModelSpec, top: ModelSpec) -> str:
+    return (
+        f"{newer.display_name} (released {newer.released}) has the same architecture and "
+        f"memory as {top.display_name}: --family {newer.family}"
+    )
+
+
+def closest_advice(est: Estimate, missing: int, machine: Machine, runtime: str) -> str:
+    where = "GPU memory" if est.gpu_bytes else "RAM"
+    advice = f"{est.model} at {est.quant} needs {missing / GiB:.1f} GiB more {where}"
+    if est.gpu_bytes and runtime in ("vllm", "transformers"):
+        advice += "; or try --runtime llama.cpp, whose GGUF quantizations are smaller"
+    elif not machine.has_gpu:
+        advice += "; a GPU, more RAM or a shorter --context would help"
+    return advice
+
+
+def reasons(c: Candidate, search: Search, loss: Loss) -> list[str]:
+    """Why this pick: its score and what reduced it, the memory it needs, its speed."""
+    e = c.est
+    kv_loss = policy.kv_quality_loss(e.kv_cache)
+    lossy = "".join(
+        [
+            f", less {loss.value * 100:.2g}% for {e.quant}" if loss.value else "",
+            f" ({loss.note})" if loss.note else "",
+            f", less {kv_loss * 100:.2g}% for KV {e.kv_cache}" if kv_loss else "",
+        ]
+    )
+    usable = (
+        "what vLLM claims at start"
+        if e.runtime == "vllm" and e.gpu_bytes
+        else f"after a {c.fit.margin_bytes / GiB:.1f} GiB margin"
+    )
+    need = []
+    if e.gpu_bytes:
+        need.append(
+            f"needs {e.gpu_bytes / GiB:.1f} GiB of GPU memory of "
+            f"{c.fit.gpu_budget_bytes / GiB:.1f} GiB usable ({usable})"
+        )
+    if e.ram_bytes or not e.gpu_bytes:
+        need.append(
+            f"{e.ram_bytes / GiB:.1f} GiB of RAM of {c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
+        )
+    out = [
+        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks{lossy})",
+        "; ".join(need),
+    ]
+    if c.speed is not None:
+        how = (
+            "memory-bandwidth estimate"
+            if c.speed_source == "estimated"
+            else f"assuming {policy.ASSUMED_RAM_BANDWIDTH / 1e9:.1f} GB/s RAM; "
+            "--ram-bandwidth to set it"
+        )
+        out.append(f"about {c.speed:.0f} tokens/s decode ({how})")
+    else:
+        out.append("decode speed unknown (a memory bandwidth is unknown)")
+    if e.layout.kind == "offload" and e.layout.cpu_moe_layers:
+        out.append(
+            f"routed experts of {e.layout.cpu_moe_layers} layers in RAM (llama.cpp "
+            f"--n-cpu-moe {e.layout.cpu_moe_layers}); the rest on the GPU"
+        )
+    if e.parallel > 1:
+        out.append(
+            f"{c.concurrency} users at once, about {c.aggregate or 0:.0f} tokens/s in all "
+            "(per-user speed x users, memory-bound decode)"
+        )
+    if search.task == "agent" and e.runtime == "ollama":
+        out.append(
+            "tools: Ollama has no server flag for tool calls; the client sends them in the "
+            "'tools' field of /api/chat or of the OpenAI-compatible /v1/chat/completions "
+            "(docs.ollama.com/capabilities/tool-calling)"
+        )
+    return out
+
+
+def pick_warnings(c: Candidate, search: Search, floor: float) -> list[str]:
+    e = c.est
+    out = []
+    if c.speed is None or c.speed < floor:
+        out.append(
+            f"below the {floor:g} tokens/s usable-speed floor"
+            if c.speed is not None
+            else "speed unknown: not counted as reaching the usable-speed floor"
+        )
+    seqs = c.max_num_seqs
+    if seqs is not None and seqs < e.parallel:
+        out.append(
+            f"the memory left for KV blocks holds {seqs} sequences of "
+            f"{format_context(e.context)}, fewer than --parallel {e.parallel}"
+        )
+    if speed.fp8_weight_only(e, search.machine):
+        out.append(
+            "FP8 weights on a GPU without FP8 units (compute capability < 8.9): vLLM runs them "
+            "weight-only (W8A16, FP8 Marlin), slower than this estimate, above all in prefill "
+            "(docs.vllm.ai features/quantization/fp8)"
+        )
+    if e.runtime == "vllm" and e.kv_cache == "fp8":
+        out.append(
+            "FP8 KV cache on this hybrid model: reports of corrupted output (vLLM #42179) and of "
+            "little memory gain (vLLM #55196); --kv-cache bf16 is the safe choice"
+        )
+    return out

@@ -24,7 +24,7 @@ from qwenfit.memory.context import max_context_on
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
 from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
-from qwenfit.recommender import policy
+from qwenfit.recommender import policy, quality
 from qwenfit.specs.table import ModelSpec, RuntimeName, SpecTable
 
 SpeedSource = Literal["estimated", "assumed RAM bandwidth", "unknown"]
@@ -117,6 +117,14 @@ class Search:
     kv_types: tuple[str, ...]
     configs: dict[tuple[str, str, str, bool], Config] = field(default_factory=dict)
     estimated: int = 0
+    quants: frozenset[str] | None = None  # only these precisions (recommend --quant)
+    moe_offload: bool = False  # also try MoE experts in RAM (llama.cpp --n-cpu-moe)
+
+    def weight_loss(self, spec: ModelSpec, quant: str) -> float:
+        return quality.weight_loss(spec, quant, self.sizes()).value
+
+    def sizes(self) -> dict[str, int]:
+        return {m.name: m.params.total for m in self.table.models}
 
     def config(self, spec: ModelSpec, quant: str, kv: str, text_only: bool) -> Config:
         key = (spec.name, quant, kv, text_only)
@@ -188,23 +196,42 @@ class Search:
             limit = spec.context.extended or spec.context.native
             ctx_target = min(target, limit)
             for quant in runtimes.loadable_precisions(self.table, spec, self.runtime):
-                w_loss = self.table.precisions[quant].quality_loss
+                if self.quants is not None and quant not in self.quants:
+                    continue
+                w_loss = self.weight_loss(spec, quant)
+                experts = self._expert_offload(spec, allow_offload)
                 artifact = spec.artifact(quant, runtimes.ARTIFACT_FORMAT[self.runtime])
                 if artifact is None:
                     continue
                 best_q = score * (1 - w_loss)
-                if artifact.text_bytes > pool:
+                if artifact.text_bytes > (self.pool_bytes(True) if experts else pool):
                     misses.append(Miss(spec, quant, best_q, None, None, None))
                     continue
                 got = self._first_fit(
                     spec, quant, order, ctx_target, shrink, allow_offload, has_task, score,
                     w_loss,
                 )
+                if not isinstance(got, Candidate) and experts:
+                    got2 = self._first_fit(
+                        spec, quant, order, ctx_target, shrink, True, has_task, score, w_loss
+                    )
+                    got = got2 if isinstance(got2, Candidate) else got
                 if isinstance(got, Candidate):
                     found.append(got)
                 else:
                     misses.append(got)
         return found, misses
+
+    def _expert_offload(self, spec: ModelSpec, allow_offload: bool) -> bool:
+        """Try routed experts in RAM for this MoE model (llama.cpp only: Ollama's scheduler
+        splits whole layers)."""
+        return (
+            self.moe_offload
+            and not allow_offload
+            and spec.is_moe
+            and self.runtime == "llama.cpp"
+            and bool(self.machine.gpus)
+        )
 
     def _first_fit(
         self,
