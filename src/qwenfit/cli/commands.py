@@ -275,6 +275,20 @@ def check(
     "when nothing faster fits.",
 )
 @click.option(
+    "--prefer",
+    type=click.Choice(["quality", "speed"]),
+    default="quality",
+    show_default=True,
+    help="quality: a larger model wins on a higher card score (the tier rule); speed: near-ties "
+    "across sizes go to the faster pick.",
+)
+@click.option(
+    "--quant",
+    "quants",
+    multiple=True,
+    help="Only consider these precisions (repeatable, or comma-separated): q4_k_m,q8_0.",
+)
+@click.option(
     "-n",
     "limit",
     type=click.IntRange(1, 1000),
@@ -301,6 +315,8 @@ def recommend(
     family: str,
     task: str,
     min_speed: float | None,
+    prefer: str,
+    quants: tuple[str, ...],
     limit: int,
     models: tuple[str, ...],
     hardware: MachineArgs,
@@ -312,6 +328,7 @@ def recommend(
 ) -> ExitCode:
     """The best Qwen3.5 model, precision and context for this machine, and how to start it."""
     from qwenfit.cli import render
+    from qwenfit.recommender.policy import Prefer
     from qwenfit.recommender.ranking import recommend as run_recommend
 
     machine = hardware.machine()
@@ -331,6 +348,8 @@ def recommend(
         nodes=nodes,
         limit=limit,
         table=table,
+        prefer=cast("Prefer", prefer),
+        quants=[q for item in quants for q in item.split(",")] or None,
     )
     if as_json:
         emit(result.model_dump(mode="json"))  # machine, recommendations, ... at the top

@@ -195,6 +195,7 @@ class MachineArgs:
     ram_bandwidth: int | None
     machine_file: str | None
     reserve: str | None = None
+    gpu_bandwidth: int | None = None
 
     def machine(self) -> Machine:
         from qwenfit.hardware.catalog import load_machine, with_overrides
@@ -214,13 +215,14 @@ class MachineArgs:
             ram=self.ram,
             ram_bandwidth=self.ram_bandwidth,
             reserve=self.reserve,
+            gpu_bandwidth=self.gpu_bandwidth,
         )
         for w in machine.warnings:
             click.echo(f"warning: {w}", err=True)
         return machine
 
 
-_HARDWARE = ("gpu", "vram", "ram", "ram_bandwidth", "machine_file")
+_HARDWARE = ("gpu", "vram", "ram", "ram_bandwidth", "machine_file", "gpu_bandwidth")
 
 
 def hardware_options(f: F) -> F:
@@ -257,6 +259,13 @@ def hardware_options(f: F) -> F:
                 envvar="QWENFIT_RAM_BANDWIDTH",
                 type=BandwidthType(),
                 help="RAM bandwidth for CPU / offload speed, e.g. 80GB/s (probed if unset).",
+            ),
+            click.option(
+                "--gpu-bandwidth",
+                "gpu_bandwidth",
+                envvar="QWENFIT_GPU_BANDWIDTH",
+                type=BandwidthType(),
+                help="Memory bandwidth of each GPU, e.g. 936GB/s (for a GPU not in the catalog).",
             ),
             click.option(
                 "--machine",

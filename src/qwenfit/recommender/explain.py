@@ -56,8 +56,11 @@ def why_not_bigger(
     floor: float,
     threshold: float,
     allow_offload: bool,
+    context: int | None = None,
 ) -> str | None:
-    """One line: the nearest better model (beyond noise), what it lacks and what would fit it."""
+    """One line: the nearest better model (beyond noise), what it lacks and what would fit it
+    at `context` (default: the pick's)."""
+    context = context or pick.est.context
     better = pick.quality + threshold
     slow = [
         c
@@ -95,7 +98,7 @@ def why_not_bigger(
             search.runtime,
         )[-1]
         cfg = search.config(m.spec, m.quant, kv, text_only)
-        placed, est = search.place(cfg, pick.est.context, allow_offload)
+        placed, est = search.place(cfg, context, allow_offload)
         m = Miss(
             m.spec,
             m.quant,
@@ -277,6 +280,11 @@ def pick_warnings(c: Candidate, search: Search, floor: float) -> list[str]:
             "FP8 weights on a GPU without FP8 units (compute capability < 8.9): vLLM runs them "
             "weight-only (W8A16, FP8 Marlin), slower than this estimate, above all in prefill "
             "(docs.vllm.ai features/quantization/fp8)"
+        )
+    if e.runtime == "vllm" and e.quant == "bf16" and policy.lacks_bf16(search.machine):
+        out.append(
+            "BF16 weights on a GPU below compute capability 8.0: vLLM refuses them unless "
+            "started with --dtype half (docs.vllm.ai, engine arguments --dtype)"
         )
     if e.runtime == "vllm" and e.kv_cache == "fp8":
         out.append(

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal, TypeVar
 
 from qwenfit.datafiles import data_text
+from qwenfit.hardware.machine import GPU, Machine
 from qwenfit.recommender import quality
 from qwenfit.specs.table import ModelSpec
 
@@ -171,6 +172,30 @@ def strong_enough(quant: str, kv_cache: str) -> bool:
     return quality.precision_bits(quant) >= 4 and kv_quality_loss(kv_cache) <= kv_quality_loss(
         "q8_0"
     )
+
+
+def _cc(gpu: GPU) -> float:
+    try:
+        return float(gpu.compute_capability or "nan")
+    except ValueError:
+        return math.nan
+
+
+def fp8_hardware(machine: Machine) -> bool:
+    """Every GPU has FP8 units: NVIDIA compute capability 8.9 or more (Ada, Hopper,
+    Blackwell), AMD CDNA 3 or later (MI300 series and up). There the vLLM recipe serves the
+    official FP8 checkpoint (https://github.com/vllm-project/recipes, Qwen/Qwen3.5.md)."""
+    return bool(machine.gpus) and all(
+        (g.vendor == "nvidia" and _cc(g) >= 8.9)
+        or (g.vendor == "amd" and (g.architecture or "").startswith(("CDNA 3", "CDNA 4")))
+        for g in machine.gpus
+    )
+
+
+def lacks_bf16(machine: Machine) -> bool:
+    """An NVIDIA GPU below compute capability 8.0 (T4, V100): vLLM refuses BF16 there unless
+    told --dtype half (FP16 compute of the BF16 weights)."""
+    return any(g.vendor == "nvidia" and _cc(g) < 8.0 for g in machine.gpus)
 
 
 Prefer = Literal["quality", "speed"]

@@ -243,6 +243,8 @@ def recommend(
     search = Search(table, machine, rt, task, options, chosen, kv_types)
     search.quants = _check_quants(table, quants)
     search.moe_offload = True
+    if rt == "vllm" and search.quants is None:
+        search.fp8_first = policy.fp8_hardware(machine)
     floor = policy.SPEED_FLOOR[task] if min_speed is None else float(min_speed)
     threshold = policy.tie_threshold(task)
     target = context or policy.TASK_CONTEXT[task]
@@ -276,6 +278,7 @@ def recommend(
             floor,
             threshold,
             found.offload,
+            target,
         )
         if best.est.layout.kind == "offload" and not found.offload:
             notes.append(explain.EXPERTS_NOTE)

@@ -119,6 +119,7 @@ class Search:
     estimated: int = 0
     quants: frozenset[str] | None = None  # only these precisions (recommend --quant)
     moe_offload: bool = False  # also try MoE experts in RAM (llama.cpp --n-cpu-moe)
+    fp8_first: bool = False  # vLLM on FP8 GPUs: the official FP8 checkpoint, not BF16
 
     def weight_loss(self, spec: ModelSpec, quant: str) -> float:
         return quality.weight_loss(spec, quant, self.sizes()).value
@@ -138,6 +139,13 @@ class Search:
         return cfg
 
     def place(self, cfg: Config, context: int, allow_offload: bool) -> tuple[Config, Estimate]:
+        if self.options.nodes > 1:  # one node before several: across nodes only when needed
+            one = plan(cfg, context, self.machine, self.options.margin,
+                       allow_offload=allow_offload, nodes=1)
+            est = one.build(context)
+            if check_fit(est, self.machine, self.options.margin).fits:
+                self.estimated += 1
+                return one, est
         placed = plan(
             cfg,
             context,
@@ -198,6 +206,8 @@ class Search:
             for quant in runtimes.loadable_precisions(self.table, spec, self.runtime):
                 if self.quants is not None and quant not in self.quants:
                     continue
+                if self._skip(spec, quant):
+                    continue
                 w_loss = self.weight_loss(spec, quant)
                 experts = self._expert_offload(spec, allow_offload)
                 artifact = spec.artifact(quant, runtimes.ARTIFACT_FORMAT[self.runtime])
@@ -221,6 +231,11 @@ class Search:
                 else:
                     misses.append(got)
         return found, misses
+
+    def _skip(self, spec: ModelSpec, quant: str) -> bool:
+        """BF16 where the vLLM recipe says to serve the official FP8 checkpoint instead."""
+        fmt = runtimes.ARTIFACT_FORMAT[self.runtime]
+        return self.fp8_first and quant == "bf16" and spec.artifact("fp8", fmt) is not None
 
     def _expert_offload(self, spec: ModelSpec, allow_offload: bool) -> bool:
         """Try routed experts in RAM for this MoE model (llama.cpp only: Ollama's scheduler
