@@ -21,17 +21,24 @@ def gave_up(
     first: policy.Variant,
     target: int,
     user_text_only: bool,
-    advised: int | None = None,
+    short_of_card: str = "",
+    floor: float = 0.0,
 ) -> list[str]:
     """What this pick traded away to fit, each as one phrase ("KV cache q8_0 to fit 128k").
-    `advised`: the context the model card advises, when the default context is below it."""
+    `short_of_card`: what kept the default context below the cards' advice ("memory",
+    "speed" or "users"; "" when nothing did)."""
     e = c.est
     at = format_context(e.context)
     out = []
-    if advised is not None and e.context < advised and not c.shrunk:
+    if short_of_card:
+        why = {
+            "memory": "a longer one does not fit with this model and precision",
+            "speed": f"a longer one would run below the {floor:g} tokens/s floor",
+            "users": "a longer one would serve fewer users at once",
+        }[short_of_card]
         out.append(
-            f"context {at} instead of the {format_context(advised)} the model card advises "
-            "for thinking: no more fits without a smaller model or precision"
+            f"context {at} instead of the {format_context(policy.CARD_CONTEXT)} the model "
+            f"cards advise for thinking: {why}"
         )
     if e.kv_cache != first[0]:
         cost = policy.kv_quality_loss(e.kv_cache)

@@ -252,12 +252,15 @@ def recommend(
     mode: policy.Prefer = "speed" if prefer == "speed" or min_speed is not None else "quality"
     ranked = _rank(found.candidates, search, floor, threshold, mode)
     if context is None:
-        ranked[:limit] = [_settle_context(search, c, floor) for c in ranked[:limit]]
+        settled = [_settle_context(search, c, floor) for c in ranked[:limit]]
+        ranked[:limit] = [c for c, _ in settled]
+        short = [why for _, why in settled]
+    else:
+        short = [""] * len(ranked[:limit])
     first = policy.variants(task, kv_types, options.kv_cache, text_only, rt)[0]
-    advised = None if context is not None else policy.CARD_CONTEXT
     recs = [
-        _recommendation(i + 1, c, search, floor, first, target, text_only, advised)
-        for i, c in enumerate(ranked[:limit])
+        _recommendation(i + 1, c, search, floor, first, target, text_only, why)
+        for i, (c, why) in enumerate(zip(ranked[:limit], short, strict=True))
     ]
     notes = [f"runtime {rt}: {explain.runtime_reason(machine, rt)}"] if runtime is None else []
     if context is None:
@@ -384,17 +387,19 @@ def _rank(
     )
 
 
-def _settle_context(search: Search, c: Candidate, floor: float) -> Candidate:
+def _settle_context(search: Search, c: Candidate, floor: float) -> tuple[Candidate, str]:
     """`c` at the context the cards advise (`policy.context_goal`) when its memory holds it,
     with the same model and precision; a KV cache no worse than q8_0 may be used to get
-    there. Kept as it is when a longer context would cost the speed floor or users served."""
+    there. Kept as it is when a longer context would cost the speed floor or users served.
+    Also says what kept it short of the card's advice ("" when nothing did)."""
     if c.shrunk:
-        return c
+        return c, ""
     e = c.est
     native = c.spec.context.extended or c.spec.context.native
     q8_ok = policy.kv_quality_loss(e.kv_cache) < policy.kv_quality_loss("q8_0")
     tries = [e.kv_cache] + (["q8_0"] if q8_ok and "q8_0" in search.kv_types else [])
     best: Candidate | None = None
+    why = "memory"
     need = policy.TOOL_CONTEXT.get(search.task, policy.THINKING_CONTEXT)
     for kv in tries:
         cfg = search.config(c.spec, e.quant, kv, e.text_only)
@@ -402,8 +407,9 @@ def _settle_context(search: Search, c: Candidate, floor: float) -> Candidate:
         goal = policy.context_goal(search.task, search.max_context(placed), native)
         if goal <= e.context and kv == e.kv_cache:
             continue
-        got = _at_context(search, c, cfg, kv, goal, floor)
+        got, failed = _at_context(search, c, cfg, kv, goal, floor)
         if got is None:
+            why = failed or why
             continue
         if best is None or got.est.context > best.est.context:
             best = got
@@ -411,26 +417,32 @@ def _settle_context(search: Search, c: Candidate, floor: float) -> Candidate:
             kv == e.kv_cache and best.est.context >= need
         ):
             break
-    return best if best is not None and best.est.context > e.context else c
+    if best is None and why == "speed" and e.context < policy.TOOL_CONTEXT["agent"]:
+        cfg = search.config(c.spec, e.quant, e.kv_cache, e.text_only)
+        best, _ = _at_context(search, c, cfg, e.kv_cache, policy.TOOL_CONTEXT["agent"], floor)
+    out = best if best is not None and best.est.context > e.context else c
+    short = min(policy.CARD_CONTEXT, native) > out.est.context
+    return out, why if short else ""
 
 
 def _at_context(
     search: Search, c: Candidate, cfg: Config, kv: str, ctx: int, floor: float
-) -> Candidate | None:
+) -> tuple[Candidate | None, str]:
+    """`c` re-placed at `ctx` with KV `kv`, or None and why not ("memory", "speed", "users")."""
     placed, est = search.place(cfg, ctx, search.options.allow_offload)
     fit = check_fit(est, search.machine, search.options.margin)
     if not fit.fits:
-        return None
+        return None, "memory"
     tps, source = search.speed(est)
     if c.speed is not None and c.speed >= floor and (tps is None or tps < floor):
-        return None
+        return None, "speed"
     q = c.quality / (1 - policy.kv_quality_loss(c.est.kv_cache)) * (1 - policy.kv_quality_loss(kv))
     got = dataclasses.replace(
         c, cfg=placed, est=est, fit=fit, speed=tps, speed_source=source, quality=q
     )
     if got.concurrency < c.concurrency:
-        return None
-    return got
+        return None, "users"
+    return got, ""
 
 
 def _closest(misses: list[Miss], machine: Machine, runtime: str) -> Closest | None:
@@ -456,7 +468,7 @@ def _recommendation(
     first: policy.Variant,
     target: int,
     user_text_only: bool,
-    advised: int | None,
+    short_of_card: str,
 ) -> Recommendation:
     e = c.est
     loss = quality.weight_loss(c.spec, e.quant, search.sizes())
@@ -481,7 +493,7 @@ def _recommendation(
         parallel=e.parallel,
         max_num_seqs=c.max_num_seqs,
         aggregate_tokens_per_second=c.aggregate,
-        gave_up=explain.gave_up(c, first, target, user_text_only, advised),
+        gave_up=explain.gave_up(c, first, target, user_text_only, short_of_card, floor),
         warnings=explain.pick_warnings(c, search, floor),
         estimate=e,
         fit=c.fit,
