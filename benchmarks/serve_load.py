@@ -43,6 +43,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
 async def drive(url: str, requests: int, concurrency: int) -> dict[str, Any]:
     import httpx
 
+    from qwenfit.serve.service import SCHEMA_VERSION
+
     latencies: list[float] = []
     errors: list[str] = []
     counter = iter(range(requests))
@@ -55,7 +57,7 @@ async def drive(url: str, requests: int, concurrency: int) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 try:
                     r = await client.post(path, json=body)
-                    ok = r.status_code == 200 and r.json().get("schema_version") == 1
+                    ok = r.status_code == 200 and r.json().get("schema_version") == SCHEMA_VERSION
                     if not ok:
                         errors.append(f"{path}: HTTP {r.status_code}")
                 except httpx.HTTPError as e:

@@ -95,15 +95,21 @@ def test_check_exit_codes(runner: CliRunner) -> None:
 
 def test_recommend_json_and_nothing_fits(runner: CliRunner) -> None:
     code, out, _ = run(runner, "recommend", "--json", "--runtime", "llama.cpp", *HW)
-    recs = json.loads(out)["recommendations"]
+    recs = json.loads(out)["recommend"]["recommendations"]
     assert code == 0 and recs[0]["model"] == "qwen3.5-27b"
     code, out, _ = run(runner, "recommend", "--json", "--vram", "0", "--ram", "256MiB")
-    assert code == 3 and json.loads(out)["recommendations"] == []
+    assert code == 3 and json.loads(out)["recommend"]["recommendations"] == []
 
 
 def test_launch_prints_a_command(runner: CliRunner) -> None:
-    code, out, _ = run(runner, "launch", "9b", "--runtime", "llama.cpp", "--context", "16k", *HW)
+    args = ["--runtime", "llama.cpp", "--context", "16k", *HW]
+    code, out, _ = run(runner, "launch", "9b", "--quant", "q4_k_m", *args)
     assert code == 0 and "llama-server -hf unsloth/Qwen3.5-9B-GGUF:Q4_K_M" in out
+    # without --quant, the precision recommend --model 9b picks on this machine
+    code, out, _ = run(runner, "launch", "9b", *args)
+    _, rec, _ = run(runner, "recommend", "--model", "9b", "--json", *args)
+    pick = json.loads(rec)["recommend"]["recommendations"][0]
+    assert code == 0 and pick["command"] in out and pick["quant"] != "q4_k_m"
 
 
 def test_probe_from_a_saved_machine(runner: CliRunner, tmp_path: Path) -> None:

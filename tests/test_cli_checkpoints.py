@@ -45,7 +45,7 @@ def test_recommend_among_given_models(tmp_path: Path, table: SpecTable) -> None:
     r = CliRunner().invoke(main, ["recommend", "--model", str(d), "--model", "9b", "--runtime",
                                   "vllm", "--json", *HW])
     assert r.exit_code == 0, r.stderr
-    picks = {x["model"] for x in json.loads(r.stdout)["recommendations"]}
+    picks = {x["model"] for x in json.loads(r.stdout)["recommend"]["recommendations"]}
     assert picks <= {"local/my-finetune", "qwen3.5-9b"} and "local/my-finetune" in picks
 
 

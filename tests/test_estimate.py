@@ -164,7 +164,8 @@ def test_fast_construction_equals_the_validated_record(table: SpecTable, size: s
         except UsageError:  # a runtime without a build of this size
             continue
         again = Estimate.model_validate(e.model_dump())
-        assert again == e
+        assert again.__dict__ == e.__dict__  # every field; the spec it carries is not data
+        assert e.spec is not None and again.spec is None
         assert [type(p) for p in again.parts] == [type(p) for p in e.parts]
 
 

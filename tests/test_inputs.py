@@ -456,7 +456,7 @@ def test_recommend_a_local_folder_agrees_with_check(tmp_path: Path, table: SpecT
     d = folder(tmp_path, q.nested_config(a), q.text_tensors(a) + q.vision_tensors(a["vision"]))
     code_check, _, _ = run("check", str(d), *HW)
     code_rec, out, _ = run("recommend", "--model", str(d), *HW, "--json")
-    assert code_check == 0 and code_rec == 0 and json.loads(out)["recommendations"]
+    assert code_check == 0 and code_rec == 0 and json.loads(out)["recommend"]["recommendations"]
 
 
 # ---------------------------------------------------------------------------------------------

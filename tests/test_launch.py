@@ -174,18 +174,18 @@ def test_shell_form_round_trips_hostile_arguments(table: SpecTable) -> None:
 def test_cli_launch_exits_3_with_its_document_when_it_does_not_fit() -> None:
     r = CliRunner().invoke(main, ["launch", "397b-a17b", "--vram", "1GB", "--ram", "8GB",
                                   "--json"])
-    doc = json.loads(r.stdout)
-    assert r.exit_code == 3 and doc["fits"] is False and doc["schema_version"] == 2
+    assert json.loads(r.stdout)["schema_version"] == 2
+    doc = json.loads(r.stdout)["launch"]
+    assert r.exit_code == 3 and doc["fits"] is False
     assert doc["launch"]["steps"] and doc["fit"]["missing_bytes"] > 0
     r = CliRunner().invoke(main, ["launch", "9b", "--vram", "24GB", "--ram", "64GB",
                                   "--task", "agent", "--runtime", "vllm", "--context", "32k",
                                   "--json"])
-    doc = json.loads(r.stdout)
+    doc = json.loads(r.stdout)["launch"]
     assert r.exit_code == 0 and doc["fits"] and doc["launch"]["task"] == "agent"
 
 
-@pytest.mark.parametrize("args", [["--quant", "bogus"], ["--quant", "q8_0"],
-                                  ["--task", "poetry"]])
+@pytest.mark.parametrize("args", [["--quant", "bogus"], ["--task", "poetry"]])
 def test_cli_launch_bad_values_are_usage_errors(args: list[str]) -> None:
     r = CliRunner().invoke(main, ["launch", *args, "--vram", "24GB", "--ram", "64GB"])
     assert r.exit_code == 2 and r.stdout == ""
@@ -195,3 +195,14 @@ def test_launch_doc_is_current() -> None:
     from launch_doc import render
 
     assert DOC.read_text() == render(), "docs/launch.md is stale: run python tests/launch_doc.py"
+
+
+def test_launch_quant_without_a_model_filters_the_top_pick() -> None:
+    """--quant means the same in launch and recommend: the top pick at that precision."""
+    hw = ["--vram", "24GB", "--ram", "64GB", "--runtime", "llama.cpp", "--json"]
+    r = CliRunner().invoke(main, ["launch", "--quant", "q8_0", *hw])
+    rec = CliRunner().invoke(main, ["recommend", "--quant", "q8_0", *hw])
+    pick = json.loads(rec.stdout)["recommend"]["recommendations"][0]
+    doc = json.loads(r.stdout)["launch"]
+    assert r.exit_code == 0 and pick["quant"] == "q8_0"
+    assert doc["launch"] == pick["launch"]

@@ -79,7 +79,7 @@ def test_form_shows_the_pick_bars_curve_and_commands(url: str) -> None:
 
     expected = httpx.post(url + "/v1/recommend", json={
         "gpu": "RTX 4090", "ram": "64GB", "runtime": "llama.cpp", "task": "code",
-        "context": "64k"}, timeout=30).json()["recommendations"]
+        "context": "64k"}, timeout=30).json()["recommend"]["recommendations"]
     IMG.mkdir(parents=True, exist_ok=True)
     driver = browser(1200, 2200)
     try:

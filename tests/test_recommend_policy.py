@@ -255,7 +255,7 @@ def test_fp8_hardware_gets_the_official_fp8_checkpoint(table: SpecTable) -> None
     assert all(p.quant != "bf16" for p in r.recommendations
                if table.get(p.model).artifact("fp8", "safetensors"))
     old = recommend(with_overrides(None, gpu="8x A100 80GB", ram="1TB"), limit=20,
-                    quants=["bf16"], table=table)
+                    quant="bf16", table=table)
     assert old.recommendations and all(p.quant == "bf16" for p in old.recommendations)
 
 
@@ -266,11 +266,11 @@ def test_bf16_below_cc8_warns_about_dtype_half(table: SpecTable) -> None:
 
 
 def test_quant_filter(table: SpecTable) -> None:
-    r = recommend(make_machine(24, 64), runtime="llama.cpp", quants=["q8_0"], limit=50,
+    r = recommend(make_machine(24, 64), runtime="llama.cpp", quant="q8_0", limit=50,
                   table=table)
     assert r.recommendations and {p.quant for p in r.recommendations} == {"q8_0"}
-    with pytest.raises(UsageError, match="unknown precision"):
-        recommend(make_machine(24, 64), quants=["q9"], table=table)
+    with pytest.raises(UsageError, match="q9"):
+        recommend(make_machine(24, 64), quant="q9", table=table)
 
 
 def test_the_installed_note_names_the_runtime_found(table: SpecTable) -> None:

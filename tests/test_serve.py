@@ -52,7 +52,7 @@ def assert_error(r: httpx.Response, status: int, exit_code: int, *words: str) ->
     assert r.status_code == status, r.text
     doc = r.json()
     assert set(doc) == {"schema_version", "error"}
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert doc["error"]["exit_code"] == exit_code
     message: str = doc["error"]["message"]
     assert "\n" not in message and len(message) < 600
@@ -103,8 +103,8 @@ def test_check_recommend_launch_models_are_the_cli_documents(url: str) -> None:
 
 def test_no_hardware_fields_plan_for_the_servers_machine(url: str) -> None:
     probed = httpx.get(url + "/v1/probe").json()
-    assert probed["schema_version"] == 1 and probed["machine"]["source"] == "probe"
-    doc = post(url, "/v1/recommend", {}).json()
+    assert probed["schema_version"] == 2 and probed["machine"]["source"] == "probe"
+    doc = post(url, "/v1/recommend", {}).json()["recommend"]
     assert doc["machine"]["source"] == "probe"
     assert doc["machine"]["ram_total_bytes"] == probed["machine"]["ram_total_bytes"]
 
@@ -113,7 +113,7 @@ def test_gpus_is_the_catalog(url: str) -> None:
     from qwenfit.hardware.catalog import gpu_catalog
 
     doc = httpx.get(url + "/v1/gpus").json()
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert [g["name"] for g in doc["gpus"]] == [g.name for g in gpu_catalog().gpus]
 
 
@@ -123,7 +123,7 @@ def test_does_not_fit_is_200(url: str) -> None:
     r = post(url, "/v1/check", body)
     assert r.status_code == 200 and r.json()["check"]["fits"] is False
     r = post(url, "/v1/recommend", {"vram": "1GB", "ram": "1GB"})
-    assert r.status_code == 200 and r.json()["recommendations"] == []
+    assert r.status_code == 200 and r.json()["recommend"]["recommendations"] == []
     assert_error(post(url, "/v1/launch", {"vram": "1GB", "ram": "1GB"}), 409, 3, "nothing fits")
 
 
@@ -182,7 +182,7 @@ def test_usage_errors_are_400_with_the_librarys_message(url: str) -> None:
 )
 def test_wrong_types_and_huge_numbers_are_422(url: str, body: Any, field: str) -> None:
     message = assert_error(post(url, "/v1/estimate", body), 422, 2)
-    assert message.startswith(field), message
+    assert message.startswith(f"invalid {field}"), message
 
 
 def test_recommend_min_speed_must_be_finite(url: str) -> None:

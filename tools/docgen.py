@@ -18,28 +18,30 @@ from pydantic import BaseModel
 
 
 def _models() -> dict[str, type[BaseModel]]:
-    from qwenfit.fit.preflight import CheckResult
+    """Every command's `--json` document as printed (probe, models, estimate, sweep, check,
+    recommend, launch), and the records qwenfit reads: a machine, a model, the spec table."""
     from qwenfit.hardware.machine import Machine
-    from qwenfit.memory.record import Estimate
-    from qwenfit.memory.sweep import SweepResult
-    from qwenfit.recommender.launching import LaunchPlan
-    from qwenfit.recommender.ranking import RecommendResult
+    from qwenfit.serve.service import document_models
     from qwenfit.specs.table import ModelSpec, SpecTable
 
     return {
+        **document_models(),
         "machine": Machine,
         "model": ModelSpec,
-        "estimate": Estimate,
-        "sweep": SweepResult,
-        "check": CheckResult,
-        "recommend": RecommendResult,
-        "launch": LaunchPlan,
         "model_specs": SpecTable,
     }
 
 
+# Where each schema says it lives; the files are in docs/schema/ of the repository.
+SCHEMA_ID = "urn:qwenfit:schema:{name}"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
 def schemas() -> dict[str, dict[str, Any]]:
-    return {name: model.model_json_schema() for name, model in _models().items()}
+    return {
+        name: {"$schema": DIALECT, "$id": SCHEMA_ID.format(name=name), **m.model_json_schema()}
+        for name, m in _models().items()
+    }
 
 
 def render(schema: dict[str, Any]) -> str:

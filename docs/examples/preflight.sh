@@ -6,7 +6,7 @@ qwenfit check "$model" --runtime ollama --context 32k --json > check.json
 status=$?
 case $status in
     0) tag=$(qwenfit launch "$model" --runtime ollama --context 32k --json \
-             | python3 -c 'import json,sys; print(next(s["argv"][-1] for s in json.load(sys.stdin)["launch"]["steps"] if s["argv"][:2] == ["ollama", "pull"]))')
+             | python3 -c 'import json,sys; print(next(s["argv"][-1] for s in json.load(sys.stdin)["launch"]["launch"]["steps"] if s["argv"][:2] == ["ollama", "pull"]))')
        ollama pull "$tag" ;;
     3) python3 -c 'import json; c = json.load(open("check.json"))["check"]; print("does not fit:", c["fit"]["reason"], "| nearest:", c["nearest"])'
        exit 3 ;;

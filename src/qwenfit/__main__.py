@@ -1,5 +1,5 @@
 """`python -m qwenfit`."""
 
-from qwenfit.cli.commands import main
+from qwenfit.cli import run
 
-main()
+run()

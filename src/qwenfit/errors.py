@@ -15,6 +15,8 @@ Library code raises these and never exits the process; `cli.options` (the CLI) a
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # importing typing costs start-up time; errors is imported everywhere
+
 
 class QwenfitError(Exception):
     """Base class of every error qwenfit raises on purpose."""
@@ -50,3 +52,58 @@ class ProbeError(QwenfitError):
 
 class NoFitError(QwenfitError):
     """Nothing (or not the requested configuration) fits the machine."""
+
+
+# The one table from an error class to the CLI's exit code and the service's HTTP status; the
+# first class that matches wins. A pydantic ValidationError that reaches a face is a usage error
+# (exit 2, HTTP 422); anything else is an internal error (exit 1, HTTP 500).
+ERROR_TABLE: tuple[tuple[type[QwenfitError], int, int], ...] = (
+    (UsageError, 2, 400),
+    (NoFitError, 3, 409),
+    (QwenfitError, 1, 422),
+)
+
+
+def exit_code_and_status(e: BaseException) -> tuple[int, int]:
+    """(exit code, HTTP status) of `e` by ERROR_TABLE."""
+    for cls, code, status in ERROR_TABLE:
+        if isinstance(e, cls):
+            return code, status
+    if type(e).__name__ == "ValidationError" and type(e).__module__.startswith("pydantic"):
+        return 2, 422
+    return 1, 500
+
+
+# Parts of a pydantic error location that name a union member or the request body, not a field.
+_LOCATION_TAGS = {"int", "str", "float", "bool", "none", "body", "list", "dict"}
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+def validation_message(e: ValidationError) -> str:
+    """pydantic's first complaint as one line naming the field and the value, for every face
+    and every record: "invalid parallel 0: must be greater than or equal to 1"."""
+    first = e.errors()[0]
+    loc = [
+        str(x)
+        for x in first["loc"]
+        if not (isinstance(x, str) and (x in _LOCATION_TAGS or "-" in x or "[" in x))
+    ]
+    field = ".".join(loc) or "value"
+    msg = first["msg"].removeprefix("Value error, ")
+    if msg.startswith("Input should be "):
+        msg = "must be " + msg.removeprefix("Input should be ")
+    elif first["type"] == "extra_forbidden":
+        msg = "not an option"
+    elif first["type"] == "missing":
+        msg = "required"
+    value = first.get("input")
+    shown = "" if first["type"] in ("missing", "extra_forbidden") else " " + _short(value)
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return " ".join(f"invalid {field}{shown}: {msg}{more}".split())[:500]
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

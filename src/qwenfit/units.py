@@ -12,6 +12,7 @@ import math
 import re
 
 from qwenfit.errors import UsageError
+from qwenfit.settings import MAX_CONTEXT
 
 KiB = 1024
 MiB = 1024**2
@@ -96,7 +97,7 @@ def parse_percent(text: str, *, what: str) -> float | None:
     return value
 
 
-def parse_context(text: str | int, *, limit: int = 1 << 24) -> int:
+def parse_context(text: str | int, *, limit: int = MAX_CONTEXT) -> int:
     """A token count: '32768', '32k', '128K' (k = 1024 tokens, as runtimes count), '1m'."""
     example = "a token count such as 32768, 32k or 128K"
     if isinstance(text, bool) or not isinstance(text, (int, str)):

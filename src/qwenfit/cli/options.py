@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from qwenfit.errors import NoFitError, QwenfitError, UsageError
+from qwenfit.errors import QwenfitError, UsageError, exit_code_and_status
+from qwenfit.settings import COMMANDS, SETTINGS, Setting
 from qwenfit.units import parse_bandwidth, parse_context, parse_size
 
 if TYPE_CHECKING:
-    from qwenfit.fit.margin import Margin
     from qwenfit.hardware.machine import Machine
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,13 +49,6 @@ class ExitCode(enum.IntEnum):
     DOES_NOT_FIT = 3
 
 
-# The one table from error class to exit code; the most specific class that matches wins.
-ERROR_EXIT_CODES: tuple[tuple[type[QwenfitError], ExitCode], ...] = (
-    (UsageError, ExitCode.USAGE),
-    (NoFitError, ExitCode.DOES_NOT_FIT),
-    (QwenfitError, ExitCode.ERROR),
-)
-
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  success; for check: the configuration fits
@@ -74,7 +67,7 @@ class QwenfitGroup(click.Group):
         except QwenfitError as e:
             # As click shows its own errors: 'Error: ...' on stderr, one line whatever it held.
             click.echo(f"Error: {' '.join(str(e).split())}", err=True)
-            ctx.exit(next(int(code) for cls, code in ERROR_EXIT_CODES if isinstance(e, cls)))
+            ctx.exit(exit_code_and_status(e)[0])
         except OSError as e:
             # stdout closed (a pipe whose reader left) or full (/dev/full): the output cannot be
             # written. Point stdout at /dev/null so the exit flush cannot fail a second time.
@@ -150,14 +143,16 @@ class ContextType(_Parsed):
 
 
 class MarginType(_Parsed):
-    """A size (1GiB, 0) or a percentage of the pool (10%)."""
+    """A size (1GiB, 0) or a percentage of the pool (10%); checked here, kept as given (the
+    service's request takes the same text on every face)."""
 
     name = "margin"
 
-    def parse(self, value: str) -> Margin:
+    def parse(self, value: str) -> str:
         from qwenfit.fit.margin import parse_margin
 
-        return parse_margin(value)
+        parse_margin(value)
+        return value
 
 
 class SpeedType(click.FloatRange):
@@ -185,221 +180,107 @@ def _stack(f: F, options: list[Callable[[F], F]]) -> F:
     return f
 
 
-@dataclass(frozen=True)
-class MachineArgs:
-    """The hardware options of one command; `machine()` probes only when they leave gaps."""
-
-    gpu: str | None
-    vram: int | None
-    ram: int | None
-    ram_bandwidth: int | None
-    machine_file: str | None
-    reserve: str | None = None
-    gpu_bandwidth: int | None = None
-
-    def machine(self) -> Machine:
-        from qwenfit.hardware.catalog import load_machine, with_overrides
-
-        if self.machine_file:
-            base = load_machine(self.machine_file)
-        elif (self.gpu or self.vram is not None) and self.ram:
-            base = None  # fully hypothetical: no need to probe
-        else:
-            from qwenfit.hardware.probing import probe
-
-            base = probe()
-        machine = with_overrides(
-            base,
-            gpu=self.gpu,
-            vram=self.vram,
-            ram=self.ram,
-            ram_bandwidth=self.ram_bandwidth,
-            reserve=self.reserve,
-            gpu_bandwidth=self.gpu_bandwidth,
-        )
-        for w in machine.warnings:
-            click.echo(f"warning: {w}", err=True)
-        return machine
+def _click_type(s: Setting) -> Any:
+    """The click type of one declared option (the same `qwenfit.units` parsers as the service)."""
+    if s.kind == "choice":
+        return click.Choice(list(s.choices))
+    if s.kind == "int":
+        return click.IntRange(s.minimum, s.maximum)
+    if s.kind == "size":
+        return SizeType(allow_zero=s.minimum == 0)
+    if s.kind == "bandwidth":
+        return BandwidthType()
+    if s.kind == "context":
+        return ContextType()
+    if s.kind == "margin":
+        return MarginType()
+    if s.kind == "speed":
+        return SpeedType()
+    if s.kind == "machine":
+        return click.Path(dir_okay=False)
+    return None  # text, texts, reserve: strings
 
 
-_HARDWARE = ("gpu", "vram", "ram", "ram_bandwidth", "machine_file", "gpu_bandwidth")
+def _click_option(s: Setting) -> Callable[[F], F]:
+    kwargs: dict[str, Any] = {"help": s.help, "envvar": s.envvar}
+    if s.kind == "flag":
+        kwargs["is_flag"] = True
+    else:
+        kwargs["type"] = _click_type(s)
+        kwargs["multiple"] = s.kind == "texts"
+        if s.default is not None:
+            kwargs.update(default=s.default, show_default=True)
+    return click.option(s.cli_flag, s.name, **kwargs)
 
 
-def hardware_options(f: F) -> F:
-    """--gpu --vram --ram --ram-bandwidth --machine, handed to the command as `hardware`."""
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        hardware = MachineArgs(**{k: kwargs.pop(k) for k in _HARDWARE})
-        return f(*args, hardware=hardware, **kwargs)
-
-    return _stack(
-        cast(F, wrapper),
-        [
-            click.option(
-                "--gpu",
-                envvar="QWENFIT_GPU",
-                help='Plan for a GPU from the catalog, e.g. "RTX 4090" or "2x H100".',
-            ),
-            click.option(
-                "--vram",
-                envvar="QWENFIT_VRAM",
-                type=SizeType(allow_zero=True),
-                help="Plan for a GPU with this much free memory, e.g. 24GB or 24GiB (0: no GPU).",
-            ),
-            click.option(
-                "--ram",
-                envvar="QWENFIT_RAM",
-                type=SizeType(),
-                help="Plan for this much usable RAM, e.g. 64GB.",
-            ),
-            click.option(
-                "--ram-bandwidth",
-                "ram_bandwidth",
-                envvar="QWENFIT_RAM_BANDWIDTH",
-                type=BandwidthType(),
-                help="RAM bandwidth for CPU / offload speed, e.g. 80GB/s (probed if unset).",
-            ),
-            click.option(
-                "--gpu-bandwidth",
-                "gpu_bandwidth",
-                envvar="QWENFIT_GPU_BANDWIDTH",
-                type=BandwidthType(),
-                help="Memory bandwidth of each GPU, e.g. 936GB/s (for a GPU not in the catalog).",
-            ),
-            click.option(
-                "--machine",
-                "machine_file",
-                type=click.Path(dir_okay=False),
-                help="A machine saved with 'qwenfit probe --json'.",
-            ),
-        ],
-    )
-
-
-RUNTIME_HELP = "llama.cpp, ollama, vllm or transformers (default: what suits the machine)."
-KV_HELP = "KV cache type: f16, bf16, q8_0, q4_0, fp8."
-
-
-def settings_options(*, quant: bool = True, ubatch: bool = True) -> Callable[[F], F]:
-    """The configuration options shared by estimate, check, launch and recommend, handed to
-    the command as one `settings` dict of keyword arguments for the library."""
-    names = ["runtime", "context", "kv_cache", "parallel", "flash_attn", "text_only", "mtp"]
-    names += ["quant"] * quant + ["ubatch"] * ubatch
+def settings_options(*commands: str) -> Callable[[F], F]:
+    """The click options of `commands`' declared settings (the model is an argument), handed to
+    the command as one `values` dict keyed by setting name."""
+    names = [n for c in commands for n in COMMANDS[c] if n != "model"]
+    names = list(dict.fromkeys(names))
 
     def decorate(f: F) -> F:
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            settings = {k: kwargs.pop(k) for k in names}
-            return f(*args, settings=settings, **kwargs)
+            values = {k: kwargs.pop(k) for k in names}
+            return f(*args, values=values, **kwargs)
 
-        options: list[Callable[[F], F]] = [
-            click.option("--runtime", envvar="QWENFIT_RUNTIME", help=RUNTIME_HELP),
-        ]
-        if quant:
-            options.append(
-                click.option("--quant", help="Precision, e.g. q4_k_m, q8_0, bf16, fp8, gptq-int4.")
-            )
-        options += [
-            click.option(
-                "--context", type=ContextType(), help="Tokens per sequence: 32768, 32k, 256k."
-            ),
-            click.option("--kv-cache", "kv_cache", help=KV_HELP),
-            click.option(
-                "--parallel",
-                type=click.IntRange(1, 4096),
-                default=1,
-                show_default=True,
-                help="Sequences served at once (slots / max-num-seqs).",
-            ),
-        ]
-        if ubatch:
-            options.append(
-                click.option(
-                    "--ubatch", type=click.IntRange(1, 65536), help="llama.cpp micro-batch."
-                )
-            )
-        options += [
-            click.option(
-                "--flash-attn",
-                "flash_attn",
-                type=click.Choice(["auto", "on", "off"]),
-                default="auto",
-                show_default=True,
-                help="llama.cpp flash attention.",
-            ),
-            click.option("--text-only", is_flag=True, help="Leave the vision tower out."),
-            click.option(
-                "--mtp",
-                is_flag=True,
-                help="MTP speculative decoding (llama.cpp --spec-type draft-mtp, vLLM method "
-                "mtp): charges its memory and its published speed gain.",
-            ),
-        ]
-        return _stack(cast(F, wrapper), options)
+        return _stack(cast(F, wrapper), [_click_option(SETTINGS[n]) for n in names])
 
     return decorate
 
 
-def family_option(f: F) -> F:
+def request_values(
+    command: str, values: dict[str, Any], *, model: str | None = None
+) -> dict[str, Any]:
+    """The values of `command`'s request from a CLI command's options: the machine file read,
+    repeated options as lists, unset options left to the request's defaults. An option given
+    that `command` does not take is a usage error naming it."""
+    from qwenfit.hardware.catalog import load_machine
+
+    wanted = set(COMMANDS[command])
+    out: dict[str, Any] = {} if model is None else {"model": model}
+    for name, value in values.items():
+        s = SETTINGS[name]
+        if value is None or value == () or (s.kind == "flag" and value is False):
+            continue
+        if value == s.default:
+            continue
+        if name not in wanted:
+            raise UsageError(f"{s.cli_flag} does not apply here")
+        if s.kind == "machine":
+            value = load_machine(value)
+        elif s.kind == "texts":
+            value = list(value)
+        out[name] = value
+    return out
+
+
+@dataclass
+class Planned:
+    """The machine a command planned on and its margin, as the service tells it; what the
+    machine construction noticed goes to stderr (the document stays clean)."""
+
+    machine: Machine | None = None
+    margin: int = 0
+
+    def __call__(self, machine: Machine, margin: int) -> None:
+        self.machine, self.margin = machine, margin
+        for w in machine.warnings:
+            click.echo(f"warning: {w}", err=True)
+
+
+def online_option(f: F) -> F:
     return click.option(
-        "--family",
-        type=click.Choice(["qwen3.5", "qwen3.6", "qwen3.8", "all"]),
-        default="qwen3.5",
-        show_default=True,
-        help="Release line on the Qwen3.5 architecture to consider.",
-    )(f)
-
-
-def checkpoint_options(f: F) -> F:
-    return _stack(
-        f,
-        [
-            click.option(
-                "--online",
-                is_flag=True,
-                envvar="QWENFIT_ONLINE",
-                help="Allow reading a Hugging Face repo id from the Hub (headers only).",
-            ),
-            click.option(
-                "--mmproj",
-                type=click.Path(dir_okay=False, exists=True),
-                help="The vision projector GGUF that goes with a local GGUF file.",
-            ),
-        ],
-    )
-
-
-def nodes_option(f: F) -> F:
-    return click.option(
-        "--nodes",
-        type=click.IntRange(1, 1024),
-        default=1,
-        show_default=True,
-        help="Machines like this one, for vLLM across nodes (Ray).",
-    )(f)
-
-
-def offload_option(f: F) -> F:
-    return click.option(
-        "--allow-offload",
+        "--online",
         is_flag=True,
-        help="Accept experts or layers in RAM (llama.cpp, Ollama): slower.",
-    )(f)
-
-
-def margin_option(f: F) -> F:
-    return click.option(
-        "--margin",
-        type=MarginType(),
-        default="1GiB",
-        show_default=True,
-        help="Memory to keep free per pool: a size (1GiB) or a percentage (10%).",
+        envvar="QWENFIT_ONLINE",
+        help="Allow reading a Hugging Face repo id from the Hub (headers only).",
     )(f)
 
 
 def sweep_options(f: F) -> F:
-    """--sweep, --yarn and --plot FILE for `estimate`."""
+    """--sweep and --plot FILE for `estimate` (--yarn is the sweep's own setting)."""
     return _stack(
         f,
         [
@@ -410,53 +291,10 @@ def sweep_options(f: F) -> F:
                 "cache type, and mark the largest context that fits.",
             ),
             click.option(
-                "--yarn", is_flag=True, help="With --sweep: go on to the YaRN-extended context."
-            ),
-            click.option(
                 "--plot",
                 "plot_file",
                 type=click.Path(dir_okay=False, writable=True),
                 help="Draw the sweep into FILE (.png or .svg; needs the plot extra).",
-            ),
-        ],
-    )
-
-
-def reserve_option(f: F) -> F:
-    """--reserve SIZE | SIZE@N, folded into the command's `hardware` (MachineArgs)."""
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        reserve = kwargs.pop("reserve")
-        if reserve is not None:
-            from dataclasses import replace
-
-            kwargs["hardware"] = replace(kwargs["hardware"], reserve=reserve)
-        return f(*args, **kwargs)
-
-    return click.option(
-        "--reserve",
-        envvar="QWENFIT_RESERVE",
-        help="Memory to keep free for the desktop and other programs, per GPU (1.5GB) or for "
-        "one GPU (1.5GB@0; comma-separated for several); probed and planned machines alike.",
-    )(cast(F, wrapper))
-
-
-def disk_options(f: F) -> F:
-    """--disk PATH|SIZE and --download-speed SPEED."""
-    return _stack(
-        f,
-        [
-            click.option(
-                "--disk",
-                help="Check the download against this folder's free space, or a free size "
-                "(200GB); default: the runtime's model folder (Hugging Face cache, Ollama's).",
-            ),
-            click.option(
-                "--download-speed",
-                "download_speed",
-                type=BandwidthType(),
-                help="Download speed, e.g. 50MB/s: shows how long the download takes.",
             ),
         ],
     )

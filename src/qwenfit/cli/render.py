@@ -119,14 +119,14 @@ def needs(f: Fit) -> str:
     return "; ".join(parts)
 
 
-def estimate(e: Estimate, machine: Machine | None = None) -> str:
+def estimate(e: Estimate, machine: Machine | None = None, margin: int | None = None) -> str:
     """The estimate; given the machine it was laid out on, also whether it fits there."""
     text = _estimate(e)
     if machine is None:
         return text
     from qwenfit.fit.verdict import check_fit
 
-    f = check_fit(e, machine)
+    f = check_fit(e, machine) if margin is None else check_fit(e, machine, margin)
     verdict = "fits this machine" if f.fits else f"does not fit this machine: {f.reason}"
     return "\n".join([text, "", f"{verdict} ({needs(f)})"])
 
@@ -148,6 +148,11 @@ def _estimate(e: Estimate) -> str:
         f"{'total':<13} {_gib(e.total_bytes)}  GPU {e.gpu_bytes / GiB:.2f} GiB{gpus}, "
         f"RAM {e.ram_bytes / GiB:.2f} GiB"
     )
+    if e.cache_limit_bytes:
+        rows.append(
+            f"{'':<13} {'':>8}  {e.load_bytes / GiB:.2f} GiB at load; host-RAM caches start "
+            f"empty and may grow to {e.cache_limit_bytes / GiB:.2f} GiB (the limits above)"
+        )
     speed = [speed_line(e)] if e.tokens_per_second else []
     download = (
         [
@@ -168,11 +173,14 @@ def speed_line(e: Estimate) -> str:
     if e.prefill_tokens_per_second:
         line += f", {e.prefill_tokens_per_second:.0f} tokens/s prefill"
         if e.time_to_first_token_s is not None:
-            line += (f" (TTFT {e.time_to_first_token_s:.1f} s for a "
-                     f"{e.ttft_prompt_tokens}-token prompt)")
+            line += (
+                f" (TTFT {e.time_to_first_token_s:.1f} s for a {e.ttft_prompt_tokens}-token prompt)"
+            )
     if e.aggregate_tokens_per_second:
-        line += (f"; {e.aggregate_tokens_per_second:.0f} tokens/s over {e.parallel} sequences "
-                 f"({e.aggregate_tokens_per_second / e.parallel:.0f} each)")
+        line += (
+            f"; {e.aggregate_tokens_per_second:.0f} tokens/s over {e.parallel} sequences "
+            f"({e.aggregate_tokens_per_second / e.parallel:.0f} each)"
+        )
     else:
         line += " (one sequence)" if not e.prefill_tokens_per_second else ""
     return line
@@ -182,7 +190,10 @@ def check(r: CheckResult) -> str:
     reason = r.disk.reason if r.fit.fits and r.disk is not None else r.fit.reason
     verdict = "fits" if r.fits else f"does not fit: {reason}"
     lines = [
-        _estimate(r.estimate), "", *fit_lines(r), *disk_lines(r),
+        _estimate(r.estimate),
+        "",
+        *fit_lines(r),
+        *disk_lines(r),
         f"verdict: {verdict} ({needs(r.fit)})",
     ]
     if r.nearest:

@@ -40,7 +40,6 @@ class Alternative(BaseModel):
 class CheckResult(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    schema_version: Literal[1] = 1
     fits: bool
     estimate: Estimate
     fit: Fit
@@ -151,7 +150,7 @@ def check_with(
         if check_fit(alt, machine, margin).fits:
             return nearest("context", alt)
     # 2. a lossier precision of the same model, then 3. a smaller model, at the same context
-    spec = table.get(est.model)
+    spec = est.spec or table.get(est.model)
     loss = table.precisions[est.quant].quality_loss
     smaller = sorted(
         (m for m in table.models if m.params.text < spec.params.text),

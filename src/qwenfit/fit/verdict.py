@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from qwenfit.errors import UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import layout as layouts
-from qwenfit.memory.options import DEFAULT_MARGIN, MAX_MARGIN
+from qwenfit.memory.options import DEFAULT_MARGIN
 from qwenfit.memory.record import Estimate, LayoutKind
 from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
+from qwenfit.settings import MAX_MARGIN
 from qwenfit.units import GiB
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenfit.datafiles import data_text
-from qwenfit.errors import ProbeError, SpecError, UsageError
+from qwenfit.errors import ProbeError, SpecError, UsageError, validation_message
 from qwenfit.hardware.machine import GPU, Machine, Vendor, apple_gpu_share
 from qwenfit.inputs import read_json, shown
 from qwenfit.units import GiB, MiB, parse_bandwidth, parse_size
@@ -56,7 +56,7 @@ def gpu_catalog() -> GPUCatalog:
     try:
         return GPUCatalog.model_validate_json(data_text("gpus.json"))
     except ValidationError as e:
-        raise SpecError(f"gpus.json: {e.errors()[0]['msg']}") from None
+        raise SpecError(f"gpus.json: {validation_message(e)}") from None
 
 
 def _key(name: str) -> str:
@@ -137,10 +137,7 @@ def load_machine(path: str | Path) -> Machine:
     try:
         machine = Machine.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        msg = first["msg"].removeprefix("Value error, ")
-        raise UsageError(f"--machine file {shown(path)}: {loc}: {msg}") from None
+        raise UsageError(f"--machine file {shown(path)}: {validation_message(e)}") from None
     gpus = sorted(machine.gpus, key=lambda g: g.index)
     return machine.model_copy(update={"source": "file", "gpus": gpus})
 

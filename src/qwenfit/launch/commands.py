@@ -40,7 +40,7 @@ def launch_command(
     if not isinstance(est, Estimate) or not isinstance(table, (SpecTable, type(None))):
         raise UsageError(f"invalid estimate {est!r:.60}: must be an Estimate (see estimate())")
     table = table or load_specs()
-    spec = table.get(est.model)
+    spec = est.spec or table.get(est.model)  # a record read back from JSON carries no spec
     if est.runtime == "ollama":
         return ollama.command(est, spec, table, task, machine)
     if est.runtime == "llama.cpp":

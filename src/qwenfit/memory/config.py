@@ -130,7 +130,12 @@ class Config:
     def build(self, context: int, source: ContextSource = "user") -> Estimate:
         # Everything that `replace()` may vary between variants sharing this memo.
         key = (
-            self.layout.key(), context, source, self.ctx_checkpoints, self.cache_ram, self.bounded
+            self.layout.key(),
+            context,
+            source,
+            self.ctx_checkpoints,
+            self.cache_ram,
+            self.bounded,
         )
         cached = self.built.get(key)
         if cached is None:
@@ -141,6 +146,7 @@ class Config:
         size, exact = download_bytes(self.artifact, self.text_only)
         return Estimate.from_parts(
             self.parts(context),
+            self.spec,
             model=self.spec.name,
             runtime=self.runtime,
             quant=self.quant,
@@ -300,9 +306,7 @@ def with_host_ram(cfg: Config, machine: Machine | None, margin: int, context: in
         return full
     left = budget - base
     no_cache = replace(full, cache_ram=0, bounded=True)
-    per = (
-        llamacpp.checkpoint_bytes(cfg.spec, context // 2, cfg.mtp) * max(1, cfg.parallel)
-    )
+    per = llamacpp.checkpoint_bytes(cfg.spec, context // 2, cfg.mtp) * max(1, cfg.parallel)
     n = max(0, min(runtimes.LLAMACPP_MAX_CHECKPOINTS, left // per if per else 0))
     return replace(no_cache, ctx_checkpoints=int(n))
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import runtimes, speed
-from qwenfit.memory.config import configure, plan, with_host_ram
+from qwenfit.memory.config import Config, configure, plan, with_host_ram
 from qwenfit.memory.context import default_context
 from qwenfit.memory.options import FlashAttn, Options
-from qwenfit.memory.record import Estimate
+from qwenfit.memory.record import ContextSource, Estimate
 from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
 
 
@@ -90,7 +90,27 @@ def estimate_with(
     if machine is not None and not isinstance(machine, Machine):
         raise UsageError(f"invalid machine {machine!r}: must be a Machine (see probe())")
     table = table or load_specs()
-    cfg = configure(model, options, machine, table)
+    return finish(configure(model, options, machine, table), options, machine, table)[1]
+
+
+def finish(
+    cfg: Config,
+    options: Options,
+    machine: Machine | None,
+    table: SpecTable,
+    context: int | None = None,
+    *,
+    speed: bool = True,
+) -> tuple[Config, Estimate]:
+    """The one path from a resolved configuration to its estimate: context -> layout ->
+    host-RAM caches -> parts -> speed. `estimate`, `check`, `max_context`, `sweep`, the
+    recommender's candidates and `launch` all end here, so they agree by construction.
+
+    `context` overrides `options.context` (the recommender tries several); None in both means
+    the runtime's own default on this machine. Returns the placed configuration (for the
+    context solvers) and its estimate. `speed=False` stops before the speed (the recommender
+    adds it with `with_speed` to the candidates that fit: the same record, sooner).
+    """
     if options.nodes > 1 and cfg.runtime != "vllm":
         chosen = "" if options.runtime else " (the default on this machine)"
         raise UnsupportedError(
@@ -98,10 +118,10 @@ def estimate_with(
             f"{cfg.runtime}{chosen}; pass --runtime vllm or --nodes 1"
         )
     spec = cfg.spec
-    if options.context is None:
+    ctx = context if context is not None else options.context
+    source: ContextSource = "user"
+    if ctx is None:
         ctx, source = default_context(cfg, machine, options.margin)
-    else:
-        ctx, source = options.context, "user"
     limit = spec.context.extended or spec.context.native
     if not 1 <= ctx <= limit:
         raise UsageError(
@@ -112,6 +132,13 @@ def estimate_with(
     )
     cfg = with_host_ram(cfg, machine, options.margin, ctx)
     est = cfg.build(ctx, source)  # shared with the solvers' memo: never mutated below
+    return cfg, with_speed(est, spec, machine, table) if speed else est
+
+
+def with_speed(
+    est: Estimate, spec: ModelSpec, machine: Machine | None, table: SpecTable
+) -> Estimate:
+    """`est` with the speed its layout gives on `machine`, and the notes that go with it."""
     update: dict[str, object] = {}
     notes = list(est.notes)
     if machine is not None:
@@ -129,10 +156,10 @@ def estimate_with(
                 f"MTP: decode speed x {factor:g} (published runs; acceptance 0.5-0.9 falls "
                 "with context, see docs/estimation.md)"
             )
-    if ctx > spec.context.native:
+    if est.context > spec.context.native:
         notes.append(
-            f"{ctx} tokens is beyond the native {spec.context.native}: needs YaRN rope scaling "
-            "as the model card describes"
+            f"{est.context} tokens is beyond the native {spec.context.native}: needs YaRN rope "
+            "scaling as the model card describes"
         )
     if notes != est.notes:
         update["notes"] = notes

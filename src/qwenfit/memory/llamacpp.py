@@ -247,17 +247,23 @@ def compute_bytes(
     if a.moe is None:
         ffn = COMPUTE_FFN_PER_INTERMEDIATE * (a.intermediate_size or 0)
     else:
-        ffn = int(a.moe.num_experts_per_tok * (
-            COMPUTE_MOE_PER_INTERMEDIATE * a.moe.moe_intermediate_size
-            + COMPUTE_MOE_PER_HIDDEN * a.hidden_size
-        ))
+        ffn = int(
+            a.moe.num_experts_per_tok
+            * (
+                COMPUTE_MOE_PER_INTERMEDIATE * a.moe.moe_intermediate_size
+                + COMPUTE_MOE_PER_HIDDEN * a.hidden_size
+            )
+        )
     layer = tokens * max(gdn, ffn)
     if flash_attn:
         mask = MASK_BYTES * span * tokens
     else:
         mask = SCORE_BYTES * span * tokens
-        scores = tokens * a.num_attention_heads * (
-            SCORE_BYTES * span + COMPUTE_FA_OFF_PER_QUERY * a.head_dim)
+        scores = (
+            tokens
+            * a.num_attention_heads
+            * (SCORE_BYTES * span + COMPUTE_FA_OFF_PER_QUERY * a.head_dim)
+        )
         layer = max(layer, scores)
     if outputs is None:
         not_reused = max(0, mask - 4 * a.hidden_size * tokens)
@@ -374,9 +380,7 @@ def parts(r: LlamaCppRequest) -> list[Part]:
     add(
         "compute",
         {
-            d: compute_bytes(
-                r.spec, cells, r.ubatch, r.flash_attn, d == out_dev, seqs, seqs
-            )
+            d: compute_bytes(r.spec, cells, r.ubatch, r.flash_attn, d == out_dev, seqs, seqs)
             for d in holders | {out_dev}
         },
         f"compute buffer for a {min(r.ubatch, cells)}-token ubatch, flash attention "

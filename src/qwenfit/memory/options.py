@@ -11,18 +11,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qwenfit.errors import UsageError
+from qwenfit.errors import UsageError, validation_message
 from qwenfit.memory.runtimes import LLAMACPP_FIT_TARGET_FREE
+from qwenfit.settings import MAX_CONTEXT, MAX_MARGIN, MAX_NODES, MAX_PARALLEL, MAX_UBATCH
 
 FlashAttn = Literal["auto", "on", "off"]
 
 # What llama-server --fit leaves free per device; qwenfit keeps the same margin everywhere.
 DEFAULT_MARGIN = LLAMACPP_FIT_TARGET_FREE
-# Ceilings that keep every product and loop bounded; far above any real configuration.
-MAX_CONTEXT = 1 << 24  # tokens per sequence (the longest YaRN context is ~1M)
-MAX_PARALLEL = 4096  # sequences at once
-MAX_NODES = 1024
-MAX_MARGIN = 1 << 50  # bytes (1 PiB)
 
 
 class Options(BaseModel):
@@ -35,7 +31,7 @@ class Options(BaseModel):
     context: int | None = Field(None, ge=1, le=MAX_CONTEXT, description="Tokens per sequence.")
     kv_cache: str | None = Field(None, description="KV cache type: f16, bf16, q8_0, q4_0, fp8.")
     parallel: int = Field(1, ge=1, le=MAX_PARALLEL, description="Sequences served at once.")
-    ubatch: int | None = Field(None, ge=1, le=65536, description="llama.cpp micro-batch.")
+    ubatch: int | None = Field(None, ge=1, le=MAX_UBATCH, description="llama.cpp micro-batch.")
     flash_attn: FlashAttn = "auto"
     text_only: bool = False
     mtp: bool = Field(False, description="MTP speculative decoding (llama.cpp, vLLM).")
@@ -49,19 +45,4 @@ class Options(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as e:
-            raise UsageError(describe(e)) from None
-
-
-def describe(e: ValidationError) -> str:
-    """pydantic's first error as one line: "invalid parallel '2': must be a valid integer"."""
-    first = e.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "value"
-    value = first.get("input")
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    msg = first["msg"].removeprefix("Value error, ")
-    if msg.startswith("Input should be "):
-        msg = "must be " + msg.removeprefix("Input should be ")
-    elif first["type"] == "extra_forbidden":
-        msg = "not an option"
-    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-    return f"invalid {field} {shown}: {msg}{more}"
+            raise UsageError(validation_message(e)) from None

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from qwenfit.specs.table import RuntimeName
+from qwenfit.specs.table import ModelSpec, RuntimeName
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def trusted(cls: type[M], values: dict[str, Any]) -> M:
+def trusted(cls: type[M], values: dict[str, Any], private: dict[str, Any] | None = None) -> M:
     """An instance of `cls` from values computed by qwenfit itself, every field given.
 
     pydantic's `model_construct` re-derives defaults and aliases on each call; the estimator
     builds thousands of parts per recommendation, so this sets the instance state pydantic
-    defines (`__dict__`, fields set, no extras, no private attributes) directly. Tests
+    defines (`__dict__`, fields set, no extras, the private attributes given) directly. Tests
     validate the same values again and require an equal record.
     """
     m = cls.__new__(cls)
     _set(m, "__dict__", values)
     _set(m, "__pydantic_fields_set__", set(values))
     _set(m, "__pydantic_extra__", None)
-    _set(m, "__pydantic_private__", None)
+    _set(m, "__pydantic_private__", private)
     return m
 
 
@@ -180,8 +180,9 @@ class Estimate(BaseModel):
     )
     mtp: bool = Field(False, description="MTP speculative decoding on.")
     spec_draft_n_max: int | None = Field(
-        None, description="Tokens drafted per step with MTP (llama-server --spec-draft-n-max, "
-        "vLLM num_speculative_tokens)."
+        None,
+        description="Tokens drafted per step with MTP (llama-server --spec-draft-n-max, "
+        "vLLM num_speculative_tokens).",
     )
     ctx_checkpoints: int | None = Field(
         None,
@@ -219,7 +220,27 @@ class Estimate(BaseModel):
     download_exact: bool | None = Field(
         None, description="True: published file sizes; false: computed from the tensors."
     )
+    load_bytes: int = Field(
+        0,
+        ge=0,
+        description="Needed at load: every part but the host-RAM caches that start empty "
+        "(llama-server's prompt cache and context checkpoints).",
+    )
+    cache_limit_bytes: int = Field(
+        0,
+        ge=0,
+        description="What those host-RAM caches may grow to (their limits); total_bytes = "
+        "load_bytes + cache_limit_bytes, and the fit verdict charges the total.",
+    )
     notes: list[str] = []
+    # The spec this estimate was computed for (a table row or any checkpoint): the stages above
+    # use it instead of looking the name up again. Not part of the JSON document.
+    _spec: ModelSpec | None = PrivateAttr(None)
+
+    @property
+    def spec(self) -> ModelSpec | None:
+        """The ModelSpec behind `model`; None for a record read back from JSON."""
+        return self._spec
 
     @model_validator(mode="after")
     def _sums(self) -> Estimate:
@@ -231,10 +252,16 @@ class Estimate(BaseModel):
             raise ValueError("total_bytes must be the sum of the parts")
         if self.gpu_bytes + self.ram_bytes != self.total_bytes:
             raise ValueError("gpu_bytes + ram_bytes must equal total_bytes")
+        if self.cache_limit_bytes != self.checkpoints_bytes + self.prompt_cache_bytes:
+            raise ValueError("cache_limit_bytes must be checkpoints_bytes + prompt_cache_bytes")
+        if self.load_bytes + self.cache_limit_bytes != self.total_bytes:
+            raise ValueError("load_bytes + cache_limit_bytes must equal total_bytes")
         return self
 
     @classmethod
-    def from_parts(cls, parts: list[Part], **inputs: object) -> Estimate:
+    def from_parts(
+        cls, parts: list[Part], spec: ModelSpec | None = None, **inputs: object
+    ) -> Estimate:
         """Build the record, deriving every sum from the parts so they cannot disagree.
 
         The estimator calls this hundreds of times per recommendation, so the record is built
@@ -259,10 +286,13 @@ class Estimate(BaseModel):
             "parts": parts,
             "device_bytes": dict(sorted(devices.items())),
         }
+        caches = sums["checkpoints_bytes"] + sums["prompt_cache_bytes"]
+        values["cache_limit_bytes"] = caches
+        values["load_bytes"] = total - caches
         for name, info in cls.model_fields.items():
             if name not in values:
                 values[name] = info.get_default(call_default_factory=True)
-        return trusted(cls, values)
+        return trusted(cls, values, {"_spec": spec})
 
 
 _SUM_FIELD = {name: f"{name}_bytes" for name in PART_NAMES}

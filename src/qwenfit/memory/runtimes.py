@@ -82,13 +82,21 @@ def check_runtime(name: str) -> RuntimeName:
     raise UnsupportedError(f"unknown runtime {name!r}; allowed: {', '.join(RUNTIMES)}")
 
 
-def check_quant(table: SpecTable, spec: ModelSpec, runtime: RuntimeName, quant: str) -> str:
-    """Normalise a precision name and check the runtime can load it for this model."""
+def normal_precision(table: SpecTable, quant: str) -> str:
+    """A precision name as the table spells it ('Q4_K_M' -> 'q4_k_m'); UsageError if unknown."""
+    if not isinstance(quant, str):
+        raise UsageError(f"invalid quant {quant!r:.60}: must be a precision name")
     q = quant.strip().lower().replace("_int4", "-int4")
     if q not in table.precisions:
         raise UnsupportedError(
             f"unknown precision {quant!r}; allowed: {', '.join(table.precisions)}"
         )
+    return q
+
+
+def check_quant(table: SpecTable, spec: ModelSpec, runtime: RuntimeName, quant: str) -> str:
+    """Normalise a precision name and check the runtime can load it for this model."""
+    q = normal_precision(table, quant)
     allowed = loadable_precisions(table, spec, runtime)
     hub = ollama_hub_precisions(spec) if runtime == "ollama" else []
     if q not in allowed and q not in hub:
@@ -200,6 +208,7 @@ def check_runtime_on(machine: Machine | None, runtime: RuntimeName) -> RuntimeNa
 
 def is_datacenter(machine: Machine) -> bool:
     """NVIDIA or AMD server GPUs, or a box with SERVER_MIN_GPUS GPUs or more."""
+
     def server_card(name: str, memory: int) -> bool:
         short = name.upper().replace("NVIDIA", "").replace("AMD", "").strip()
         return (
@@ -212,8 +221,7 @@ def is_datacenter(machine: Machine) -> bool:
     # Unified-memory boxes (DGX Spark, Jetson, Strix Halo) are desktops: one user, GGUF builds.
     gpus = [g for g in machine.gpus if g.vendor in ("nvidia", "amd") and not g.unified_memory]
     return bool(gpus) and (
-        len(gpus) >= SERVER_MIN_GPUS
-        or any(server_card(g.name, g.memory_total_bytes) for g in gpus)
+        len(gpus) >= SERVER_MIN_GPUS or any(server_card(g.name, g.memory_total_bytes) for g in gpus)
     )
 
 

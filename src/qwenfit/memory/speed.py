@@ -61,8 +61,10 @@ class Measurement(BaseModel):
     model: str
     quant: str
     device: Literal["gpu", "cpu"]
-    gpu: str | None = Field(description="Catalog name, for device gpu (or a name the next fields "
-                            "describe when the GPU is not in the catalog).")
+    gpu: str | None = Field(
+        description="Catalog name, for device gpu (or a name the next fields "
+        "describe when the GPU is not in the catalog)."
+    )
     bandwidth_bytes_per_s: int | None = Field(
         description="Measured bandwidth for device cpu; the vendor's peak for a GPU not in the "
         "catalog."
@@ -94,6 +96,12 @@ class Measurements(BaseModel):
 
     note: str
     measurements: list[Measurement]
+
+
+def spec_of(est: Estimate, table: SpecTable) -> ModelSpec:
+    """The spec `est` was computed for (any checkpoint), or its table row for a record read
+    back from JSON."""
+    return est.spec or table.get(est.model)
 
 
 def read_bytes(est: Estimate) -> dict[int | None, int]:
@@ -161,9 +169,16 @@ def _measurement_gpu(m: Measurement) -> GPU | None:
     if m.bandwidth_bytes_per_s is None:
         return catalog_gpus(m.gpu)[0]
     flops = None if m.fp16_tensor_tflops is None else int(m.fp16_tensor_tflops * 1e12)
-    return GPU(index=0, name=m.gpu, vendor="other", memory_total_bytes=TiB,
-               memory_free_bytes=TiB, bandwidth_bytes_per_s=m.bandwidth_bytes_per_s,
-               fp16_tensor_flops=flops, unified_memory=bool(m.unified_memory))
+    return GPU(
+        index=0,
+        name=m.gpu,
+        vendor="other",
+        memory_total_bytes=TiB,
+        memory_free_bytes=TiB,
+        bandwidth_bytes_per_s=m.bandwidth_bytes_per_s,
+        fp16_tensor_flops=flops,
+        unified_memory=bool(m.unified_memory),
+    )
 
 
 def _measured_row(table: SpecTable, model: str) -> tuple[SpecTable, ModelSpec]:
@@ -190,6 +205,7 @@ def _fit_decode(rows: list[tuple[float, float, int, bool]]) -> tuple[float, floa
 
     Least squares on the relative residuals; c is kept >= 0, and with fewer than three points,
     or a fit that would need c < 0, c = 0 and a is the median ratio."""
+
     def median_fit(moe: bool | None) -> float:
         sel = [y / x for x, y, _, m in rows if moe is None or m == moe]
         return statistics.median(sel) if sel else math.nan
@@ -214,8 +230,7 @@ def _fit_decode(rows: list[tuple[float, float, int, bool]]) -> tuple[float, floa
     a_all = median_fit(None)
     a_dense = median_fit(False)
     a_moe = median_fit(True)
-    return (a_all if math.isnan(a_dense) else a_dense,
-            a_dense if math.isnan(a_moe) else a_moe, 0.0)
+    return (a_all if math.isnan(a_dense) else a_dense, a_dense if math.isnan(a_moe) else a_moe, 0.0)
 
 
 def _solve(a: list[list[float]], b: list[float]) -> list[float] | None:
@@ -266,7 +281,8 @@ def calibration(table: SpecTable) -> Calibration:
         ideal = _bytes_read(est, m) / bandwidth
         if m.runtime in ("llama.cpp",):
             decode_rows.setdefault(kind, []).append(
-                (ideal, 1 / m.tokens_per_s, spec.architecture.num_hidden_layers, spec.is_moe))
+                (ideal, 1 / m.tokens_per_s, spec.architecture.num_hidden_layers, spec.is_moe)
+            )
         else:
             others.append((m, ideal))
     decode: dict[Key, float] = {}
@@ -290,7 +306,8 @@ def calibration(table: SpecTable) -> Calibration:
     for m, spec, kind, flops in prefill_points:  # dense: one efficiency for everything
         if not spec.is_moe:
             prefill.setdefault((kind, False), []).append(
-                m.tokens_per_s * prefill_flops_per_token(spec, m.prompt_tokens or 0) / flops)
+                m.tokens_per_s * prefill_flops_per_token(spec, m.prompt_tokens or 0) / flops
+            )
     dense_pre = {k: statistics.median(v) for k, v in prefill.items()}
     for m, spec, kind, flops in prefill_points:  # MoE: the matmuls, attention as dense
         if spec.is_moe:
@@ -315,10 +332,12 @@ def calibration(table: SpecTable) -> Calibration:
         if (kind, spec.is_moe) not in decode:
             continue
         pred = ideal / decode[(kind, spec.is_moe)] + partial.per_layer_s.get(kind, 0.0) * (
-            spec.architecture.num_hidden_layers)
+            spec.architecture.num_hidden_layers
+        )
         ratios.setdefault(m.runtime, []).append(m.tokens_per_s * pred)
-    result = Calibration(decode, per_layer, pre,
-                         {rt: statistics.median(v) for rt, v in ratios.items()})
+    result = Calibration(
+        decode, per_layer, pre, {rt: statistics.median(v) for rt, v in ratios.items()}
+    )
     _FITS[id(table)] = (table, result)
     return result
 
@@ -348,8 +367,9 @@ def prefill_flops(spec: ModelSpec, prompt_tokens: int) -> tuple[float, float]:
     a = spec.architecture
     weights = arch.text_active_params(a) - arch.embedding_params(a) - arch.lm_head_params(a)
     heads = max(a.linear_num_key_heads, a.linear_num_value_heads)
-    delta = a.n_linear_attention_layers * 4 * heads * (
-        a.linear_key_head_dim * a.linear_value_head_dim)
+    delta = (
+        a.n_linear_attention_layers * 4 * heads * (a.linear_key_head_dim * a.linear_value_head_dim)
+    )
     attention = (
         a.n_full_attention_layers * 4 * a.num_attention_heads * a.head_dim * prompt_tokens / 2
     )
@@ -396,7 +416,7 @@ def _decode_seconds(
     est: Estimate, machine: Machine, table: SpecTable, sequences: int
 ) -> float | None:
     """Seconds for one decode step of `sequences` sequences (memory side)."""
-    spec = table.get(est.model)
+    spec = spec_of(est, table)
     cal = calibration(table)
     moe = spec.is_moe
     a = spec.architecture
@@ -448,7 +468,7 @@ def _decode_seconds(
 def _runtime_factor(est: Estimate, table: SpecTable) -> float:
     """The runtime's measured factor, times MTP drafting's published gain when it is on
     (memory.runtimes.MTP_SPEED_FACTOR)."""
-    mtp = MTP_SPEED_FACTOR[(est.runtime, table.get(est.model).is_moe)] if est.mtp else 1.0
+    mtp = MTP_SPEED_FACTOR[(est.runtime, spec_of(est, table).is_moe)] if est.mtp else 1.0
     return calibration(table).runtime.get(est.runtime, 1.0) * mtp
 
 
@@ -461,12 +481,13 @@ def estimate_speed(est: Estimate, machine: Machine, table: SpecTable) -> float |
 
 def prefill_rate(est: Estimate, machine: Machine, table: SpecTable, prompt: int) -> float | None:
     """Prompt tokens/s when the weights sit on GPUs whose FP16 throughput is known."""
-    spec = table.get(est.model)
+    spec = spec_of(est, table)
     weights = [p for p in est.parts if p.part == "weights"]
     on_gpu = sum(p.bytes for p in weights if p.device is not None)
     # all weights but the token embeddings (which llama.cpp keeps on the host) on GPUs
-    in_ram = sum(p.bytes for p in weights
-                 if p.device is None and not p.detail.startswith("token embeddings"))
+    in_ram = sum(
+        p.bytes for p in weights if p.device is None and not p.detail.startswith("token embeddings")
+    )
     if not on_gpu or in_ram > NEGLIGIBLE * (on_gpu + in_ram):
         return None
     devices = {p.device for p in est.parts if p.device is not None}
@@ -478,7 +499,8 @@ def prefill_rate(est: Estimate, machine: Machine, table: SpecTable, prompt: int)
     tp = est.layout.tensor_parallel or 1
     flops = min(g.fp16_tensor_flops or 0 for g in gpus if g is not None) * tp
     seconds = _prefill_seconds_per_token(
-        spec, prompt, flops, calibration(table).prefill, _kind(gpus[0]))
+        spec, prompt, flops, calibration(table).prefill, _kind(gpus[0])
+    )
     return None if seconds is None else 1 / seconds
 
 

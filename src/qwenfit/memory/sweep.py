@@ -6,8 +6,6 @@ Each row is an ordinary estimate (`estimate_with`), so the table and a single `e
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from qwenfit.errors import UsageError
@@ -46,7 +44,6 @@ class SweepResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    schema_version: Literal[1] = 1
     model: str
     runtime: RuntimeName
     quant: str

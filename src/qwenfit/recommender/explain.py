@@ -130,7 +130,7 @@ def why_not_bigger(
     if search.runtime in ("llama.cpp", "ollama") and search.machine.gpus and not allow_offload:
         placed, est = search.place(m.cfg, m.est.context, True)
         if check_fit(est, search.machine, search.options.margin).fits:
-            tps, _ = search.speed(est)
+            tps, _ = search.speed(search.finished(est))
             speed = f"about {tps:.0f} tokens/s" if tps is not None else "an unknown speed"
             fixes.append(f"with part of it in RAM (--allow-offload) it would run {speed}")
     return line + ("; " + ", ".join(fixes) if fixes else "")

@@ -5,11 +5,9 @@ REST API and MCP server answer; it lives here because without a model it asks th
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from qwenfit.errors import NoFitError, UsageError
+from qwenfit.errors import NoFitError
 from qwenfit.fit.preflight import check
 from qwenfit.fit.verdict import Fit
 from qwenfit.hardware.machine import Machine
@@ -26,9 +24,8 @@ class LaunchPlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    schema_version: Literal[2] = 2
     fits: bool = Field(description="False: the steps would not load on this machine (exit 3).")
-    fit: Fit | None = Field(description="The verdict for a named model; null for the top pick.")
+    fit: Fit = Field(description="The verdict for the configuration the steps start.")
     launch: LaunchCommand
 
 
@@ -47,6 +44,7 @@ def launch_plan(
     text_only: bool = False,
     mtp: bool = False,
     family: str = DEFAULT_FAMILY,
+    min_speed: float | None = None,
     allow_offload: bool = False,
     nodes: int = 1,
     margin: int = DEFAULT_MARGIN,
@@ -55,45 +53,46 @@ def launch_plan(
 ) -> LaunchPlan:
     """The steps that start `model` (None: the top recommendation) on `machine`.
 
-    A named model is checked as `check` does; the plan says `fits: false` (and the CLI exits 3)
-    when it would not load. Without a model, `quant` and `ubatch` do not apply.
+    Whatever is not given (runtime, precision, context, KV cache type, vision tower) is
+    completed exactly as `recommend(machine, models=[model])` would complete it, so the
+    command started is the pick recommend shows. When no setting of the model fits, the model
+    is checked at the runtime's defaults as `check` does: the plan says `fits: false` (and the
+    CLI exits 3) with the verdict.
 
     Raises:
         NoFitError: no model is named and nothing fits the machine.
-        UsageError: a bad value, or `quant` / `ubatch` without a model.
+        UsageError: a bad value.
     """
     table = table or load_specs()
+    result = recommend(
+        machine,
+        runtime=runtime,
+        quant=quant,
+        context=context,
+        task=task,
+        text_only=text_only,
+        mtp=mtp,
+        family=family,
+        min_speed=min_speed,
+        kv_cache=kv_cache,
+        parallel=parallel,
+        ubatch=ubatch,
+        flash_attn=flash_attn,
+        allow_offload=allow_offload,
+        nodes=nodes,
+        margin=margin,
+        limit=1,
+        models=None if model is None else [model],
+        table=table,
+    )
+    if result.recommendations:
+        pick = result.recommendations[0]
+        cmd = pick.launch
+        if mmproj is not None:  # the projector file given with a local GGUF
+            cmd = launch_command(pick.estimate, task=task, machine=machine, mmproj=mmproj)
+        return LaunchPlan(fits=True, fit=pick.fit, launch=cmd)
     if model is None:
-        for name, value in (("quant", quant), ("ubatch", ubatch)):
-            if value is None:
-                continue
-            if name == "quant" and str(value).strip().lower() not in table.precisions:
-                raise UsageError(
-                    f"unknown precision {value!r}; allowed: {', '.join(table.precisions)}"
-                )
-            raise UsageError(f"--{name} {value} applies to a named MODEL; give one")
-        result = recommend(
-            machine,
-            runtime=runtime,
-            context=context,
-            task=task,
-            text_only=text_only,
-            mtp=mtp,
-            family=family,
-            kv_cache=kv_cache,
-            parallel=parallel,
-            flash_attn=flash_attn,
-            allow_offload=allow_offload,
-            nodes=nodes,
-            margin=margin,
-            limit=1,
-            table=table,
-        )
-        if not result.recommendations:
-            raise NoFitError("nothing fits this machine; see 'qwenfit recommend'")
-        best = result.recommendations[0].estimate
-        cmd = launch_command(best, table=table, task=task, machine=machine)
-        return LaunchPlan(fits=True, fit=None, launch=cmd)
+        raise NoFitError("nothing fits this machine; see 'qwenfit recommend'")
     checked = check(
         model,
         machine,
@@ -111,5 +110,5 @@ def launch_plan(
         margin=margin,
         table=table,
     )
-    cmd = launch_command(checked.estimate, table=table, task=task, machine=machine, mmproj=mmproj)
+    cmd = launch_command(checked.estimate, task=task, machine=machine, mmproj=mmproj)
     return LaunchPlan(fits=checked.fits, fit=checked.fit, launch=cmd)

@@ -28,7 +28,7 @@ from qwenfit.memory.record import Estimate, LayoutKind
 from qwenfit.recommender import explain, policy, quality
 from qwenfit.recommender.policy import TASK_BENCHMARKS
 from qwenfit.recommender.search import Candidate, Miss, Search, SpeedSource, task_score
-from qwenfit.specs.table import DEFAULT_FAMILY, RuntimeName, SpecTable, load_specs
+from qwenfit.specs.table import DEFAULT_FAMILY, ModelSpec, RuntimeName, SpecTable, load_specs
 
 __all__ = [
     "TASK_BENCHMARKS",
@@ -95,7 +95,6 @@ class Closest(BaseModel):
 class RecommendResult(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    schema_version: Literal[1] = 1
     machine: Machine
     runtime: str
     runtime_source: Literal["user", "machine"] = Field(
@@ -150,9 +149,12 @@ def _check_arguments(
     ):
         raise UsageError(f"invalid min_speed {min_speed!r:.60}: must be a finite number >= 0")
     if models is not None and (
-        not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models)
+        not isinstance(models, (list, tuple))
+        or not all(isinstance(m, (str, ModelSpec)) for m in models)
     ):
-        raise UsageError(f"invalid models {models!r:.60}: must be a list of model names")
+        raise UsageError(
+            f"invalid models {models!r:.60}: must be a list of model names or ModelSpecs"
+        )
     if not isinstance(task, str) or task not in TASK_BENCHMARKS:
         raise UsageError(f"unknown task {task!r:.60}; allowed: {', '.join(TASK_BENCHMARKS)}")
     if task == "vision" and text_only:
@@ -161,26 +163,31 @@ def _check_arguments(
         raise UsageError(f"invalid prefer {prefer!r:.60}; allowed: quality, speed")
 
 
-def _check_quants(table: SpecTable, quants: list[str] | None) -> frozenset[str] | None:
-    if quants is None:
-        return None
-    if isinstance(quants, str) or not all(isinstance(q, str) for q in quants):
-        raise UsageError(f"invalid quant {quants!r:.60}: must be a list of precisions")
-    out = frozenset(q.strip().lower() for q in quants)
-    unknown = sorted(out - set(table.precisions))
-    if unknown or not out:
-        raise UsageError(
-            f"unknown precision {(unknown or [''])[0]!r}; allowed: {', '.join(table.precisions)}"
-        )
-    return out
+def _with_models(
+    table: SpecTable, models: list[str | ModelSpec] | None
+) -> tuple[SpecTable, list[ModelSpec]]:
+    """The specs `models` names, and the table holding them: a ModelSpec from a checkpoint
+    that the table lacks is appended to a copy, so it is ranked like any other row."""
+    specs: list[ModelSpec] = []
+    for m in models or []:
+        if isinstance(m, str):
+            specs.append(table.get(m))
+        elif any(row is m for row in table.models):
+            specs.append(m)
+        else:
+            if any(row.name == m.name for row in table.models):
+                raise UsageError(f"model {m.name!r} is already a different row of the table")
+            table = table.model_copy(update={"models": [*table.models, m]})
+            specs.append(m)
+    return table, specs
 
 
 def _runtime(
-    machine: Machine, runtime: str | None, models: list[str] | None, table: SpecTable
+    machine: Machine, runtime: str | None, specs: list[ModelSpec]
 ) -> RuntimeName:
     rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
-    if models and not runtime:  # as check does: a runtime that loads the chosen model
-        rt = runtimes.runtime_for(table.get(models[0]), rt)
+    if specs and not runtime:  # as check does: a runtime that loads the chosen model
+        rt = runtimes.runtime_for(specs[0], rt)
     return runtimes.check_runtime_on(machine, rt)
 
 
@@ -188,6 +195,7 @@ def recommend(
     machine: Machine,
     *,
     runtime: str | None = None,
+    quant: str | None = None,
     context: int | None = None,
     task: Task = "chat",
     text_only: bool = False,
@@ -195,23 +203,24 @@ def recommend(
     family: str = DEFAULT_FAMILY,
     kv_cache: str | None = None,
     parallel: int = 1,
+    ubatch: int | None = None,
     flash_attn: FlashAttn = "auto",
     min_speed: float | None = None,
     allow_offload: bool = False,
     nodes: int = 1,
     margin: int = DEFAULT_MARGIN,
     limit: int = 5,
-    models: list[str] | None = None,
+    models: list[str | ModelSpec] | None = None,
     table: SpecTable | None = None,
     prefer: policy.Prefer = "quality",
-    quants: list[str] | None = None,
 ) -> RecommendResult:
     """Rank every model x precision x KV cache x vision variant the runtime can run on
     `machine`; best first (see `policy`).
 
-    `models` restricts the candidates to these names or aliases; otherwise the models of
-    `family` are ranked (qwen3.5 by default, qwen3.6, qwen3.8 or all); `quants` to these
-    precisions. `mtp` sizes every pick with MTP speculative decoding (llama.cpp, vLLM).
+    `models` restricts the candidates to these names, aliases or ModelSpecs (any checkpoint)
+    and `quant` to one precision; otherwise the models of `family` are ranked (qwen3.5 by
+    default, qwen3.6, qwen3.8 or all). `mtp` sizes every pick with MTP speculative decoding
+    (llama.cpp, vLLM).
     Configurations that fit the GPU(s) whole are searched first; with llama.cpp, MoE models
     may keep routed experts in RAM when that keeps the speed floor; other offloading (layers
     in RAM) is considered when `allow_offload` is set, or when nothing else fits. Without
@@ -221,16 +230,19 @@ def recommend(
     """
     _check_arguments(machine, context, limit, min_speed, models, task, text_only, prefer)
     table = table or load_specs()
-    rt = _runtime(machine, runtime, models, table)
-    chosen = (
-        {table.get(m).name for m in models}
-        if models
-        else {m.name for m in table.family_models(family)}
-    )
+    table, specs = _with_models(table, models)
+    rt = _runtime(machine, runtime, specs)
+    chosen = {m.name for m in specs} if specs else {m.name for m in table.family_models(family)}
+    q = None
+    if quant is not None:
+        q = runtimes.normal_precision(table, quant)
+        for spec in specs:  # a named model must be loadable at it: say so, with what is
+            runtimes.check_quant(table, spec, rt, q)
     options = Options.of(
         mtp=mtp,
         kv_cache=runtimes.check_kv_cache(table, rt, kv_cache) if kv_cache else None,
         parallel=parallel,
+        ubatch=ubatch,
         flash_attn=flash_attn,
         text_only=text_only,
         allow_offload=allow_offload,
@@ -240,10 +252,9 @@ def recommend(
     kv_types = tuple(
         k for k in policy.SEARCH_KV_TYPES[rt] if k in table.runtimes[rt].kv_cache_types
     ) or (runtimes.check_kv_cache(table, rt, None),)
-    search = Search(table, machine, rt, task, options, chosen, kv_types)
-    search.quants = _check_quants(table, quants)
+    search = Search(table, machine, rt, task, options, chosen, kv_types, q)
     search.moe_offload = True
-    if rt == "vllm" and search.quants is None:
+    if rt == "vllm" and q is None:
         search.fp8_first = policy.fp8_hardware(machine)
     floor = policy.SPEED_FLOOR[task] if min_speed is None else float(min_speed)
     threshold = policy.tie_threshold(task)
@@ -285,7 +296,7 @@ def recommend(
         )
         if best.est.layout.kind == "offload" and not found.offload:
             notes.append(explain.EXPERTS_NOTE)
-        top = table.get(best.spec.name)
+        top = best.spec
         newer = [m for m in table.newer_same_shape(top) if m.family != top.family]
         if newer:
             notes.append(explain.newer_note(newer[0], top))
@@ -433,6 +444,7 @@ def _at_context(
     fit = check_fit(est, search.machine, search.options.margin)
     if not fit.fits:
         return None, "memory"
+    est = search.finished(est)
     tps, source = search.speed(est)
     if c.speed is not None and c.speed >= floor and (tps is None or tps < floor):
         return None, "speed"

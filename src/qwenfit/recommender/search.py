@@ -19,8 +19,9 @@ from qwenfit.fit.verdict import Fit, check_fit, sequences_that_fit
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch.common import Task
 from qwenfit.memory import runtimes, speed
-from qwenfit.memory.config import Config, configure, plan
+from qwenfit.memory.config import Config, configure
 from qwenfit.memory.context import max_context_on
+from qwenfit.memory.estimator import finish, with_speed
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
 from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
@@ -115,9 +116,9 @@ class Search:
     options: Options
     only: set[str] | None
     kv_types: tuple[str, ...]
+    quant: str | None = None  # only this precision (recommend --quant)
     configs: dict[tuple[str, str, str, bool], Config] = field(default_factory=dict)
     estimated: int = 0
-    quants: frozenset[str] | None = None  # only these precisions (recommend --quant)
     moe_offload: bool = False  # also try MoE experts in RAM (llama.cpp --n-cpu-moe)
     fp8_first: bool = False  # vLLM on FP8 GPUs: the official FP8 checkpoint, not BF16
 
@@ -132,35 +133,39 @@ class Search:
         cfg = self.configs.get(key)
         if cfg is None:
             o = self.options.model_copy(
-                update={"runtime": self.runtime, "quant": quant, "kv_cache": kv,
-                        "text_only": text_only}
+                update={
+                    "runtime": self.runtime,
+                    "quant": quant,
+                    "kv_cache": kv,
+                    "text_only": text_only,
+                }
             )
             cfg = self.configs[key] = configure(spec, o, self.machine, self.table)
         return cfg
 
     def place(self, cfg: Config, context: int, allow_offload: bool) -> tuple[Config, Estimate]:
-        if self.options.nodes > 1:  # one node before several: across nodes only when needed
-            one = plan(cfg, context, self.machine, self.options.margin,
-                       allow_offload=allow_offload, nodes=1)
-            est = one.build(context)
-            if check_fit(est, self.machine, self.options.margin).fits:
-                self.estimated += 1
-                return one, est
-        placed = plan(
-            cfg,
-            context,
-            self.machine,
-            self.options.margin,
-            allow_offload=allow_offload,
-            nodes=self.options.nodes,
+        """The candidate's memory through the one path `estimate` and `check` take; `finished`
+        adds its speed (only candidates that fit need it)."""
+        options = self.options.model_copy(
+            update={"allow_offload": allow_offload, "context": context}
         )
         self.estimated += 1
-        return placed, placed.build(context)
+        if options.nodes > 1:  # one node before several: across nodes only when needed
+            one = finish(cfg, options.model_copy(update={"nodes": 1}), self.machine,
+                         self.table, speed=False)
+            if check_fit(one[1], self.machine, self.options.margin).fits:
+                return one
+        return finish(cfg, options, self.machine, self.table, speed=False)
+
+    def finished(self, est: Estimate) -> Estimate:
+        """`est` as `estimate` returns it: with its speed and the notes that go with it."""
+        spec = est.spec
+        assert spec is not None  # built by this search
+        return with_speed(est, spec, self.machine, self.table)
 
     def speed(self, est: Estimate) -> tuple[float | None, SpeedSource]:
-        s = speed.estimate_speed(est, self.machine, self.table)
-        if s is not None:
-            return s, "estimated"
+        if est.tokens_per_second is not None:
+            return est.tokens_per_second, "estimated"
         if est.ram_bytes and not self.machine.ram_bandwidth_bytes_per_s:
             assumed = self.machine.model_copy(
                 update={"ram_bandwidth_bytes_per_s": policy.ASSUMED_RAM_BANDWIDTH}
@@ -194,7 +199,10 @@ class Search:
         misses: list[Miss] = []
         pool = self.pool_bytes(allow_offload)
         order = policy.variants(
-            self.task, self.kv_types, self.options.kv_cache, self.options.text_only,
+            self.task,
+            self.kv_types,
+            self.options.kv_cache,
+            self.options.text_only,
             self.runtime,
         )
         for spec in self.table.models:
@@ -204,7 +212,7 @@ class Search:
             limit = spec.context.extended or spec.context.native
             ctx_target = min(target, limit)
             for quant in runtimes.loadable_precisions(self.table, spec, self.runtime):
-                if self.quants is not None and quant not in self.quants:
+                if self.quant is not None and quant != self.quant:
                     continue
                 if self._skip(spec, quant):
                     continue
@@ -218,7 +226,14 @@ class Search:
                     misses.append(Miss(spec, quant, best_q, None, None, None))
                     continue
                 got = self._first_fit(
-                    spec, quant, order, ctx_target, shrink, allow_offload, has_task, score,
+                    spec,
+                    quant,
+                    order,
+                    ctx_target,
+                    shrink,
+                    allow_offload,
+                    has_task,
+                    score,
                     w_loss,
                 )
                 if not isinstance(got, Candidate) and experts:
@@ -273,11 +288,10 @@ class Search:
                     fit = check_fit(est, self.machine, self.options.margin)
                     shrunk = True
             if fit.fits:
+                est = self.finished(est)
                 tps, source = self.speed(est)
                 quality = score * (1 - w_loss) * (1 - policy.kv_quality_loss(kv))
-                return Candidate(
-                    spec, placed, est, fit, has_task, quality, tps, source, i, shrunk
-                )
+                return Candidate(spec, placed, est, fit, has_task, quality, tps, source, i, shrunk)
             last = (placed, est, fit)
         assert last is not None
         return Miss(spec, quant, score * (1 - w_loss), *last)

@@ -6,7 +6,7 @@
     POST /mcp  (MCP streamable HTTP, stateless, JSON responses)
 
 Every answer is a JSON document with `schema_version`; an error is
-`{"schema_version": 1, "error": {"message": "...", "exit_code": n}}` with the status of
+`{"schema_version": 2, "error": {"message": "...", "exit_code": n}}` with the status of
 `service.failure`. Bodies are refused before parsing when they exceed `max_body` bytes (413)
 or nest deeper than `max_depth` (422), so a hostile body costs a bounded amount of work.
 """
@@ -14,6 +14,7 @@ or nest deeper than `max_depth` (422), so a hostile body costs a bounded amount 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import re
@@ -25,22 +26,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qwenfit.errors import QwenfitError
+from qwenfit.errors import QwenfitError, validation_message
 from qwenfit.serve.service import (
-    CheckRequest,
-    EstimateRequest,
     Failure,
-    LaunchRequest,
-    ModelsRequest,
-    RecommendRequest,
     Service,
-    SweepRequest,
     failure,
-    location,
     one_line,
+    request_model,
 )
 
 PAGE = Path(__file__).parent / "page"
@@ -137,6 +132,22 @@ class BodyGuard:
         return None
 
 
+def route(service: Service, command: str) -> Callable[..., dict[str, Any]]:
+    """The POST handler of `command`: FastAPI reads the body into its request model (so the
+    OpenAPI document shows it), and the service answers as on every other face."""
+    model = request_model(command)
+
+    def handler(req: BaseModel) -> dict[str, Any]:
+        return service.answer(command, dict(req))
+
+    handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("req", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model)],
+        return_annotation=dict[str, Any],
+    )
+    handler.__name__ = command
+    return handler
+
+
 def create_app(
     *,
     allow_dir: str | Path | None = None,
@@ -185,11 +196,11 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def bad_body(_: Request, e: RequestValidationError) -> JSONResponse:
-        errors = e.errors()
-        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid"}
-        loc = location(tuple(first.get("loc", ())))
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return error_response(Failure(422, 2, one_line(f"{loc}: {first['msg']}{more}")[:500]))
+        errors = list(e.errors())
+        if not errors:
+            return error_response(Failure(422, 2, "invalid body"))
+        as_pydantic = ValidationError.from_exception_data("body", errors)
+        return error_response(Failure(422, 2, validation_message(as_pydantic)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -210,7 +221,7 @@ def create_app(
 
     @app.get("/v1/models", summary="The models of the spec table (qwenfit models --json)")
     def models(family: str = "qwen3.5") -> dict[str, Any]:
-        return service.models(ModelsRequest(family=family))
+        return service.answer("models", {"family": family})
 
     @app.get("/v1/gpus", summary="The GPU catalog behind the gpu field")
     def gpus() -> dict[str, Any]:
@@ -218,27 +229,15 @@ def create_app(
 
     @app.get("/v1/probe", summary="The server's own machine (qwenfit probe --json)")
     def probe() -> dict[str, Any]:
-        return service.probe()
+        return service.answer("probe", {})
 
-    @app.post("/v1/estimate", summary="Memory part by part (qwenfit estimate --json)")
-    def estimate(req: EstimateRequest) -> dict[str, Any]:
-        return service.estimate(req)
-
-    @app.post("/v1/check", summary="Does it fit? 200 with fits false when not")
-    def check(req: CheckRequest) -> dict[str, Any]:
-        return service.check(req)
-
-    @app.post("/v1/recommend", summary="The best picks (qwenfit recommend --json)")
-    def recommend(req: RecommendRequest) -> dict[str, Any]:
-        return service.recommend(req)
-
-    @app.post("/v1/launch", summary="The commands that start a model (qwenfit launch --json)")
-    def launch(req: LaunchRequest) -> dict[str, Any]:
-        return service.launch(req)
-
-    @app.post("/v1/sweep", summary="Memory and fit at each context (4k doubling) and KV type")
-    def sweep(req: SweepRequest) -> dict[str, Any]:
-        return service.sweep(req)
+    for command in ("probe", "models", "estimate", "check", "recommend", "launch", "sweep"):
+        app.add_api_route(
+            f"/v1/{command}",
+            route(service, command),
+            methods=["POST"],
+            summary=request_model(command).__doc__,
+        )
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -1,9 +1,9 @@
 """qwenfit as an MCP server (the official MCP Python SDK's `MCPServer`, FastMCP before 2.0).
 
-Tools: recommend, estimate, check, launch, models, probe. Each tool's input schema is built from
-the request model the REST API uses (same fields, same descriptions, same limits), each result
-is the JSON document of `qwenfit ... --json`, and a qwenfit error is a tool error whose text
-ends with the library's one-line message.
+Tools: recommend, estimate, check, launch, sweep, models, probe. Each tool's input schema is the
+request model the REST API and the CLI use (the one settings schema: same fields, descriptions,
+limits), each result is the JSON document of `qwenfit ... --json`, and an error, an unknown or a
+missing argument included, is a tool error of one line.
 
     qwenfit mcp                       # stdio, for an agent that starts it
     qwenfit serve  ->  POST /mcp      # streamable HTTP, next to the REST API
@@ -11,53 +11,32 @@ ends with the library's one-line message.
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, WithJsonSchema
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+from pydantic import ConfigDict
 
-from qwenfit.serve.service import (
-    CheckRequest,
-    EstimateRequest,
-    LaunchRequest,
-    ModelsRequest,
-    ProbeRequest,
-    RecommendRequest,
-    Service,
-    failure,
-)
+from qwenfit.serve.service import Service, failure, request_model
 
-TOOLS: dict[str, tuple[type[BaseModel], str]] = {
-    "recommend": (
-        RecommendRequest,
-        "The best Qwen3.5 model, precision and context for a machine (default: this one), "
-        "with alternatives and the command that starts each. Same as `qwenfit recommend --json`.",
-    ),
-    "estimate": (
-        EstimateRequest,
-        "Memory a Qwen3.5 model takes part by part in a runtime (weights, KV cache, linear "
-        "state, compute), laid out on the machine. Same as `qwenfit estimate MODEL --json`.",
-    ),
-    "check": (
-        CheckRequest,
-        "Whether a model fits the machine as configured, how much is missing, and the nearest "
-        "configuration that fits. Same as `qwenfit check MODEL --json`.",
-    ),
-    "launch": (
-        LaunchRequest,
-        "The command lines (argv and shell form) that start a model; runs nothing. Without a "
-        "model: the top recommendation. Same as `qwenfit launch --json`.",
-    ),
-    "models": (ModelsRequest, "The Qwen3.5 models qwenfit knows, with sizes and precisions."),
-    "probe": (
-        ProbeRequest,
-        "The GPUs, RAM and runtimes of the machine the server runs on (or the hypothetical "
-        "machine the overrides describe). Same as `qwenfit probe --json`.",
-    ),
+TOOLS: dict[str, str] = {
+    "recommend": "The best Qwen3.5 model, precision and context for a machine (default: this "
+    "one), with alternatives and the command that starts each. Same as `qwenfit recommend "
+    "--json`.",
+    "estimate": "Memory a Qwen3.5 model takes part by part in a runtime (weights, KV cache, "
+    "linear state, compute), laid out on the machine. Same as `qwenfit estimate MODEL --json`.",
+    "check": "Whether a model fits the machine as configured, how much is missing, and the "
+    "nearest configuration that fits. Same as `qwenfit check MODEL --json`.",
+    "launch": "The command lines (argv and shell form) that start a model; runs nothing. "
+    "Without a model: the top recommendation. Same as `qwenfit launch --json`.",
+    "sweep": "Memory, speed and fit of one configuration at each context and KV cache type. "
+    "Same as `qwenfit estimate MODEL --sweep --json`.",
+    "models": "The Qwen3.5 models qwenfit knows, with sizes and precisions.",
+    "probe": "The GPUs, RAM and runtimes of the machine the server runs on (or the "
+    "hypothetical machine the overrides describe). Same as `qwenfit probe --json`.",
 }
 
 
@@ -78,45 +57,41 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return inlined
 
 
-def tool_function(
-    name: str, model: type[BaseModel], handler: Callable[[Any], dict[str, Any]]
-) -> Callable[..., str]:
-    """A function whose keyword parameters are `model`'s fields, so the SDK derives the tool's
-    input schema from the request model; the body re-validates the arguments with `model`."""
+class Arguments(ArgModelBase):
+    """Hands every argument the client sent to the tool as one dict, so the request model (not
+    the SDK) validates them: an unknown or missing argument is refused in one line, as on the
+    REST API and the CLI."""
 
-    def call(**arguments: Any) -> str:
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return {"arguments": dict(self.__pydantic_extra__ or {})}
+
+
+def tool(command: str, service: Service) -> Tool:
+    """The MCP tool of `command`: its input schema is the request model's (the one settings
+    schema), its result the command's JSON document."""
+
+    def call(arguments: dict[str, Any]) -> str:
         try:
-            request = model.model_validate(arguments)
-            return json.dumps(handler(request), indent=2)
+            return json.dumps(service.answer(command, arguments), indent=2)
         except Exception as e:
             raise ToolError(failure(e).message) from e
 
-    # Typed for the schema, lenient for the SDK's own validation: `model` validates, so a bad
-    # argument is one line naming the field, as on the REST API.
-    schema = inline_refs(model.model_json_schema())
-    params = []
-    for field_name, field in model.model_fields.items():
-        default = (
-            inspect.Parameter.empty
-            if field.is_required()
-            else field.get_default(call_default_factory=True)
-        )
-        params.append(
-            inspect.Parameter(
-                field_name,
-                inspect.Parameter.KEYWORD_ONLY,
-                annotation=Annotated[Any, WithJsonSchema(schema["properties"][field_name])],
-                default=default,
-            )
-        )
-    call.__signature__ = inspect.Signature(params, return_annotation=str)  # type: ignore[attr-defined]
-    call.__name__ = name
-    call.__doc__ = model.__doc__
-    return call
+    call.__name__ = command
+    made = Tool.from_function(
+        call, name=command, description=TOOLS[command], structured_output=False
+    )
+    made.fn_metadata.arg_model = Arguments
+    schema = inline_refs(request_model(command).model_json_schema())
+    schema["additionalProperties"] = False
+    made.parameters = schema
+    return made
 
 
 def create_mcp(service: Service | None = None) -> MCPServer:
-    """The MCP server with the six tools, answering from `service` (default: no allow-list)."""
+    """The MCP server with one tool per command, answering from `service` (default: no
+    allow-list)."""
     from qwenfit.serve.service import package_version
 
     __version__ = package_version()
@@ -128,22 +103,8 @@ def create_mcp(service: Service | None = None) -> MCPServer:
         "a configuration takes (estimate), whether it fits (check) and how to start it (launch). "
         "Without hardware fields the tools plan for the machine the server runs on.",
         log_level="WARNING",
+        tools=[tool(command, service) for command in TOOLS],
     )
-    handlers: dict[str, Callable[[Any], dict[str, Any]]] = {
-        "recommend": service.recommend,
-        "estimate": service.estimate,
-        "check": service.check,
-        "launch": service.launch,
-        "models": service.models,
-        "probe": service.probe,
-    }
-    for name, (model, description) in TOOLS.items():
-        server.add_tool(
-            tool_function(name, model, handlers[name]),
-            name=name,
-            description=description,
-            structured_output=False,
-        )
     return server
 
 

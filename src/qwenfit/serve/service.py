@@ -1,43 +1,57 @@
-"""What the REST API and the MCP server both answer, without a web framework.
+"""The questions every face answers: one request model per command, one handler, one document.
 
-Each request model mirrors one CLI command's options (same names, `kv_cache` for `--kv-cache`;
-sizes as the CLI takes them, `"24GB"`, or as integer bytes; `context` as tokens or `"32k"`).
-Each handler returns the JSON document that command prints with `--json`, so a client can switch
-between `qwenfit ... --json` and the service without changing its parser.
+The request models are derived from the one settings schema (`qwenfit.settings`): the same
+names, defaults, bounds and help as the CLI's options, unknown keys refused. The CLI builds the
+same request from its options and calls the same handler as the REST API and the MCP server, so
+`qwenfit estimate ... --json`, `POST /v1/estimate` and the MCP tool `estimate` print one document
+for one question by construction. `document()` is the one JSON envelope
+(`{"schema_version": 2, "<command>": ...}`) and `DOCUMENTS` the records its schemas come from.
 
-Values are parsed by the same `qwenfit.units` functions as the CLI, so a bad value raises the
-library's one-line `UsageError`. `error_document` is the one table from an exception to an HTTP
-status and the exit code the CLI would have given.
+Values are parsed by the same `qwenfit.units` functions on every face, so a bad value raises the
+library's one-line `UsageError`. `failure` is the one table from an exception to an HTTP status
+and the exit code the CLI gives.
 
-Model references: without an allow-list folder only the spec table's names and aliases are
-served; a client never makes the server read one of its files. With `allow_dir`, any other
-reference is a path *below* that folder (resolved, symlinks followed, then checked).
-
-Over 400 lines because every request record of the REST API and the MCP tools is defined here
-once, next to the handler that answers it.
+Model references: the CLI reads any local file (and the Hub with `--online`); the service reads
+only the spec table's names, or with `allow_dir` paths *below* that folder (resolved, symlinks
+followed, then checked). A client never makes the server read one of its other files.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from qwenfit.errors import NoFitError, QwenfitError, UnknownModelError, UsageError
+from qwenfit.errors import UnknownModelError, UsageError, exit_code_and_status
+from qwenfit.errors import validation_message as describe
 from qwenfit.hardware.machine import Machine
-from qwenfit.launch.common import Task
+from qwenfit.settings import (
+    COMMANDS,
+    MAX_MODELS,
+    MAX_SIZE,
+    MAX_TEXT,
+    Setting,
+    settings_of,
+)
 from qwenfit.specs.table import ModelSpec, SpecTable
 
-SCHEMA_VERSION = 1
-MAX_TEXT = 200  # characters in any string field: model refs, GPU names, sizes
-MAX_MODELS = 16  # models a recommend request may restrict itself to
+if TYPE_CHECKING:
+    from qwenfit.fit.preflight import CheckResult
+    from qwenfit.memory.record import Estimate
+    from qwenfit.memory.sweep import SweepResult
+    from qwenfit.recommender.launching import LaunchPlan
+    from qwenfit.recommender.ranking import RecommendResult
+
+# Version 2 (qwenfit 0.3): every command prints {"schema_version": 2, "<command>": record};
+# version 1 printed recommend and launch flat. docs/api.md lists the changes.
+SCHEMA_VERSION = 2
 
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
-Size = Annotated[int, Field(ge=0, le=1 << 60)] | Text
-ContextValue = Annotated[int, Field(ge=1, le=1 << 24)] | Annotated[str, Field(max_length=16)]
+Size = Annotated[int, Field(ge=0, le=MAX_SIZE)] | Text
 
 
 class Request(BaseModel):
@@ -46,142 +60,120 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Hardware(Request):
-    """The machine to plan for; none given: the server's own, probed per request."""
+def _annotation(s: Setting) -> Any:
+    """The pydantic type of one declared option on the REST and MCP faces."""
+    if s.kind == "choice":
+        return Literal[s.choices]
+    if s.kind == "int":
+        return Annotated[int, Field(ge=s.minimum, le=s.maximum)]
+    if s.kind == "flag":
+        return bool
+    if s.kind in ("size", "bandwidth", "margin"):
+        return Size
+    if s.kind == "context":
+        return (
+            Annotated[int, Field(ge=s.minimum, le=s.maximum)] | Annotated[str, Field(max_length=16)]
+        )
+    if s.kind == "speed":
+        return Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    if s.kind == "texts":
+        return Annotated[list[Text], Field(max_length=MAX_MODELS)]
+    if s.kind == "machine":
+        return Machine
+    return Text  # text, reserve
 
-    gpu: Text | None = Field(
-        None, description='A GPU from the catalog (GET /v1/gpus), e.g. "RTX 4090" or "2x H100".'
+
+REQUIRED = {("estimate", "model"), ("check", "model"), ("sweep", "model")}
+
+
+@functools.cache
+def request_model(command: str) -> type[Request]:
+    """The request record of `command`, derived from its declared options."""
+    fields: dict[str, Any] = {}
+    for s in settings_of(command):
+        kind = _annotation(s)
+        if (command, s.name) in REQUIRED:
+            fields[s.name] = (kind, Field(description=s.help))
+        elif s.kind == "texts":
+            fields[s.name] = (kind, Field(default_factory=list, description=s.help))
+        elif s.default is None:
+            fields[s.name] = (kind | None, Field(None, description=s.help))
+        else:
+            fields[s.name] = (kind, Field(s.default, description=s.help))
+    name = command.capitalize() + "Request"
+    model: type[Request] = create_model(name, __base__=Request, __doc__=_DOCS[command], **fields)
+    return model
+
+
+_DOCS = {
+    "probe": "The machine (default: the server's own, probed) with the overrides applied.",
+    "models": "The models of one release line, with sizes and sources.",
+    "estimate": "Memory part by part, laid out on the machine (qwenfit estimate --json).",
+    "sweep": "Memory, speed and fit at each context and KV type (estimate --sweep --json).",
+    "check": "Does the configuration fit? Answered with fits false too (qwenfit check).",
+    "recommend": "The best picks for the machine (qwenfit recommend --json).",
+    "launch": "The commands that start a model, or the top pick (qwenfit launch --json).",
+}
+
+
+def parse_request(command: str, values: dict[str, Any]) -> Request:
+    """`values` as `command`'s request; a bad or unknown value is one UsageError line."""
+    try:
+        return request_model(command).model_validate(values)
+    except ValidationError as e:
+        raise UsageError(describe(e)) from None
+
+
+def _document_model(command: str, record: Any) -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        "schema_version": (Literal[2], Field(description="2 since qwenfit 0.3.")),
+        KEYS[command]: (record, ...),
+    }
+    model: type[BaseModel] = create_model(
+        command.capitalize() + "Document", __config__=ConfigDict(extra="forbid"), **fields
     )
-    vram: Size | None = Field(
-        None, description="Free memory of one GPU (or of each --gpu): 24GB, 24GiB, bytes; 0: none."
-    )
-    ram: Size | None = Field(None, description="Usable RAM: 64GB, 64GiB or bytes.")
-    ram_bandwidth: Size | None = Field(None, description="RAM bandwidth: 80GB/s or bytes/s.")
-    machine: Machine | None = Field(
-        None, description="A machine as GET /v1/probe returns it (the `machine` object)."
-    )
+    return model
 
 
-class Settings(Hardware):
-    """The configuration options of estimate, check and launch (CLI names)."""
-
-    runtime: Text | None = Field(None, description="llama.cpp, ollama, vllm or transformers.")
-    quant: Text | None = Field(None, description="Precision: q4_k_m, q8_0, bf16, fp8, ...")
-    context: ContextValue | None = Field(None, description="Tokens per sequence: 32768, '32k'.")
-    kv_cache: Text | None = Field(None, description="KV cache type: f16, bf16, q8_0, q4_0, fp8.")
-    parallel: int = Field(1, ge=1, le=4096, description="Sequences served at once.")
-    ubatch: int | None = Field(None, ge=1, le=65536, description="llama.cpp micro-batch.")
-    flash_attn: Literal["auto", "on", "off"] = "auto"
-    text_only: bool = Field(False, description="Leave the vision tower out.")
-    mtp: bool = Field(False, description="MTP speculative decoding (llama.cpp, vLLM).")
-    nodes: int = Field(1, ge=1, le=1024, description="Machines like this one (vLLM + Ray).")
-
-    def settings(self) -> dict[str, Any]:
-        from qwenfit.units import parse_context
-
-        context = None if self.context is None else parse_context(self.context)
-        return {
-            "runtime": self.runtime,
-            "quant": self.quant,
-            "context": context,
-            "kv_cache": self.kv_cache,
-            "parallel": self.parallel,
-            "ubatch": self.ubatch,
-            "flash_attn": self.flash_attn,
-            "text_only": self.text_only,
-            "mtp": self.mtp,
-        }
+# The key each command's document holds its record under.
+KEYS = {
+    "probe": "machine",
+    "models": "models",
+    "estimate": "estimate",
+    "sweep": "sweep",
+    "check": "check",
+    "recommend": "recommend",
+    "launch": "launch",
+}
 
 
-class ModelRef(Request):
-    model: Text = Field(description="A spec-table name or alias (9b, 35b-a3b, Qwen/Qwen3.5-27B).")
-    mmproj: Text | None = Field(
-        None, description="Vision projector GGUF for a local GGUF (only with --allow-dir)."
-    )
+def document_models() -> dict[str, type[BaseModel]]:
+    """The record of every printed document, for its JSON Schema (tools/docgen.py)."""
+    from qwenfit.fit.preflight import CheckResult
+    from qwenfit.memory.record import Estimate
+    from qwenfit.memory.sweep import SweepResult
+    from qwenfit.recommender.launching import LaunchPlan
+    from qwenfit.recommender.ranking import RecommendResult
+
+    records: dict[str, Any] = {
+        "probe": Machine,
+        "models": list[ModelSpec],
+        "estimate": Estimate,
+        "sweep": SweepResult,
+        "check": CheckResult,
+        "recommend": RecommendResult,
+        "launch": LaunchPlan,
+    }
+    return {command: _document_model(command, rec) for command, rec in records.items()}
 
 
-class EstimateRequest(Settings, ModelRef):
-    """POST /v1/estimate: what `qwenfit estimate MODEL --json` prints."""
-
-
-class CheckRequest(Settings, ModelRef):
-    """POST /v1/check: what `qwenfit check MODEL --json` prints; 200 with fits false too."""
-
-    margin: Size = Field("1GiB", description="Memory kept free per pool: 1GiB, 10%, bytes.")
-    allow_offload: bool = Field(False, description="Accept experts or layers in RAM.")
-
-
-class LaunchRequest(Settings):
-    """POST /v1/launch: the commands that start MODEL (default: the top recommendation)."""
-
-    model: Text | None = Field(None, description="A spec-table name; none: the top pick.")
-    mmproj: Text | None = None
-    task: Task = Field(
-        "chat", description="chat, agent (tool calling), code or vision: flags and sampling."
-    )
-    margin: Size = Field("1GiB", description="Memory kept free per pool: 1GiB, 10%, bytes.")
-    allow_offload: bool = Field(False, description="Accept experts or layers in RAM.")
-
-
-class RecommendRequest(Hardware):
-    """POST /v1/recommend: what `qwenfit recommend --json` prints; 200 with no picks too."""
-
-    runtime: Text | None = None
-    context: ContextValue | None = None
-    kv_cache: Text | None = None
-    parallel: int = Field(1, ge=1, le=4096)
-    flash_attn: Literal["auto", "on", "off"] = "auto"
-    text_only: bool = False
-    mtp: bool = Field(False, description="Size every pick with MTP speculative decoding.")
-    family: Text = Field(
-        "qwen3.5", description="Release line: qwen3.5, qwen3.6, qwen3.8 or all."
-    )
-    task: Task = "chat"
-    min_speed: float | None = Field(None, ge=0, description="Minimum decode tokens/s.")
-    limit: int = Field(5, ge=1, le=1000, description="How many picks (the CLI's -n).")
-    models: list[Text] = Field(
-        default_factory=list, max_length=MAX_MODELS, description="Only these models (--model)."
-    )
-    allow_offload: bool = False
-    nodes: int = Field(1, ge=1, le=1024)
-
-    @field_validator("min_speed")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number of tokens per second")
-        return v
-
-
-class SweepRequest(Hardware):
-    """POST /v1/sweep: memory, speed and fit of one configuration at each context and KV type
-    (`qwenfit estimate MODEL --sweep --json`)."""
-
-    model: Text
-    runtime: Text | None = None
-    quant: Text | None = None
-    kv_caches: list[Text] | None = Field(
-        None,
-        max_length=8,
-        description="KV types to sweep; none: every type the runtime offers.",
-    )
-    parallel: int = Field(1, ge=1, le=4096)
-    text_only: bool = False
-    yarn: bool = Field(False, description="Go on past the native context with YaRN.")
-    margin: Size = "1GiB"
-    allow_offload: bool = False
-
-
-class ProbeRequest(Hardware):
-    """GET /v1/probe takes no body; the MCP tool accepts the hardware overrides."""
-
-
-class ModelsRequest(Request):
-    """GET /v1/models?family=...: what `qwenfit models --family F --json` prints."""
-
-    family: Text = Field(
-        "qwen3.5", description="Release line: qwen3.5, qwen3.6, qwen3.8 or all."
-    )
+def document(command: str, record: BaseModel | list[ModelSpec]) -> dict[str, Any]:
+    """The one JSON envelope every face prints for `command`'s answer."""
+    if isinstance(record, list):
+        body: Any = [m.model_dump(mode="json") for m in record]
+    else:
+        body = record.model_dump(mode="json")
+    return {"schema_version": SCHEMA_VERSION, KEYS[command]: body}
 
 
 @dataclass(frozen=True)
@@ -199,6 +191,15 @@ class Failure:
         }
 
 
+def failure(e: BaseException) -> Failure:
+    """What the service answers for `e`: `errors.ERROR_TABLE`'s status and exit code."""
+    code, status = exit_code_and_status(e)
+    if status == 500:
+        return Failure(500, 1, "internal error (see the server log)")
+    text = describe(e) if isinstance(e, ValidationError) else one_line(str(e))
+    return Failure(status, code, text)
+
+
 def package_version() -> str:
     """qwenfit's installed version (the facade's `__version__`, which this stage cannot import)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -213,34 +214,6 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def location(loc: tuple[int | str, ...] | list[int | str]) -> str:
-    """'context' rather than pydantic's 'body.context.constrained-int' (union member tags)."""
-    tags = {"int", "str", "float", "bool", "none", "body", "list", "dict"}
-    kept = [str(x) for x in loc if not (isinstance(x, str) and (x in tags or "-" in x or "[" in x))]
-    return ".".join(kept) or "body"
-
-
-def validation_message(e: ValidationError) -> str:
-    """Pydantic's first complaint as one line naming the field: 'parallel: Input should be ...'."""
-    first = e.errors()[0]
-    loc = location(first["loc"])
-    extra = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-    return one_line(f"{loc}: {first['msg']}{extra}")[:500]
-
-
-def failure(e: BaseException) -> Failure:
-    """The one table from an exception to what the service answers."""
-    if isinstance(e, ValidationError):
-        return Failure(422, 2, validation_message(e))
-    if isinstance(e, UsageError):
-        return Failure(400, 2, one_line(str(e)))
-    if isinstance(e, NoFitError):
-        return Failure(409, 3, one_line(str(e)))
-    if isinstance(e, QwenfitError):
-        return Failure(422, 1, one_line(str(e)))
-    return Failure(500, 1, "internal error (see the server log)")
-
-
 def looks_like_path(ref: str) -> bool:
     """A file or folder reference rather than a model name (table names have no slash but
     their `Qwen/...` aliases, which the table matches first)."""
@@ -251,37 +224,88 @@ def looks_like_path(ref: str) -> bool:
     )
 
 
-class Service:
-    """The handlers, bound to one spec table and one allow-list folder (or none)."""
+def _context(value: int | str | None) -> int | None:
+    from qwenfit.units import parse_context
 
-    def __init__(self, *, allow_dir: str | Path | None = None, table: SpecTable | None = None):
+    return None if value is None else parse_context(value)
+
+
+def _config(r: dict[str, Any]) -> dict[str, Any]:
+    """The configuration keywords of the library's entry points, from a request's values."""
+    keys = ("runtime", "quant", "kv_cache", "parallel", "ubatch", "flash_attn", "text_only", "mtp")
+    out = {k: r[k] for k in keys if k in r}
+    out["context"] = _context(r.get("context"))
+    return out
+
+
+class Service:
+    """The handlers, bound to one spec table and to what model references may name.
+
+    `allow_dir`: the service's allow-list folder (None: spec-table names only). `local_files`:
+    the CLI's way, any local file or folder, and the Hub with `online`.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_dir: str | Path | None = None,
+        table: SpecTable | None = None,
+        local_files: bool = False,
+        online: bool = False,
+        on_machine: Callable[[Machine, int], None] | None = None,
+    ):
         from qwenfit.specs.table import load_specs
 
         self.table = table or load_specs()
+        self.local_files = local_files
+        self.online = online
+        self.on_machine = on_machine  # told each machine planned on, and its margin (the CLI)
         self.allow_dir = Path(allow_dir).resolve(strict=True) if allow_dir else None
         if self.allow_dir is not None and not self.allow_dir.is_dir():
             raise UsageError(f"--allow-dir {str(allow_dir)!r} is not a folder")
 
     # --- inputs ---------------------------------------------------------------------------
 
-    def machine(self, hw: Hardware) -> Machine:
-        """As the CLI builds it: stated hardware over the probed machine (or over none)."""
+    def machine(self, r: dict[str, Any]) -> Machine:
+        """The one machine construction: stated hardware over a given machine, over the
+        probed one (or over none when the statement is complete), with the reserve applied."""
         from qwenfit.hardware.catalog import with_overrides
 
-        if hw.machine is not None:
-            base: Machine | None = hw.machine.model_copy(update={"source": "file"})
-        elif (hw.gpu or hw.vram is not None) and hw.ram is not None:
+        given = r.get("machine")
+        if given is not None:
+            base: Machine | None = given.model_copy(update={"source": "file"})
+        elif (r.get("gpu") or r.get("vram") is not None) and r.get("ram") is not None:
             base = None  # fully hypothetical: no need to probe
         else:
             from qwenfit.hardware.probing import probe
 
             base = probe()
         return with_overrides(
-            base, gpu=hw.gpu, vram=hw.vram, ram=hw.ram, ram_bandwidth=hw.ram_bandwidth
+            base,
+            gpu=r.get("gpu"),
+            vram=r.get("vram"),
+            ram=r.get("ram"),
+            ram_bandwidth=r.get("ram_bandwidth"),
+            reserve=r.get("reserve"),
+            gpu_bandwidth=r.get("gpu_bandwidth"),
         )
 
+    def planned(self, r: dict[str, Any]) -> tuple[Machine, int]:
+        """The machine to plan on and the bytes to keep free, as --margin gives them
+        (`fit.margin`: bytes on every pool, or a share of each pool)."""
+        from qwenfit.fit.margin import parse_margin
+
+        machine, margin = parse_margin(r.get("margin", "1GiB")).apply(self.machine(r))
+        if self.on_machine is not None:
+            self.on_machine(machine, margin)
+        return machine, margin
+
     def resolve(self, ref: str, mmproj: str | None = None) -> tuple[SpecTable, ModelSpec]:
-        """A table model; other references only as files below the allow-list folder."""
+        """A table model; other references as this service's rules allow (see the class)."""
+        if self.local_files:
+            from qwenfit.specs.checkpoints.resolve import resolve_model
+
+            return resolve_model(ref, self.table, online=self.online, mmproj=mmproj)
         if mmproj is None:
             try:
                 return self.table, self.table.get(ref)
@@ -312,125 +336,144 @@ class Service:
             raise UsageError(f"model {ref!r}: no such file or folder below the allowed folder")
         return path
 
-    def planned(self, req: Hardware, margin: str | int) -> tuple[Machine, int]:
-        """The machine to plan on and the bytes to keep free, as the CLI's --margin gives them
-        (`fit.margin`: bytes on every pool, or a share of each pool)."""
-        from qwenfit.fit.margin import parse_margin
+    # --- handlers: each answers one command's request with its record -------------------
 
-        return parse_margin(margin).apply(self.machine(req))
+    def answer(self, command: str, values: dict[str, Any]) -> dict[str, Any]:
+        """`command`'s JSON document for `values` (a request's fields): the one entry of every
+        face."""
+        return document(command, self.record(command, values))
 
-    # --- handlers: each returns the CLI's --json document ------------------------------
+    def record(self, command: str, values: dict[str, Any]) -> Any:
+        """`command`'s answer as a record, for `values` checked against its request model."""
+        if command not in COMMANDS:
+            raise UsageError(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
+        request = parse_request(command, values)
+        handler = getattr(self, command)
+        return handler(dict(request))
 
-    def models(self, req: ModelsRequest | None = None) -> dict[str, Any]:
-        family = (req or ModelsRequest()).family
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "models": [m.model_dump(mode="json") for m in self.table.family_models(family)],
-        }
+    def models(self, r: dict[str, Any]) -> list[ModelSpec]:
+        return self.table.family_models(r["family"])
 
     def gpus(self) -> dict[str, Any]:
         from qwenfit.hardware.catalog import gpu_catalog
 
         return {"schema_version": SCHEMA_VERSION, **gpu_catalog().model_dump(mode="json")}
 
-    def probe(self, req: ProbeRequest | None = None) -> dict[str, Any]:
-        m = self.machine(req or ProbeRequest())
-        return {"schema_version": SCHEMA_VERSION, "machine": m.model_dump(mode="json")}
+    def probe(self, r: dict[str, Any]) -> Machine:
+        machine = self.machine(r)
+        if self.on_machine is not None:
+            self.on_machine(machine, 0)
+        return machine
 
-    def estimate(self, req: EstimateRequest) -> dict[str, Any]:
+    def estimate(self, r: dict[str, Any]) -> Estimate:
         from qwenfit.memory.estimator import estimate
 
-        machine = self.machine(req)
-        table, spec = self.resolve(req.model, req.mmproj)
-        est = estimate(spec, **req.settings(), machine=machine, nodes=req.nodes, table=table)
-        return {"schema_version": SCHEMA_VERSION, "estimate": est.model_dump(mode="json")}
+        machine, margin = self.planned(r)
+        table, spec = self.resolve(r["model"], r.get("mmproj"))
+        return estimate(
+            spec, **_config(r), machine=machine, nodes=r["nodes"], margin=margin, table=table
+        )
 
-    def check(self, req: CheckRequest) -> dict[str, Any]:
+    def check(self, r: dict[str, Any]) -> CheckResult:
         from qwenfit.fit.preflight import check
 
-        machine, margin = self.planned(req, req.margin)
-        table, spec = self.resolve(req.model, req.mmproj)
-        result = check(
+        disk = r.get("disk")
+        if disk is not None and not self.local_files and looks_like_path(disk):
+            raise UsageError(
+                f"disk {disk!r}: this server checks no folder named by a client; give a free "
+                "size such as 200GB"
+            )
+        machine, margin = self.planned(r)
+        table, spec = self.resolve(r["model"], r.get("mmproj"))
+        return check(
             spec,
             machine,
-            **req.settings(),
-            allow_offload=req.allow_offload,
-            nodes=req.nodes,
+            **_config(r),
+            allow_offload=r["allow_offload"],
+            nodes=r["nodes"],
             margin=margin,
             table=table,
+            disk=disk,
+            # The local disk matters for a probed machine; a planned one only with a disk.
+            check_download=machine.source == "probe",
+            download_speed=self._speed(r.get("download_speed")),
         )
-        return {"schema_version": SCHEMA_VERSION, "check": result.model_dump(mode="json")}
 
-    def recommend(self, req: RecommendRequest) -> dict[str, Any]:
-        from qwenfit.recommender.ranking import recommend
-        from qwenfit.units import parse_context
+    @staticmethod
+    def _speed(value: int | str | None) -> int | None:
+        from qwenfit.units import parse_bandwidth
 
-        machine = self.machine(req)
+        return None if value is None else parse_bandwidth(value)
+
+    def _models(self, refs: list[str]) -> tuple[SpecTable, list[str | ModelSpec]]:
         table = self.table
-        only = []
-        for ref in req.models:
+        only: list[str | ModelSpec] = []
+        for ref in refs:
             t, spec = self.resolve(ref)
             if t is not self.table:
                 table = t  # a local checkpoint appended to the table
             only.append(spec.name)
-        result = recommend(
+        return table, only
+
+    def recommend(self, r: dict[str, Any]) -> RecommendResult:
+        from qwenfit.recommender.ranking import recommend
+
+        machine, margin = self.planned(r)
+        table, only = self._models(r["models"])
+        return recommend(
             machine,
-            runtime=req.runtime,
-            context=None if req.context is None else parse_context(req.context),
-            kv_cache=req.kv_cache,
-            parallel=req.parallel,
-            flash_attn=req.flash_attn,
-            text_only=req.text_only,
-            mtp=req.mtp,
-            family=req.family,
-            task=req.task,
-            min_speed=req.min_speed,
-            allow_offload=req.allow_offload,
-            nodes=req.nodes,
-            limit=req.limit,
+            **_config(r),
+            family=r["family"],
+            task=r["task"],
+            min_speed=r.get("min_speed"),
+            prefer=r["prefer"],
+            allow_offload=r["allow_offload"],
+            nodes=r["nodes"],
+            margin=margin,
+            limit=r["limit"],
             models=only or None,
             table=table,
         )
-        return result.model_dump(mode="json")  # as the CLI: machine, recommendations, ... on top
 
-    def launch(self, req: LaunchRequest) -> dict[str, Any]:
+    def launch(self, r: dict[str, Any]) -> LaunchPlan:
         from qwenfit.recommender.launching import launch_plan
 
-        machine, margin = self.planned(req, req.margin)
+        machine, margin = self.planned(r)
         table, spec = self.table, None
-        if req.model is not None:
-            table, spec = self.resolve(req.model, req.mmproj)
-        plan = launch_plan(
+        if r.get("model") is not None:
+            table, spec = self.resolve(r["model"], r.get("mmproj"))
+        return launch_plan(
             spec,
             machine,
-            **req.settings(),
-            task=req.task,
-            allow_offload=req.allow_offload,
-            nodes=req.nodes,
+            **_config(r),
+            task=r["task"],
+            family=r["family"],
+            min_speed=r.get("min_speed"),
+            allow_offload=r["allow_offload"],
+            nodes=r["nodes"],
             margin=margin,
-            mmproj=req.mmproj,
+            mmproj=r.get("mmproj"),
             table=table,
         )
-        return plan.model_dump(mode="json")
 
-    def sweep(self, req: SweepRequest) -> dict[str, Any]:
-        """What `qwenfit estimate MODEL --sweep --json` prints: memory, speed and fit at each
-        context (4k, 8k, ... up to the native context, or YaRN's) and KV cache type."""
+    def sweep(self, r: dict[str, Any]) -> SweepResult:
+        """Memory, speed and fit at each context (4k, 8k, ... up to the native context, or
+        YaRN's) and KV cache type (one with kv_cache)."""
         from qwenfit.memory.sweep import sweep
 
-        machine, margin = self.planned(req, req.margin)
-        table, spec = self.resolve(req.model)
-        result = sweep(
+        machine, margin = self.planned(r)
+        table, spec = self.resolve(r["model"], r.get("mmproj"))
+        kv = r.get("kv_cache")
+        return sweep(
             spec,
-            kv_types=list(req.kv_caches) if req.kv_caches else None,
+            kv_types=[kv] if kv else None,
             machine=machine,
-            runtime=req.runtime,
-            quant=req.quant,
-            parallel=req.parallel,
-            text_only=req.text_only,
-            yarn=req.yarn,
-            allow_offload=req.allow_offload,
+            runtime=r.get("runtime"),
+            quant=r.get("quant"),
+            parallel=r["parallel"],
+            text_only=r["text_only"],
+            yarn=r["yarn"],
+            allow_offload=r["allow_offload"],
             margin=margin,
             table=table,
         )
-        return {"schema_version": SCHEMA_VERSION, "sweep": result.model_dump(mode="json")}

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from qwenfit.datafiles import data_text
-from qwenfit.errors import SpecError, UnknownModelError, UsageError
+from qwenfit.errors import SpecError, UnknownModelError, UsageError, validation_message
 from qwenfit.inputs import parse_json, read_text, shown
 from qwenfit.specs.architecture import Architecture, Strict
 
@@ -230,8 +230,7 @@ class SpecTable(Strict):
         same = [
             m
             for m in self.models
-            if m.released > spec.released
-            and m.architecture.model_dump(exclude={"source"}) == shape
+            if m.released > spec.released and m.architecture.model_dump(exclude={"source"}) == shape
         ]
         return sorted(same, key=lambda m: m.released, reverse=True)
 
@@ -269,9 +268,7 @@ class SpecTable(Strict):
             if key in {_normalize(n) for n in (m.name, *m.aliases, *_family_aliases(m))}:
                 return m
         for m in self.models:
-            if m.family == DEFAULT_FAMILY and key in {
-                _normalize(n) for n in _bare_aliases(m)
-            }:
+            if m.family == DEFAULT_FAMILY and key in {_normalize(n) for n in _bare_aliases(m)}:
                 return m
         choices = [m.name for m in self.models]
         close = difflib.get_close_matches(name.lower(), choices, n=1, cutoff=0.5)
@@ -305,11 +302,7 @@ def _parse_table(text: str, origin: str) -> SpecTable:
     try:
         return SpecTable.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        msg = first["msg"].removeprefix("Value error, ")
-        raise SpecError(f"{origin}: {loc}: {msg}{more}") from None
+        raise SpecError(f"{origin}: {validation_message(e)}") from None
 
 
 @functools.cache

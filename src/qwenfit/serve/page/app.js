@@ -187,7 +187,7 @@ async function submit(event) {
   if ($("runtime").value) body.runtime = $("runtime").value;
   if ($("context").value.trim()) body.context = $("context").value.trim();
   try {
-    const result = await api("/v1/recommend", body);
+    const result = (await api("/v1/recommend", body)).recommend;
     const recs = result.recommendations;
     $("notes").replaceChildren(...result.notes.map((n) => el("li", { text: n })));
     if (!recs.length) {

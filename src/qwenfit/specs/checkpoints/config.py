@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from qwenfit.errors import BadFileError, UsageError
+from qwenfit.errors import BadFileError, UsageError, validation_message
 from qwenfit.inputs import checked_int, read_json, shown
 from qwenfit.specs.architecture import Architecture, MoEConfig, VisionConfig
 from qwenfit.specs.checkpoints.support import unsupported_reason
@@ -238,8 +238,8 @@ def vision_from_config(v: dict[str, Any]) -> VisionConfig:
     try:
         return VisionConfig(**values)
     except ValidationError as e:
-        msg = e.errors()[0]["msg"]
-        raise BadFileError(f"config.json vision_config is invalid ({msg})") from None
+        msg = validation_message(e)
+        raise BadFileError(f"config.json vision_config: {msg}") from None
 
 
 def fallback_vision(fields: dict[str, Any], table: SpecTable) -> VisionConfig:

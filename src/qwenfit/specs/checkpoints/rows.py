@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from qwenfit.errors import BadFileError, UsageError
+from qwenfit.errors import BadFileError, UsageError, validation_message
 from qwenfit.inputs import printable
 from qwenfit.specs import arch
 from qwenfit.specs.architecture import Architecture
@@ -80,10 +80,7 @@ def add_to_table(
     try:
         return _add_to_table(table, s, ref, name=name, repo=repo)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "spec"
-        msg = first["msg"].removeprefix("Value error, ")
-        what = f"cannot describe this checkpoint ({loc}: {msg})"
+        what = f"cannot describe this checkpoint ({validation_message(e)})"
         raise BadFileError(f"{printable(ref)}: {what}") from None
 
 
@@ -148,7 +145,7 @@ def _add_to_table(
             artifacts=[artifact],
         )
     except ValidationError as e:
-        msg = e.errors()[0]["msg"]
+        msg = validation_message(e)
         raise UsageError(f"{printable(ref)}: cannot describe this checkpoint ({msg})") from None
     models = [m for m in table.models if m.name != name]
     new = table.model_copy(
@@ -157,8 +154,7 @@ def _add_to_table(
     try:  # re-validate the cross references of the copied table
         new = SpecTable.model_validate(new.model_dump())
     except ValidationError as e:
-        msg = e.errors()[0]["msg"].removeprefix("Value error, ")
-        raise UsageError(f"{printable(ref)}: {msg}") from None
+        raise UsageError(f"{printable(ref)}: {validation_message(e)}") from None
     return new, spec
 
 

@@ -65,9 +65,7 @@ def _check_tensor_entry(file: str, name: str, info: Any, data_size: int | None) 
             "shape of at most 8 whole numbers and data_offsets [start, end] with start <= end)"
         )
     if data_size is not None and info["data_offsets"][1] > data_size:
-        raise BadFileError(
-            f"{file}: tensor {name!r} lies beyond the end of the file (truncated?)"
-        )
+        raise BadFileError(f"{file}: tensor {name!r} lies beyond the end of the file (truncated?)")
 
 
 def _plain_name(name: str) -> bool:
