@@ -97,7 +97,9 @@ def _merit(r: RecommendResult) -> tuple[bool, int]:
     """What 'better' means beyond quality: reaching the speed floor, then the whole model on
     GPUs rather than RAM offload."""
     best = r.recommendations[0]
-    return (best.meets_speed_floor, -TIER[best.placement])
+    # MoE experts in RAM at or above the floor are searched by default: as good as whole
+    experts = bool(best.estimate.layout.cpu_moe_layers) and best.meets_speed_floor
+    return (best.meets_speed_floor, 0 if experts else -TIER[best.placement])
 
 
 @pytest.mark.slow
