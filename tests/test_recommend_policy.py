@@ -282,3 +282,14 @@ def test_the_installed_note_names_the_runtime_found(table: SpecTable) -> None:
 def test_agent_on_ollama_says_how_tools_are_enabled(table: SpecTable) -> None:
     r = recommend(make_machine(24, 64), runtime="ollama", task="agent", table=table)
     assert any("tools" in x for x in r.recommendations[0].reasons)
+
+
+def test_ollama_machines_hear_of_llamacpp_expert_offload(table: SpecTable) -> None:
+    # a 12 GB card: Ollama splits whole layers; llama.cpp keeps the 35B-A3B's experts in RAM
+    m = with_overrides(None, gpu="RTX 4070", ram="64GB")
+    r = recommend(m, table=table)
+    assert r.runtime == "ollama"
+    hint = [n for n in r.notes if "--n-cpu-moe" in n]
+    assert hint and "35B-A3B" in hint[0] and "--runtime llama.cpp" in hint[0]
+    lcpp = recommend(m, runtime="llama.cpp", table=table)
+    assert lcpp.recommendations[0].estimate.layout.cpu_moe_layers

@@ -4,6 +4,8 @@ Every sentence `recommend` prints is written here."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
 from qwenfit.fit.verdict import check_fit
 from qwenfit.hardware.machine import Machine
@@ -11,7 +13,7 @@ from qwenfit.memory import runtimes, speed
 from qwenfit.memory.record import Estimate
 from qwenfit.recommender import policy
 from qwenfit.recommender.quality import Loss
-from qwenfit.recommender.search import Candidate, Miss, Search
+from qwenfit.recommender.search import Candidate, Miss, Search, task_score
 from qwenfit.specs.table import ModelSpec
 from qwenfit.units import GiB, format_context
 
@@ -299,3 +301,40 @@ def pick_warnings(c: Candidate, search: Search, floor: float) -> list[str]:
             "little memory gain (vLLM #55196); --kv-cache bf16 is the safe choice"
         )
     return out
+
+
+def llamacpp_experts_hint(search: Search, pick: Candidate, floor: float) -> str | None:
+    """On Ollama (whose scheduler splits whole layers): the best MoE model that llama.cpp would
+    run with its routed experts in RAM (--n-cpu-moe) at or above the floor, when it scores
+    more than the pick."""
+    if search.runtime != "ollama" or not search.machine.gpus:
+        return None
+    lcpp = dataclasses.replace(
+        search, runtime="llama.cpp", configs={}, moe_offload=False, fp8_first=False, quant=None
+    )
+    text_only = search.options.text_only or search.task in ("agent", "code")
+    best: tuple[float, str] | None = None
+    for spec in search.table.models:
+        if not spec.is_moe or (search.only is not None and spec.name not in search.only):
+            continue
+        quant = "q4_k_m"
+        if spec.artifact(quant, "gguf") is None:
+            continue
+        has, card = task_score(spec, search.task)
+        _, est = lcpp.place(lcpp.config(spec, quant, "f16", text_only), 32768, True)
+        if not est.layout.cpu_moe_layers:
+            continue
+        if not check_fit(est, search.machine, search.options.margin).fits:
+            continue
+        tps, _ = lcpp.speed(lcpp.finished(est))
+        q = card * (1 - lcpp.weight_loss(spec, quant))
+        if tps is None or tps < floor or not has or q <= pick.quality:
+            continue
+        line = (
+            f"with llama.cpp, {spec.display_name} {quant} keeps the routed experts of "
+            f"{est.layout.cpu_moe_layers} layers in RAM (--n-cpu-moe) and runs about {tps:.0f} "
+            f"tokens/s, scoring {q:.1f} (vs {pick.quality:.1f}): --runtime llama.cpp"
+        )
+        if best is None or q > best[0]:
+            best = (q, line)
+    return best[1] if best else None

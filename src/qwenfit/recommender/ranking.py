@@ -182,9 +182,7 @@ def _with_models(
     return table, specs
 
 
-def _runtime(
-    machine: Machine, runtime: str | None, specs: list[ModelSpec]
-) -> RuntimeName:
+def _runtime(machine: Machine, runtime: str | None, specs: list[ModelSpec]) -> RuntimeName:
     rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
     if specs and not runtime:  # as check does: a runtime that loads the chosen model
         rt = runtimes.runtime_for(specs[0], rt)
@@ -296,6 +294,10 @@ def recommend(
         )
         if best.est.layout.kind == "offload" and not found.offload:
             notes.append(explain.EXPERTS_NOTE)
+        if runtime is None and "ollama" not in machine.runtimes:
+            hint = explain.llamacpp_experts_hint(search, best, floor)
+            if hint:
+                notes.append(hint)
         top = best.spec
         newer = [m for m in table.newer_same_shape(top) if m.family != top.family]
         if newer:
