@@ -13,6 +13,7 @@ from qwenfit.memory import runtimes, speed
 from qwenfit.memory.record import Estimate
 from qwenfit.recommender import policy
 from qwenfit.recommender.quality import Loss
+from qwenfit.recommender.quality import precision_bits as quality_bits
 from qwenfit.recommender.search import Candidate, Miss, Search, task_score
 from qwenfit.specs.table import ModelSpec
 from qwenfit.units import GiB, format_context
@@ -66,17 +67,33 @@ def why_not_bigger(
     threshold: float,
     allow_offload: bool,
     context: int | None = None,
+    tiered: bool = False,
 ) -> str | None:
-    """One line: the nearest better model (beyond noise), what it lacks and what would fit it
-    at `context` (default: the pick's)."""
+    """One line: the nearest better model (beyond noise, or by the tier rule when `tiered`),
+    what it lacks and what would fit it at `context` (default: the pick's)."""
     context = context or pick.est.context
     better = pick.quality + threshold
+    _, pick_card = task_score(pick.spec, search.task)
+
+    def beats(spec: ModelSpec, quant: str, quality: float) -> bool:
+        if spec.name == pick.spec.name:
+            return False
+        if quality > better:
+            return True
+        has, card = task_score(spec, search.task)
+        return (
+            tiered
+            and has
+            and policy.tier(spec) > policy.tier(pick.spec)
+            and card > pick_card
+            and quality > pick.quality
+            and quality_bits(quant) >= 4
+        )
+
     slow = [
         c
         for c in ranked
-        if c.quality > better
-        and c.spec.name != pick.spec.name
-        and (c.speed is None or c.speed < floor)
+        if beats(c.spec, c.est.quant, c.quality) and (c.speed is None or c.speed < floor)
     ]
     if slow:
         c = max(slow, key=lambda x: (x.speed or 0.0, x.quality))
@@ -87,7 +104,7 @@ def why_not_bigger(
             f"--min-speed {max(0, int(c.speed or 0)):d} would take it"
         )
     pool = search.pool_bytes(allow_offload)
-    missed = [m for m in misses if m.quality > better and m.spec.name != pick.spec.name]
+    missed = [m for m in misses if beats(m.spec, m.quant, m.quality)]
     if not missed:
         return None
 

@@ -291,6 +291,7 @@ def recommend(
             threshold,
             found.offload,
             target,
+            tiered=mode == "quality",
         )
         if best.est.layout.kind == "offload" and not found.offload:
             notes.append(explain.EXPERTS_NOTE)
