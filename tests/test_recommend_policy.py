@@ -4,6 +4,7 @@ card context, expert offload, the runtime per machine class and the one-node rul
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from conftest import make_machine
@@ -293,3 +294,10 @@ def test_ollama_machines_hear_of_llamacpp_expert_offload(table: SpecTable) -> No
     assert hint and "35B-A3B" in hint[0] and "--runtime llama.cpp" in hint[0]
     lcpp = recommend(m, runtime="llama.cpp", table=table)
     assert lcpp.recommendations[0].estimate.layout.cpu_moe_layers
+
+
+def test_decode_is_shown_at_a_full_and_an_empty_context(table: SpecTable) -> None:
+    r = recommend(with_overrides(None, gpu="RTX 4090", ram="64GB"), limit=1, table=table)
+    line = next(x for x in r.recommendations[0].reasons if "tokens/s decode" in x)
+    full, empty = (float(w) for w in re.findall(r"about (\d+)", line)[:2])
+    assert "full" in line and "empty" in line and empty > full

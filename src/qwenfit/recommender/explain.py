@@ -264,7 +264,13 @@ def reasons(c: Candidate, search: Search, loss: Loss) -> list[str]:
             else f"assuming {policy.ASSUMED_RAM_BANDWIDTH / 1e9:.1f} GB/s RAM; "
             "--ram-bandwidth to set it"
         )
-        out.append(f"about {c.speed:.0f} tokens/s decode ({how})")
+        empty = empty_context_speed(c, search)
+        at = (
+            f" at a full {format_context(e.context)} context, about {empty:.0f} at an empty one"
+            if empty is not None and round(empty) > round(c.speed)
+            else ""
+        )
+        out.append(f"about {c.speed:.0f} tokens/s decode{at} ({how})")
     else:
         out.append("decode speed unknown (a memory bandwidth is unknown)")
     if e.layout.kind == "offload" and e.layout.cpu_moe_layers:
@@ -284,6 +290,17 @@ def reasons(c: Candidate, search: Search, loss: Loss) -> list[str]:
             "(docs.ollama.com/capabilities/tool-calling)"
         )
     return out
+
+
+def empty_context_speed(c: Candidate, search: Search) -> float | None:
+    """Decode speed of the same layout before the KV cache fills: the model's estimate with
+    no KV bytes read per token (the full-context figure reads all of them)."""
+    parts = [
+        p.model_copy(update={"read_per_token_bytes": 0}) if p.part == "kv_cache" else p
+        for p in c.est.parts
+    ]
+    est = c.est.model_copy(update={"parts": parts, "tokens_per_second": None})
+    return search.speed(search.finished(est))[0]
 
 
 def pick_warnings(c: Candidate, search: Search, floor: float) -> list[str]:
