@@ -73,12 +73,26 @@ PANEL: tuple[Row, ...] = (
     Row("RTX 5080 16 GB + 64 GB", "64GB", "RTX 5080"),
     Row("RTX PRO 6000 96 GB + 256 GB", "256GB", "RTX PRO 6000 Blackwell"),
     # MoE experts in RAM (llama.cpp --n-cpu-moe), DDR5-6000 dual channel (96 GB/s)
-    Row("RTX 4070 12 GB + 64 GB, llama.cpp", "64GB", "RTX 4070", "96GB/s",
-        options={"runtime": "llama.cpp"}),
-    Row("RTX 5080 16 GB + 64 GB, llama.cpp", "64GB", "RTX 5080", "96GB/s",
-        options={"runtime": "llama.cpp"}),
-    Row("RTX 3060 12 GB + 32 GB, llama.cpp, code", "32GB", "RTX 3060",
-        options={"runtime": "llama.cpp", "task": "code"}),
+    Row(
+        "RTX 4070 12 GB + 64 GB, llama.cpp",
+        "64GB",
+        "RTX 4070",
+        "96GB/s",
+        options={"runtime": "llama.cpp"},
+    ),
+    Row(
+        "RTX 5080 16 GB + 64 GB, llama.cpp",
+        "64GB",
+        "RTX 5080",
+        "96GB/s",
+        options={"runtime": "llama.cpp"},
+    ),
+    Row(
+        "RTX 3060 12 GB + 32 GB, llama.cpp, code",
+        "32GB",
+        "RTX 3060",
+        options={"runtime": "llama.cpp", "task": "code"},
+    ),
     # unified memory
     Row("Strix Halo (Ryzen AI Max+ 395) 128 GB", "128GB", "Ryzen AI Max+ 395"),
     Row("DGX Spark (GB10) 128 GB", "128GB", "DGX Spark"),
