@@ -7,9 +7,7 @@ test injects fake NVML / sysfs / cgroup trees.
 from __future__ import annotations
 
 import socket
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,9 +16,6 @@ from qwenfit.hardware.machine import GPU, Machine
 from qwenfit.memory.record import Estimate
 from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
 from qwenfit.units import GiB
-
-# tools/ holds the docs generator, which works on the checkout and is not part of the wheel.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,8 @@ tests/test_launch.py fails when it is stale."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 from test_flags import A100, CPU, FOUR, H100, ONE, PANEL, SMALL, TIGHT_RAM, TWO, panel_command
 

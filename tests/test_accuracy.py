@@ -8,7 +8,6 @@ scripts; never edit the fixtures by hand.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from qwenfit.specs.table import SpecTable, load_specs
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURED = REPO / "tests" / "fixtures" / "measured"
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 from accuracy_llamacpp import compare, records  # noqa: E402
 

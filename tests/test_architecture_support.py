@@ -17,9 +17,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "research" / "qwen35-c
 
 def official_35b() -> dict[str, Any]:
     """The 35B-A3B's config.json in the official nested layout, from the spec table's numbers."""
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
     import qwen35_tensors as q
 
     from qwenfit.specs.table import load_specs

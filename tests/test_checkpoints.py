@@ -18,6 +18,7 @@ from typing import Any
 
 import gguf
 import pytest
+import qwen35_tensors as q
 from conftest import assert_weights_are_the_files
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,9 +29,6 @@ from qwenfit.specs import arch
 from qwenfit.specs.checkpoints.resolve import resolve_model
 from qwenfit.specs.checkpoints.summary import safe_name
 from qwenfit.specs.table import SpecTable
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
-import qwen35_tensors as q
 
 REPO = Path(__file__).resolve().parents[1]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import qwen35_tensors as q
 from click.testing import CliRunner
 
 from qwenfit.cli.commands import main
 from qwenfit.specs.table import SpecTable
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
-import qwen35_tensors as q
 
 HW = ["--vram", "24GB", "--ram", "64GB"]
 

@@ -269,3 +269,41 @@ def test_unknown_or_wrong_keys_are_refused_by_all_three(body: dict[str, Any]) ->
     if "parralel" in body:
         argv = ["estimate", "9b", "--parralel", "2", "--ram", "64GB"]
         assert CliRunner().invoke(main, argv).exit_code == 2
+
+
+def _values(command: str) -> st.SearchStrategy[dict[str, Any]]:
+    """Valid questions for `command`, drawn from its declared options."""
+    fields: dict[str, st.SearchStrategy[Any]] = {
+        "model": st.sampled_from(["0.8b", "4b", "9b", "27b", "35b-a3b"]),
+        "runtime": st.sampled_from(["llama.cpp", "ollama", "vllm"]),
+        "context": st.sampled_from(["8k", "32k", 65536]),
+        "parallel": st.sampled_from([1, 2]),
+        "task": st.sampled_from(["chat", "agent", "code"]),
+        "margin": st.sampled_from(["1GiB", "10%", 0]),
+        "reserve": st.sampled_from(["1GB", "0.5GB@0"]),
+        "allow_offload": st.just(True),
+        "limit": st.sampled_from([1, 2]),
+        "text_only": st.just(True),
+    }
+    keys = [k for k in fields if k in COMMANDS[command]]
+    base = {"gpu": "RTX 4090", "ram": "64GB", "ram_bandwidth": "60GB/s"}
+    required = {"model"} & set(keys) if command in ("estimate", "check") else set()
+    return st.fixed_dictionaries(
+        {k: fields[k] for k in required},
+        optional={k: fields[k] for k in keys if k not in required},
+    ).map(lambda d: {**base, **d})
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["estimate", "check", "recommend", "launch"]).flatmap(
+    lambda c: st.tuples(st.just(c), _values(c))))
+def test_generated_questions_get_one_document_on_every_face(q: tuple[str, dict[str, Any]]) -> None:
+    command, values = q
+    r = CliRunner().invoke(main, cli_argv(command, values))
+    if r.exit_code not in (0, 3):  # a question the library refuses: refused everywhere alike
+        assert r.exit_code == 2 and r.stdout == "", r.output
+        return
+    doc = json.loads(r.stdout)
+    assert rest(command, values) == doc
+    assert mcp(command, values) == doc

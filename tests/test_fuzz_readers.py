@@ -17,11 +17,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import fuzz_inputs as fz
 import pytest
 from hypothesis import HealthCheck, given, settings
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
-import fuzz_inputs as fz
 
 REPO = Path(__file__).resolve().parents[1]
 EVERYDAY = settings(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import _socket
 import json
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,17 +18,15 @@ from typing import Any
 
 import gguf
 import pytest
+import qwen35_tensors as q
 from conftest import assert_weights_are_the_files
+from test_checkpoints import TINY, mg
 
 from qwenfit import estimate
 from qwenfit.errors import QwenfitError, UsageError
 from qwenfit.specs.checkpoints import hub, refresh
 from qwenfit.specs.checkpoints.resolve import resolve_model
 from qwenfit.specs.table import SpecTable
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
-import qwen35_tensors as q
-from test_checkpoints import TINY, mg
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hub"
 ABLITERATED = "tester/Qwen3.5-0.8B-abliterated"

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import qwen35_tensors as q
 from click.testing import CliRunner
+from test_checkpoints import TINY, folder
 
 import qwenfit
 from qwenfit.cache import cache_dir
@@ -25,10 +27,6 @@ from qwenfit.inputs import MAX_JSON_DEPTH, json_depth_ok, parse_json, read_json,
 from qwenfit.specs.checkpoints.resolve import resolve_model
 from qwenfit.specs.table import SpecTable, load_specs
 from qwenfit.units import GiB
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
-import qwen35_tensors as q
-from test_checkpoints import TINY, folder
 
 HW = ["--vram", "24GB", "--ram", "64GB"]
 BIG = "1" + "0" * 400
@@ -507,7 +505,6 @@ def test_unchanged_table_copy_is_still_equal() -> None:
 def test_gguf_holding_one_tensor_is_a_bad_file(tmp_path: Path, table: SpecTable) -> None:
     """Found by the fuzzer: a GGUF whose metadata describes 4 layers but whose tensor table
     holds only token_embd gave negative bytes deep in the llama.cpp model."""
-    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "checkpoints"))
     import fuzz_inputs as fz
 
     f = tmp_path / "one.gguf"

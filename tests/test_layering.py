@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "qwenfit"
 STAGES = ["hardware", "specs", "memory", "fit", "launch", "recommender", "serve", "cli"]
-FOUNDATION = {"errors", "units", "cache", "datafiles", "lazy", "inputs", "settings"}
+FOUNDATION = {"errors", "units", "cache", "datafiles", "lazy", "inputs", "settings", "adapters"}
 
 
 def module_name(path: Path) -> str:
@@ -135,3 +135,21 @@ def test_the_graph_is_read_from_the_real_tree() -> None:
     """Guards the test itself: a known downward import must be seen."""
     assert "qwenfit.memory.config" in GRAPH["qwenfit.memory.estimator"]
     assert "qwenfit.specs.table" in GRAPH["qwenfit.memory.runtimes"]
+
+
+INTERFACES = ("qwenfit.cli", "qwenfit.serve")
+PIPELINE = {f"qwenfit.{s}" for s in STAGES}
+
+
+def test_interfaces_import_the_pipeline_through_its_public_names() -> None:
+    """cli/ and serve/ import a pipeline stage as its package (`from qwenfit.memory import
+    estimate`), never one of its modules: each stage's `__init__` lists its public names once."""
+    bad = []
+    for name, deps in GRAPH.items():
+        if not name.startswith(INTERFACES):
+            continue
+        for dep in deps:
+            package = ".".join(dep.split(".")[:2])
+            if package in PIPELINE and dep != package and not dep.startswith(INTERFACES):
+                bad.append(f"{name} imports {dep}")
+    assert not bad, bad

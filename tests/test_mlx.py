@@ -144,9 +144,7 @@ def test_live_mlx_weights_match() -> None:
     """Builds the 0.8B at mlx-4bit with mlx-lm itself (when installed) and reads nbytes."""
     pytest.importorskip("mlx.core")
     pytest.importorskip("mlx_lm")
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "mlx"))
     import measure_memory  # type: ignore[import-not-found]
 
     row = measure_memory.measure_weights("qwen3.5-0.8b", "mlx-4bit")

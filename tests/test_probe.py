@@ -236,10 +236,12 @@ def test_python_runtime_versions_agree_with_importlib_metadata() -> None:
     one, for every Python runtime qwenfit knows (mlx-lm is in the dev extra)."""
     import importlib.metadata
 
-    from qwenfit.hardware.probing import PYTHON_RUNTIMES
+    from qwenfit.adapters import ADAPTERS
+    from qwenfit.hardware.probing import PYTHON_PACKAGES
 
     found = installed_runtimes(lambda name: None)
-    for key, (_, dist) in PYTHON_RUNTIMES.items():
+    packages = {a.name: a.python_module for a in ADAPTERS.values() if a.python_module}
+    for key, (_, dist) in {**packages, **PYTHON_PACKAGES}.items():
         try:
             expected: str | None = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

@@ -133,3 +133,34 @@ def test_schema_files_are_current() -> None:
     stale = [str(p.relative_to(REPO)) for p, text in targets(REPO).items()
              if not p.exists() or p.read_text() != text]
     assert not stale, f"run 'python tools/docgen.py' to refresh: {stale}"
+
+
+def test_gguf_layer_groups_add_up_to_the_spec_tables_files(table: SpecTable) -> None:
+    """data/gguf_layers.json (llama-quantize dry runs) and the table's GGUF sizes are two
+    measurements of the same files: every entry names a table model and GGUF precision, has one
+    entry per layer, experts only for MoE models, and its groups sum to the artifact's bytes."""
+    from qwenfit.memory.llamacpp import measured_groups
+
+    for (model, quant), g in measured_groups().items():
+        spec = table.get(model)
+        artifact = spec.artifact(quant, "gguf")
+        assert artifact is not None, (model, quant)
+        assert len(g.layer) == spec.architecture.num_hidden_layers, (model, quant)
+        assert any(g.experts) == spec.is_moe, (model, quant)
+        total = g.token_embd + g.output + sum(g.layer) + sum(g.experts)
+        assert total == artifact.text_bytes, (model, quant)
+
+
+def test_a_malformed_gguf_layers_file_is_a_spec_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwenfit.errors import SpecError
+    from qwenfit.memory import llamacpp
+
+    bad = '{"note": "", "llama_cpp_commit": "x", "models": {"m": {"q": {"token_embd": -1, ' \
+        '"output": 0, "layer": [1], "experts": [0]}}}}'
+    monkeypatch.setattr(llamacpp, "data_text", lambda name: bad)
+    llamacpp.measured_groups.cache_clear()
+    try:
+        with pytest.raises(SpecError, match="token_embd"):
+            llamacpp.measured_groups()
+    finally:
+        llamacpp.measured_groups.cache_clear()

@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from realworld import validate
 
 from qwenfit import estimate, with_overrides
 from qwenfit.memory import speed
 from qwenfit.specs.table import SpecTable
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks" / "realworld"))
-
-import validate  # noqa: E402
 
 
 def _gpu(name: str = "RTX 4090") -> Any:

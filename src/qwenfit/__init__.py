@@ -23,6 +23,7 @@ _EXPORTS = {
     "load_specs": "qwenfit.specs",
     "SpecTable": "qwenfit.specs",
     "ModelSpec": "qwenfit.specs",
+    "resolve_model": "qwenfit.specs",
     "Options": "qwenfit.memory",
     "estimate": "qwenfit.memory",
     "max_context": "qwenfit.memory",
@@ -85,6 +86,7 @@ __all__ = [
     "max_context",
     "probe",
     "recommend",
+    "resolve_model",
     "sweep",
     "with_overrides",
 ]
@@ -119,7 +121,7 @@ if TYPE_CHECKING:
         launch_plan,
         recommend,
     )
-    from qwenfit.specs import ModelSpec, SpecTable, load_specs
+    from qwenfit.specs import ModelSpec, SpecTable, load_specs, resolve_model
 
     __version__: str
 

@@ -21,9 +21,13 @@ def attach(
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module, package), name)
-        setattr(sys.modules[package], name, value)
-        return value
+        loaded = importlib.import_module(module, package)
+        # Bind every name this module exports at once: importing a submodule binds its own name
+        # on the package, which must never shadow an exported object of the same name.
+        for other, where in exports.items():
+            if where == module:
+                setattr(sys.modules[package], other, getattr(loaded, other))
+        return getattr(loaded, name)
 
     def __dir__() -> list[str]:
         return sorted(exports)

@@ -34,7 +34,7 @@ def _service(ctx: click.Context, online: bool = False, planned: Planned | None =
     """The handlers every face answers through, reading local files as a CLI may (and the Hub
     with --online), and telling `planned` the machine it plans on."""
     from qwenfit.serve.service import Service
-    from qwenfit.specs.table import load_specs
+    from qwenfit.specs import load_specs
 
     table = load_specs(ctx.find_root().params.get("specs"))
     return Service(table=table, local_files=True, online=online, on_machine=planned or Planned())
@@ -258,7 +258,7 @@ def refresh(ctx: click.Context, online: bool) -> None:
     Nothing is changed: review the diff and apply it to data/model_specs.json by hand.
     """
     from qwenfit.cli.progress import spinner
-    from qwenfit.specs.checkpoints.refresh import refresh_specs
+    from qwenfit.specs import refresh_specs
 
     table = _service(ctx).table
     with spinner("reading the official Qwen3.5 repos"):

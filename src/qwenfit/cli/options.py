@@ -28,7 +28,7 @@ from qwenfit.settings import COMMANDS, SETTINGS, Setting
 from qwenfit.units import parse_bandwidth, parse_context, parse_size
 
 if TYPE_CHECKING:
-    from qwenfit.hardware.machine import Machine
+    from qwenfit.hardware import Machine
 
 F = TypeVar("F", bound=Callable[..., Any])
 # click's ParamType is generic in recent releases; older ones cannot be subscripted at run time.
@@ -149,7 +149,7 @@ class MarginType(_Parsed):
     name = "margin"
 
     def parse(self, value: str) -> str:
-        from qwenfit.fit.margin import parse_margin
+        from qwenfit.fit import parse_margin
 
         parse_margin(value)
         return value
@@ -236,7 +236,7 @@ def request_values(
     """The values of `command`'s request from a CLI command's options: the machine file read,
     repeated options as lists, unset options left to the request's defaults. An option given
     that `command` does not take is a usage error naming it."""
-    from qwenfit.hardware.catalog import load_machine
+    from qwenfit.hardware import load_machine
 
     wanted = set(COMMANDS[command])
     out: dict[str, Any] = {} if model is None else {"model": model}

@@ -12,7 +12,7 @@ from qwenfit.errors import QwenfitError, UsageError
 from qwenfit.units import GiB, format_context
 
 if TYPE_CHECKING:
-    from qwenfit.memory.sweep import SweepResult
+    from qwenfit.memory import SweepResult
 
 FORMATS = (".png", ".svg")
 

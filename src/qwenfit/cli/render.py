@@ -7,14 +7,12 @@ from typing import TYPE_CHECKING
 from qwenfit.units import GB, GiB, format_bytes, format_context
 
 if TYPE_CHECKING:
-    from qwenfit.fit.preflight import CheckResult
-    from qwenfit.fit.verdict import Fit
-    from qwenfit.hardware.machine import Machine
-    from qwenfit.launch.commands import LaunchCommand
-    from qwenfit.memory.record import Estimate
-    from qwenfit.memory.sweep import SweepResult
-    from qwenfit.recommender.ranking import RecommendResult
-    from qwenfit.specs.table import SpecTable
+    from qwenfit.fit import CheckResult, Fit
+    from qwenfit.hardware import Machine
+    from qwenfit.launch import LaunchCommand
+    from qwenfit.memory import Estimate, SweepResult
+    from qwenfit.recommender import RecommendResult
+    from qwenfit.specs import SpecTable
 
 
 def _gib(n: int) -> str:
@@ -124,7 +122,7 @@ def estimate(e: Estimate, machine: Machine | None = None, margin: int | None = N
     text = _estimate(e)
     if machine is None:
         return text
-    from qwenfit.fit.verdict import check_fit
+    from qwenfit.fit import check_fit
 
     f = check_fit(e, machine) if margin is None else check_fit(e, machine, margin)
     verdict = "fits this machine" if f.fits else f"does not fit this machine: {f.reason}"

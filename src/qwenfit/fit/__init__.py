@@ -7,10 +7,11 @@ from qwenfit.lazy import attach
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from qwenfit.fit.margin import Margin, parse_margin
     from qwenfit.fit.preflight import CheckResult, check
     from qwenfit.fit.verdict import Fit, check_fit
 
-__all__ = ["CheckResult", "Fit", "check", "check_fit"]
+__all__ = ["CheckResult", "Fit", "Margin", "check", "check_fit", "parse_margin"]
 __getattr__, __dir__ = attach(
     __name__,
     {
@@ -18,5 +19,7 @@ __getattr__, __dir__ = attach(
         "check": ".preflight",
         "Fit": ".verdict",
         "check_fit": ".verdict",
+        "Margin": ".margin",
+        "parse_margin": ".margin",
     },
 )

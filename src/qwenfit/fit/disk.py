@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import adapter
 from qwenfit.errors import UsageError
 from qwenfit.units import GB, parse_size
 
@@ -39,10 +40,11 @@ def model_folder(runtime: str, env: dict[str, str] | None = None) -> Path:
     """Where `runtime` downloads models to on this machine."""
     e = os.environ if env is None else env
     home = Path(e.get("HOME") or Path.home())
-    if runtime == "ollama":
-        return Path(e["OLLAMA_MODELS"]) if e.get("OLLAMA_MODELS") else home / ".ollama" / "models"
-    if runtime == "llama.cpp" and e.get("LLAMA_CACHE"):
-        return Path(e["LLAMA_CACHE"])
+    a = adapter(runtime)
+    if a.model_folder_env and e.get(a.model_folder_env):
+        return Path(e[a.model_folder_env])
+    if a.home_model_folder:
+        return home / a.home_model_folder
     if e.get("HF_HUB_CACHE"):
         return Path(e["HF_HUB_CACHE"])
     if e.get("HF_HOME"):

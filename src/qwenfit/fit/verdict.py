@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import adapter
 from qwenfit.errors import UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import layout as layouts
 from qwenfit.memory.options import DEFAULT_MARGIN
 from qwenfit.memory.record import Estimate, LayoutKind
-from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
 from qwenfit.settings import MAX_MARGIN
 from qwenfit.units import GiB
 
@@ -76,11 +76,11 @@ def check_fit(est: Estimate, machine: Machine, margin: int = DEFAULT_MARGIN) -> 
     missing = gpu_missing + ram_missing
     if est.gpu_bytes and not machine.gpus:
         reason = "needs a GPU, and this machine has none"
-    elif est.runtime == "vllm" and any(
+    elif (share := adapter(est.runtime).gpu_share) and any(
         d.device is not None and d.budget_bytes == 0 for d in devices
     ):
         reason = (
-            f"vLLM claims {VLLM_GPU_MEMORY_UTILIZATION:.0%} of each GPU's memory at start, "
+            f"{est.runtime} claims {share:.0%} of each GPU's memory at start, "
             "but less than that is free"
         )
     elif missing:
@@ -110,7 +110,7 @@ def sequences_that_fit(est: Estimate, fit: Fit) -> int | None:
     Per device, the budget less everything but the per-sequence KV cache and recurrent state,
     divided by one sequence's share of them.
     """
-    if est.runtime != "vllm" or not est.gpu_bytes:
+    if not adapter(est.runtime).gpu_share or not est.gpu_bytes:
         return None
     per_device: dict[int, int] = {}
     for p in est.parts:

@@ -10,17 +10,26 @@ from qwenfit.lazy import attach
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from qwenfit.hardware.catalog import catalog_gpus, load_machine, with_overrides
+    from qwenfit.hardware.catalog import catalog_gpus, gpu_catalog, load_machine, with_overrides
     from qwenfit.hardware.machine import GPU, Machine
     from qwenfit.hardware.probing import probe
 
-__all__ = ["GPU", "Machine", "catalog_gpus", "load_machine", "probe", "with_overrides"]
+__all__ = [
+    "GPU",
+    "Machine",
+    "catalog_gpus",
+    "gpu_catalog",
+    "load_machine",
+    "probe",
+    "with_overrides",
+]
 __getattr__, __dir__ = attach(
     __name__,
     {
         "GPU": ".machine",
         "Machine": ".machine",
         "catalog_gpus": ".catalog",
+        "gpu_catalog": ".catalog",
         "load_machine": ".catalog",
         "with_overrides": ".catalog",
         "probe": ".probing",

@@ -105,8 +105,14 @@ def catalog_gpus(spec: str, ram_total: int = 0) -> list[GPU]:
     ]
 
 
+@functools.cache
+def catalog_index() -> dict[str, CatalogGPU]:
+    """The catalog by normalised name, built once per process."""
+    return {_key(g.name): g for g in gpu_catalog().gpus}
+
+
 def _lookup(name: str) -> CatalogGPU:
-    entries = {_key(g.name): g for g in gpu_catalog().gpus}
+    entries = catalog_index()
     entry = entries.get(_key(name)) or entries.get(_key("apple " + name))
     if entry is None:
         names = [g.name for g in gpu_catalog().gpus]
@@ -183,35 +189,14 @@ def with_overrides(
             ram_usable_bytes=ram_total,
             cgroup_limit_bytes=None,
         )
-    gpus = list(m.gpus)
-    if gpu is not None:
-        gpus = catalog_gpus(gpu, ram_total)
-    if vram is not None:
-        size = parse_size(vram, what="--vram", allow_zero=True)
-        if size == 0:
-            gpus = []
-        elif gpu is not None:
-            gpus = [
-                g.model_copy(update={"memory_total_bytes": size, "memory_free_bytes": size})
-                for g in gpus
-            ]
-        else:
-            gpus = [
-                GPU(
-                    index=0,
-                    name=f"GPU with {size / GiB:g} GiB",
-                    vendor="other",
-                    memory_total_bytes=size,
-                    memory_free_bytes=size,
-                )
-            ]
+    stated = m.gpus
+    if gpu is not None or vram is not None:
+        stated = update["gpus"] = _stated_gpus(gpu, vram, ram_total)
     if gpu_bandwidth is not None:
         bw = parse_bandwidth(gpu_bandwidth, what="--gpu-bandwidth")
-        if not gpus:
+        if not stated:
             raise UsageError("--gpu-bandwidth needs a GPU: give --gpu or --vram with it")
-        gpus = [g.model_copy(update={"bandwidth_bytes_per_s": bw}) for g in gpus]
-    if gpu is not None or vram is not None or gpu_bandwidth is not None:
-        update["gpus"] = gpus
+        update["gpus"] = [g.model_copy(update={"bandwidth_bytes_per_s": bw}) for g in stated]
     if ram_bandwidth is not None:
         update["ram_bandwidth_bytes_per_s"] = parse_bandwidth(ram_bandwidth, what="--ram-bandwidth")
     if m.source == "probe" and ram is None and m.ram_total_bytes == 0:
@@ -225,6 +210,31 @@ def with_overrides(
         update["source"] = "hypothetical" if m.source == "probe" else m.source
     m = m.model_copy(update=update)
     return m if reserve is None else _reserve(m, reserve)
+
+
+def _stated_gpus(gpu: str | None, vram: str | int | None, ram_total: int) -> list[GPU]:
+    """The GPUs `--gpu` and `--vram` state: catalog GPUs, resized by `--vram`; `--vram` alone
+    is one GPU of that size, `--vram 0` none."""
+    gpus = [] if gpu is None else catalog_gpus(gpu, ram_total)
+    if vram is None:
+        return gpus
+    size = parse_size(vram, what="--vram", allow_zero=True)
+    if size == 0:
+        return []
+    if gpu is not None:
+        return [
+            g.model_copy(update={"memory_total_bytes": size, "memory_free_bytes": size})
+            for g in gpus
+        ]
+    return [
+        GPU(
+            index=0,
+            name=f"GPU with {size / GiB:g} GiB",
+            vendor="other",
+            memory_total_bytes=size,
+            memory_free_bytes=size,
+        )
+    ]
 
 
 def _reserve(m: Machine, reserve: str | int) -> Machine:

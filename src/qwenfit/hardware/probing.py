@@ -22,18 +22,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from qwenfit.adapters import ADAPTERS
 from qwenfit.cache import cache_dir, read_cache_json, write_atomic
 from qwenfit.hardware.machine import GPU, Machine, apple_gpu_share
 from qwenfit.units import MAX_BYTES, MiB
 
 UNLIMITED = MAX_BYTES  # cgroup v1 reports "no limit" as a huge page-aligned number
 AMD_PCI_VENDOR = "0x1002"
-# Python runtimes: the name qwenfit reports -> (import name, distribution name).
-PYTHON_RUNTIMES = {
-    "vllm": ("vllm", "vllm"),
-    "transformers": ("transformers", "transformers"),
+# Python packages reported beside the runtimes (which their adapters declare): the name qwenfit
+# reports -> (import name, distribution name).
+PYTHON_PACKAGES = {
     "torch": ("torch", "torch"),
-    "mlx": ("mlx_lm", "mlx-lm"),  # the runtime name; mlx-lm is the package that serves models
     "llama_cpp_python": ("llama_cpp", "llama-cpp-python"),
 }
 
@@ -141,11 +140,13 @@ def apple_gpu(ram_total: int, sysctl: Any = _sysctl) -> GPU:
 def installed_runtimes(which: Any = shutil.which) -> dict[str, str | None]:
     """Runtimes found without starting them: binaries on PATH, Python packages by metadata."""
     found: dict[str, str | None] = {}
-    if which("ollama"):
-        found["ollama"] = None
-    if which("llama-server"):
-        found["llama.cpp"] = None
-    for key, (module, dist) in PYTHON_RUNTIMES.items():
+    packages: dict[str, tuple[str, str]] = {}
+    for a in ADAPTERS.values():  # a Python package by its metadata, else a command on PATH
+        if a.python_module is not None:
+            packages[a.name] = a.python_module
+        elif any(which(exe) for exe in a.executables):
+            found[a.name] = None
+    for key, (module, dist) in {**packages, **PYTHON_PACKAGES}.items():
         version = _installed_version(module, dist)
         if version is not None:
             found[key] = version

@@ -8,6 +8,7 @@ runtime builds the steps (`ollama`, `llamacpp`, `vllm`, `transformers`, `mlx`) i
 
 from __future__ import annotations
 
+from qwenfit.adapters import LLAMACPP, MLX, OLLAMA, VLLM
 from qwenfit.errors import UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import llamacpp, ollama, transformers, vllm
@@ -41,12 +42,12 @@ def launch_command(
         raise UsageError(f"invalid estimate {est!r:.60}: must be an Estimate (see estimate())")
     table = table or load_specs()
     spec = est.spec or table.get(est.model)  # a record read back from JSON carries no spec
-    if est.runtime == "ollama":
+    if est.runtime == OLLAMA:
         return ollama.command(est, spec, table, task, machine)
-    if est.runtime == "llama.cpp":
+    if est.runtime == LLAMACPP:
         return llamacpp.command(est, spec, table, task, machine, mmproj)
-    if est.runtime == "vllm":
+    if est.runtime == VLLM:
         return vllm.command(est, spec, table, task, machine)
-    if est.runtime == "mlx":
+    if est.runtime == MLX:
         return mlx_command(est, spec, table)
     return transformers.command(est, spec, table, task, machine)

@@ -5,6 +5,7 @@ sampling. Every flag is checked against llama-server --help (tests/test_flags.py
 
 from __future__ import annotations
 
+from qwenfit.adapters import LLAMACPP
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import common
 from qwenfit.launch.record import LaunchCommand, Step
@@ -106,7 +107,7 @@ def command(
     if est.layout.kind == "offload":
         notes.append("part of the model runs from RAM: expect much lower speed than on the GPU")
     return LaunchCommand(
-        runtime="llama.cpp",
+        runtime=LLAMACPP,
         model=spec.name,
         task=task,
         steps=[

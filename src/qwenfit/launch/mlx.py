@@ -8,6 +8,7 @@ estimate's context is what the memory budget allows, stated in a note.
 
 from __future__ import annotations
 
+from qwenfit.adapters import MLX, adapter
 from qwenfit.launch.record import LaunchCommand, Step
 from qwenfit.memory.mlx import MLX_KV_BITS, MLX_KV_GROUP_SIZE
 from qwenfit.memory.record import Estimate
@@ -22,7 +23,7 @@ def _num(x: float) -> str:
 
 def mlx_command(est: Estimate, spec: ModelSpec, table: SpecTable) -> LaunchCommand:
     """The command that serves `est` (runtime mlx) with mlx-lm, or mlx-vlm for images."""
-    artifact = spec.artifact(est.quant, "mlx")
+    artifact = spec.artifact(est.quant, adapter(MLX).format)
     assert artifact is not None and artifact.repo is not None
     key = "non_thinking_general" if spec.size_label in ("0.8b", "2b") else "thinking_general"
     s = table.sampling[key]
@@ -64,7 +65,7 @@ def mlx_command(est: Estimate, spec: ModelSpec, table: SpecTable) -> LaunchComma
         install = ["pip", "install", "mlx-vlm"]
         notes.append("mlx_vlm.server takes sampling settings per request")
     return LaunchCommand(
-        runtime="mlx",
+        runtime=MLX,
         model=spec.name,
         steps=[
             Step(argv=install, purpose="install the MLX server (Apple Silicon, macOS)"),

@@ -11,12 +11,15 @@ tests/fixtures/runtime_help/ollama-*.txt by tests/test_flags.py.
 
 from __future__ import annotations
 
+from qwenfit.adapters import OLLAMA, adapter
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import common
 from qwenfit.launch.record import LaunchCommand, LaunchFile, Step
 from qwenfit.memory import runtimes
 from qwenfit.memory.record import Estimate
 from qwenfit.specs.table import ModelSpec, SpecTable
+
+EXE = adapter(OLLAMA).executables[0]  # the ollama command
 
 # The Ollama release each behaviour needs (first tag containing the commit, ollama/ollama).
 VERSIONS = {
@@ -40,10 +43,10 @@ SAMPLING_PARAMETERS = {
 def model_ref(est: Estimate, spec: ModelSpec, table: SpecTable) -> tuple[str, bool]:
     """(what FROM names, whether it is a library tag). A library tag when the spec table has one
     at this precision, else the Hub GGUF as hf.co/<repo>:<QUANT>, or a local GGUF's path."""
-    tagged = spec.artifact(est.quant, "ollama")
+    tagged = spec.artifact(est.quant, adapter(OLLAMA).format)
     if tagged is not None and tagged.tag:
         return tagged.tag, True
-    gguf = runtimes.artifact_for(spec, "ollama", est.quant)
+    gguf = runtimes.artifact_for(spec, OLLAMA, est.quant)
     assert gguf is not None and gguf.repo is not None
     path = common.local_path(table, gguf)
     if path is not None:
@@ -110,7 +113,7 @@ def command(
     if env:
         steps.append(
             Step(
-                argv=["ollama", "serve"],
+                argv=[EXE, "serve"],
                 env=env,
                 purpose="start the server with the flash-attention / KV-cache settings this "
                 "estimate assumes",
@@ -127,12 +130,12 @@ def command(
                 f"{VERSIONS['llama_server']} it is ignored unless OLLAMA_FLASH_ATTENTION=1"
             )
     if library:
-        steps.append(Step(argv=["ollama", "pull", ref], purpose="download the model"))
+        steps.append(Step(argv=[EXE, "pull", ref], purpose="download the model"))
     else:
         if ref.startswith("hf.co/"):
             steps.append(
                 Step(
-                    argv=["ollama", "pull", ref],
+                    argv=[EXE, "pull", ref],
                     purpose="download the GGUF from the Hugging Face Hub",
                 )
             )
@@ -148,10 +151,10 @@ def command(
             )
     steps += [
         Step(
-            argv=["ollama", "create", name, "-f", "Modelfile"],
+            argv=[EXE, "create", name, "-f", "Modelfile"],
             purpose="build a model with these settings from the Modelfile",
         ),
-        Step(argv=["ollama", "run", name], purpose="chat with it"),
+        Step(argv=[EXE, "run", name], purpose="chat with it"),
     ]
     if est.parallel > 1:
         notes.append(
@@ -161,7 +164,7 @@ def command(
     if library:
         notes.append("the vision tower is part of the library tag")
     return LaunchCommand(
-        runtime="ollama",
+        runtime=OLLAMA,
         model=spec.name,
         task=task,
         files=[

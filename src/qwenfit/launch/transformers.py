@@ -6,6 +6,7 @@ transformers' public API (tests/fixtures/runtime_help/transformers.json)."""
 
 from __future__ import annotations
 
+from qwenfit.adapters import TRANSFORMERS
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import common
 from qwenfit.launch.record import LaunchCommand, Step
@@ -64,7 +65,7 @@ def command(
     if est.quant == "gptq-int4":
         notes.append("GPTQ checkpoints also need a GPTQ kernel package (gptqmodel)")
     return LaunchCommand(
-        runtime="transformers",
+        runtime=TRANSFORMERS,
         model=spec.name,
         task=task,
         steps=[

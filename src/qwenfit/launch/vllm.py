@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from qwenfit.adapters import VLLM, adapter
 from qwenfit.fit.verdict import check_fit, sequences_that_fit
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import common
@@ -85,12 +86,12 @@ def fp8_notes(est: Estimate, machine: Machine | None) -> list[str]:
 def command(
     est: Estimate, spec: ModelSpec, table: SpecTable, task: common.Task, machine: Machine | None
 ) -> LaunchCommand:
-    artifact = spec.artifact(est.quant, "safetensors")
+    artifact = spec.artifact(est.quant, adapter(VLLM).format)
     assert artifact is not None and artifact.repo is not None
     key, s = common.sampling_preset(table, spec, task)
     seqs = max_num_seqs(est, machine)
     argv = [
-        "vllm",
+        adapter(VLLM).executables[0],
         "serve",
         artifact.repo,
         "--max-model-len",
@@ -168,4 +169,4 @@ def command(
     if "CUDA_VISIBLE_DEVICES" in env:
         notes.append("CUDA_VISIBLE_DEVICES names the GPU(s) this estimate uses by UUID")
     notes += fp8_notes(est, machine)
-    return LaunchCommand(runtime="vllm", model=spec.name, task=task, steps=steps, notes=notes)
+    return LaunchCommand(runtime=VLLM, model=spec.name, task=task, steps=steps, notes=notes)

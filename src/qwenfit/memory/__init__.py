@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from qwenfit.memory.estimator import estimate, estimate_with
     from qwenfit.memory.options import Options
     from qwenfit.memory.record import Estimate, Layout, Part
-    from qwenfit.memory.sweep import SweepResult, SweepRow, sweep
+    from qwenfit.memory.sweeping import SweepResult, SweepRow, sweep
 
 __all__ = [
     "Estimate",
@@ -40,8 +40,8 @@ __getattr__, __dir__ = attach(
         "estimate": ".estimator",
         "estimate_with": ".estimator",
         "max_context": ".context",
-        "sweep": ".sweep",
-        "SweepResult": ".sweep",
-        "SweepRow": ".sweep",
+        "sweep": ".sweeping",
+        "SweepResult": ".sweeping",
+        "SweepRow": ".sweeping",
     },
 )

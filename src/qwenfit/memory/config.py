@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from qwenfit.adapters import Adapter, RuntimeName, adapter
 from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import hf, llamacpp, mlx, runtimes
@@ -16,11 +17,11 @@ from qwenfit.memory.download import download_bytes
 from qwenfit.memory.options import FlashAttn, Options
 from qwenfit.memory.record import ContextSource, Estimate, Layout, Part, parts_by_device
 from qwenfit.specs import arch
-from qwenfit.specs.table import Artifact, ModelSpec, RuntimeName, SpecTable, load_specs
+from qwenfit.specs.table import Artifact, ModelSpec, SpecTable, load_specs
 
 
 def _resolve_flash_attn(runtime: RuntimeName, flash_attn: FlashAttn, kv_cache: str) -> bool | None:
-    if runtime not in ("llama.cpp", "ollama"):
+    if not adapter(runtime).flash_attn:
         return None
     # llama.cpp resolves "auto" to on for Qwen3.5 on CUDA and CPU (head_dim 256 is supported).
     on = flash_attn != "off"
@@ -57,8 +58,13 @@ class Config:
         default_factory=dict, compare=False, repr=False
     )
 
+    @property
+    def adapter(self) -> Adapter:
+        return adapter(self.runtime)
+
     def parts(self, context: int) -> list[Part]:
-        if self.runtime == "mlx":
+        sizing = self.adapter.sizing
+        if sizing == "arrays":
             return mlx.parts(
                 mlx.MLXRequest(
                     self.spec,
@@ -70,7 +76,7 @@ class Config:
                     self.layout,
                 )
             )
-        if self.runtime in ("llama.cpp", "ollama"):
+        if sizing == "gguf":
             assert self.ubatch is not None and self.flash_attn is not None
             return llamacpp.parts(
                 llamacpp.LlamaCppRequest(
@@ -97,7 +103,7 @@ class Config:
             self.text_only,
             self.layout,
         )
-        if self.runtime == "vllm":
+        if sizing == "paged":
             return hf.vllm_parts(req) + (self._vllm_mtp_parts(context) if self.mtp else [])
         return hf.transformers_parts(req)
 
@@ -162,7 +168,7 @@ class Config:
             spec_draft_n_max=(
                 (
                     runtimes.LLAMACPP_SPEC_DRAFT_N_MAX
-                    if self.runtime == "llama.cpp"
+                    if self.adapter.gguf
                     else runtimes.VLLM_NUM_SPECULATIVE_TOKENS
                 )
                 if self.mtp
@@ -178,13 +184,14 @@ class Config:
     def notes(self) -> list[str]:
         notes = []
         kind = self.layout.kind
-        if self.runtime == "vllm":
+        a = self.adapter
+        if a.gpu_share:
             notes.append(
-                f"vLLM claims {runtimes.VLLM_GPU_MEMORY_UTILIZATION:.0%} of each GPU at start "
+                f"vLLM claims {a.gpu_share:.0%} of each GPU at start "
                 "(--gpu-memory-utilization) and fills what the parts below leave with KV blocks; "
                 "the figures are what this context needs"
             )
-        if self.runtime == "llama.cpp" and self.bounded:
+        if a.host_ram_caches and self.bounded:
             if not self.cache_ram:
                 notes.append(
                     "host RAM is tight: prompt cache off (--cache-ram 0), so a prompt served "
@@ -199,23 +206,23 @@ class Config:
                     "conversation re-processes the prompt from the nearest older checkpoint"
                     + (" (none: from the start)" if not self.ctx_checkpoints else "")
                 )
-        if self.mtp and self.runtime == "llama.cpp" and self.artifact.mtp_repo:
+        if self.mtp and a.host_ram_caches and self.artifact.mtp_repo:
             notes.append(
                 f"--spec-type draft-mtp needs a GGUF with the MTP tensors: {self.artifact.mtp_repo}"
             )
-        elif self.mtp and self.runtime == "llama.cpp" and self.artifact.mtp_bytes is None:
+        elif self.mtp and a.host_ram_caches and self.artifact.mtp_bytes is None:
             notes.append(
                 "--spec-type draft-mtp needs a GGUF that kept the MTP tensors (blk.N.nextn.*); "
                 "many published GGUFs dropped them"
             )
-        if self.runtime in ("llama.cpp", "ollama") and kind in ("cpu", "offload"):
+        if a.gguf and kind in ("cpu", "offload"):
             notes.append(
                 "on the CPU llama.cpp repacks Q4_0/Q4_K/IQ4 tensors into a second buffer; the "
                 "mapped originals become reclaimable page cache and are not charged"
             )
-        if self.runtime == "ollama":
+        if a.bundles_llamacpp:
             notes.append("Ollama runs its own GGUF build; sizes are llama.cpp's for the same quant")
-        if self.runtime == "mlx":
+        if a.sizing == "arrays":
             notes.extend(mlx.notes(self.text_only))
         if kind == "offload":
             notes.append(
@@ -250,7 +257,7 @@ def configure(
         if o.runtime
         else runtimes.runtime_for(spec, runtimes.default_runtime(machine))
     )
-    if asked == "mlx":
+    if adapter(asked).vendors == ("apple",):
         mlx.check_machine(machine)  # says why: MLX runs on Apple Silicon only
     rt = runtimes.check_runtime_on(machine, asked)
     quant = o.quant
@@ -262,7 +269,7 @@ def configure(
     runtimes.check_mtp(rt, o.mtp)
     kv = runtimes.check_kv_cache(table, rt, o.kv_cache)
     fa = _resolve_flash_attn(rt, o.flash_attn, kv)
-    gguf = rt in ("llama.cpp", "ollama")
+    gguf = adapter(rt).gguf
     artifact = runtimes.artifact_for(spec, rt, q)
     assert artifact is not None  # check_quant guarantees it
     start = (
@@ -291,7 +298,7 @@ def with_host_ram(cfg: Config, machine: Machine | None, margin: int, context: in
     The prompt cache goes first (--cache-ram 0), then the checkpoints (--ctx-checkpoints N, the
     most that fit, down to 0). Other runtimes keep none.
     """
-    if cfg.runtime != "llama.cpp":
+    if not cfg.adapter.host_ram_caches:
         return cfg
     full = replace(
         cfg,
@@ -325,7 +332,8 @@ def plan(
     def measure(layout: Layout) -> Estimate:
         return cfg.with_layout(layout).build(context)
 
-    if cfg.runtime in ("llama.cpp", "ollama"):
+    a = cfg.adapter
+    if a.gguf:
         # llama-server --fit moves MoE experts to RAM first; Ollama's scheduler only splits layers.
         layout = layouts.plan_llamacpp(
             measure,
@@ -333,11 +341,11 @@ def plan(
             machine,
             margin,
             allow_offload=allow_offload,
-            expert_offload=cfg.runtime == "llama.cpp",
+            expert_offload=a.expert_offload,
         )
-    elif cfg.runtime == "mlx":
+    elif a.sizing == "arrays":
         layout = Layout(kind="gpu", devices=[0])  # Metal's share of unified memory, no offload
-    elif cfg.runtime == "vllm":
+    elif a.sizing == "paged":
         layout = layouts.plan_vllm(measure, cfg.spec, cfg.quant, machine, margin, nodes)
     else:
         layout = layouts.plan_transformers(measure, machine, margin)

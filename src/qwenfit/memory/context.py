@@ -21,11 +21,12 @@ from qwenfit.specs.table import ModelSpec, SpecTable
 def default_context(cfg: Config, machine: Machine | None, margin: int) -> tuple[int, ContextSource]:
     """The context the runtime itself would use without one being given, and why."""
     native = cfg.spec.context.native
-    if cfg.runtime == "ollama":
+    how = cfg.adapter.context_default
+    if how == "by_vram":
         return min(native, runtimes.ollama_default_context(machine)), "runtime default"
-    if cfg.runtime == "transformers":
-        return runtimes.TRANSFORMERS_DEFAULT_CONTEXT, "runtime default"
-    if cfg.runtime == "llama.cpp" and machine is not None:
+    if how == "fixed" and cfg.adapter.fixed_context:
+        return cfg.adapter.fixed_context, "runtime default"
+    if how == "fitted" and machine is not None:
         # llama-server: n_ctx 0 = the trained context, then --fit lowers it to fit the devices,
         # leaving 1 GiB free per device and never going below 4096 tokens (then offloads).
         fitted = max_context_on(
@@ -53,7 +54,7 @@ def block_of(cfg: Config) -> int:
     a multiple of 256 and sizes every buffer from the cells, so the answer is a multiple of 256
     there (MTP's checkpoints grow with the raw context, and several slots share the padding:
     1 then)."""
-    if cfg.runtime in ("llama.cpp", "ollama") and cfg.parallel == 1 and not cfg.mtp:
+    if cfg.adapter.gguf and cfg.parallel == 1 and not cfg.mtp:
         return runtimes.LLAMACPP_CTX_PAD
     return 1
 

@@ -8,6 +8,7 @@ is added (`speed`).
 
 from __future__ import annotations
 
+from qwenfit.adapters import VLLM
 from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import runtimes, speed
@@ -111,11 +112,11 @@ def finish(
     context solvers) and its estimate. `speed=False` stops before the speed (the recommender
     adds it with `with_speed` to the candidates that fit: the same record, sooner).
     """
-    if options.nodes > 1 and cfg.runtime != "vllm":
+    if options.nodes > 1 and not cfg.adapter.multi_node:
         chosen = "" if options.runtime else " (the default on this machine)"
         raise UnsupportedError(
             f"--nodes {options.nodes} runs vLLM across machines (Ray), but the runtime is "
-            f"{cfg.runtime}{chosen}; pass --runtime vllm or --nodes 1"
+            f"{cfg.runtime}{chosen}; pass --runtime {VLLM} or --nodes 1"
         )
     spec = cfg.spec
     ctx = context if context is not None else options.context
@@ -151,7 +152,7 @@ def with_speed(
             aggregate_tokens_per_second=s.aggregate,
         )
         if s.decode is not None and est.mtp:  # the gain is in speed.estimate_speed
-            factor = runtimes.MTP_SPEED_FACTOR[(est.runtime, spec.is_moe)]
+            factor = runtimes.mtp_speed_factor(est.runtime, spec.is_moe)
             notes.append(
                 f"MTP: decode speed x {factor:g} (published runs; acceptance 0.5-0.9 falls "
                 "with context, see docs/estimation.md)"

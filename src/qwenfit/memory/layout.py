@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from qwenfit.adapters import LLAMACPP, adapter
 from qwenfit.hardware.machine import GPU, Machine
 from qwenfit.memory.record import Estimate, Layout
-from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
 from qwenfit.specs.table import ModelSpec
 
 Measure = Callable[[Layout], Estimate]
@@ -29,9 +29,10 @@ def gpu_budgets(machine: Machine, runtime: str, margin: int) -> dict[int, int]:
     """What each GPU can take: free memory less the margin; for vLLM, its claim on the card,
     or nothing when that much is not free (vLLM refuses to start)."""
     out = {}
+    share = adapter(runtime).gpu_share
     for g in machine.gpus:
-        if runtime == "vllm":
-            claim = int(g.memory_total_bytes * VLLM_GPU_MEMORY_UTILIZATION)
+        if share:
+            claim = int(g.memory_total_bytes * share)
             out[g.index] = claim if g.memory_free_bytes >= claim else 0
         else:
             out[g.index] = max(0, g.memory_free_bytes - margin)
@@ -44,7 +45,7 @@ def gpu_index_of(est: Estimate, device: int) -> int:
     llama.cpp and transformers parts name GPUs by index. vLLM parts name ranks: rank r of a
     node (node x GPUs + i) runs on the i-th GPU of the layout, the same on every node.
     """
-    if est.runtime == "vllm" and est.layout.devices:
+    if adapter(est.runtime).multi_node and est.layout.devices:
         return est.layout.devices[device % len(est.layout.devices)]
     return device
 
@@ -134,7 +135,7 @@ def plan_llamacpp(
         return base
     if len(machine.gpus) > 1:
         gpus = sorted(machine.gpus, key=lambda g: g.index)
-        budgets = gpu_budgets(machine, "llama.cpp", margin)
+        budgets = gpu_budgets(machine, LLAMACPP, margin)
         split = _proportional(n_layer + 1, [budgets[g.index] for g in gpus])
         used = [(g.index, n) for g, n in zip(gpus, split, strict=True) if n]
         base = Layout(

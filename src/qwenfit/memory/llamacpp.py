@@ -22,8 +22,12 @@ import functools
 import itertools
 import json
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qwenfit.datafiles import data_text
+from qwenfit.errors import SpecError, validation_message
 from qwenfit.memory.record import Layout, Part, PartName, parts_by_device, trusted
 from qwenfit.memory.runtimes import (
     LLAMACPP_CTX_PAD,
@@ -102,19 +106,50 @@ class Groups:
         return (0, *itertools.accumulate(self.experts))
 
 
+class _MeasuredGroups(BaseModel):
+    """One GGUF's tensor bytes by group, as data/gguf_layers.json holds them (checked on load)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    token_embd: int = Field(ge=0)
+    output: int = Field(ge=0)
+    layer: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    experts: list[Annotated[int, Field(ge=0)]]
+
+    @model_validator(mode="after")
+    def _one_entry_per_layer(self) -> _MeasuredGroups:
+        if len(self.experts) != len(self.layer):
+            raise ValueError("experts and layer must have one entry per layer")
+        return self
+
+
+class _GGUFLayers(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    note: str
+    llama_cpp_commit: str
+    models: dict[str, dict[str, _MeasuredGroups]]
+
+
 @functools.cache
-def _measured_groups() -> dict[tuple[str, str], Groups]:
-    doc = json.loads(data_text("gguf_layers.json"))
+def measured_groups() -> dict[tuple[str, str], Groups]:
+    """data/gguf_layers.json by (model, precision); a malformed file is a SpecError naming the
+    entry (tests/test_specs.py holds the file to the spec table's bytes)."""
+    try:
+        doc = _GGUFLayers.model_validate(json.loads(data_text("gguf_layers.json")))
+    except (ValidationError, ValueError) as e:
+        what = validation_message(e) if isinstance(e, ValidationError) else str(e)
+        raise SpecError(f"gguf_layers.json: {what}") from None
     return {
-        (model, quant): Groups(g["token_embd"], g["output"], tuple(g["layer"]), tuple(g["experts"]))
-        for model, quants in doc["models"].items()
+        (model, quant): Groups(g.token_embd, g.output, tuple(g.layer), tuple(g.experts))
+        for model, quants in doc.models.items()
         for quant, g in quants.items()
     }
 
 
 def groups(spec: ModelSpec, artifact: Artifact) -> Groups:
     """Measured groups (data/gguf_layers.json), else the artifact's bytes spread by parameters."""
-    measured = _measured_groups().get((spec.name, artifact.precision))
+    measured = measured_groups().get((spec.name, artifact.precision))
     if measured is not None:
         return measured
     a = spec.architecture

@@ -6,7 +6,8 @@ from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from qwenfit.specs.table import ModelSpec, RuntimeName
+from qwenfit.adapters import RuntimeName
+from qwenfit.specs.table import ModelSpec
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -5,9 +5,20 @@ Every constant names the runtime source it comes from; `docs/estimation.md` repe
 
 from __future__ import annotations
 
+from qwenfit.adapters import (
+    LLAMACPP,
+    MLX,
+    OLLAMA,
+    RUNTIMES,
+    TRANSFORMERS,
+    VLLM,
+    RuntimeName,
+    adapter,
+    runtime_named,
+)
 from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
-from qwenfit.specs.table import RUNTIMES, Artifact, Format, ModelSpec, RuntimeName, SpecTable
+from qwenfit.specs.table import Artifact, ModelSpec, SpecTable
 from qwenfit.units import GiB, MiB
 
 # ggml block layouts (ggml/src/ggml-common.h): q8_0 = 32 int8 + one f16 scale = 34 bytes per 32
@@ -38,48 +49,38 @@ LLAMACPP_SPEC_DRAFT_N_MAX = 3
 # vLLM recipes' MTP depth for every Qwen3.6/3.8 model: {"method":"mtp","num_speculative_tokens":3}
 # (github.com/vllm-project/recipes models/Qwen/Qwen3.8-27B.yaml).
 VLLM_NUM_SPECULATIVE_TOKENS = 3
-MTP_RUNTIMES: tuple[RuntimeName, ...] = ("llama.cpp", "vllm")
 
-# Decode-speed factor of MTP for one sequence, from published runs (docs/estimation.md, "MTP"):
-# dense 27B on llama-server, n-max 2: 1.43x-1.83x across 3090/4090/A6000/R9700/7900 XTX,
-# acceptance 0.5-0.95 (github.com/sudoingX/qwen38-mtp README and sweeps/rtx-4090.md);
-# MoE 35B-A3B: 0.95x at depth 0 (ggml-org/llama.cpp PR #22673, comment by shinishiho) to
-# 1.1-1.2x (ikawrakow/ik_llama.cpp PR #1815), i.e. no reliable gain; vLLM MoE 2.4T MTP-1: +3.4 %
-# at concurrency 1 (vllm-project/recipes Qwen3.8-2.4T-A95B.yaml); vLLM dense 27B: the llama.cpp
-# dense factor is used (the recipe reports acceptance 0.77-0.92, not speed).
-MTP_SPEED_FACTOR: dict[tuple[RuntimeName, bool], float] = {
-    ("llama.cpp", False): 1.6,
-    ("llama.cpp", True): 1.0,
-    ("vllm", False): 1.6,
-    ("vllm", True): 1.03,
-}
 
-# vLLM claims this fraction of each card's total memory at start. Its own default is 0.92 in
-# vLLM 0.32 / 0.33 (vllm/config/cache.py; 0.9 in older releases): qwenfit passes 0.9 explicitly
-# in every command it prints, so the check and the command agree on any version.
-VLLM_GPU_MEMORY_UTILIZATION = 0.9
+def mtp_speed_factor(runtime: RuntimeName, moe: bool) -> float:
+    """Decode-speed factor of MTP for one sequence, from published runs (the adapters' `mtp_speed`;
+    docs/estimation.md, "MTP"): dense 27B on llama-server, n-max 2: 1.43x-1.83x across
+    3090/4090/A6000/R9700/7900 XTX, acceptance 0.5-0.95 (github.com/sudoingX/qwen38-mtp README and
+    sweeps/rtx-4090.md); MoE 35B-A3B: 0.95x at depth 0 (ggml-org/llama.cpp PR #22673, comment by
+    shinishiho) to 1.1-1.2x (ikawrakow/ik_llama.cpp PR #1815), i.e. no reliable gain; vLLM MoE
+    2.4T MTP-1: +3.4 % at concurrency 1 (vllm-project/recipes Qwen3.8-2.4T-A95B.yaml); vLLM dense
+    27B: the llama.cpp dense factor is used (the recipe reports acceptance 0.77-0.92, not speed)."""
+    factors = adapter(runtime).mtp_speed
+    if factors is None:
+        return 1.0
+    return factors[1] if moe else factors[0]
 
-# transformers has no context setting of its own; estimates without --context use this.
-TRANSFORMERS_DEFAULT_CONTEXT = 32768
+
+# vLLM claims this fraction of each card's total memory at start (its adapter's `gpu_share`).
+VLLM_GPU_MEMORY_UTILIZATION = adapter(VLLM).gpu_share or 1.0
 
 
 def check_mtp(runtime: RuntimeName, mtp: bool) -> None:
-    if mtp and runtime not in MTP_RUNTIMES:
+    with_mtp = [r for r in RUNTIMES if adapter(r).mtp_speed is not None]
+    if mtp and runtime not in with_mtp:
         raise UnsupportedError(
-            f"--mtp needs a runtime with MTP speculative decoding ({', '.join(MTP_RUNTIMES)}); "
+            f"--mtp needs a runtime with MTP speculative decoding ({', '.join(with_mtp)}); "
             f"got {runtime}"
         )
 
 
 def check_runtime(name: str) -> RuntimeName:
-    if not isinstance(name, str):
-        raise UnsupportedError(f"invalid runtime {name!r:.60}; allowed: {', '.join(RUNTIMES)}")
-    for r in RUNTIMES:
-        if name.lower() == r:
-            return r
-    if name.lower() in {"llamacpp", "llama-cpp", "llama-server"}:
-        return "llama.cpp"
-    raise UnsupportedError(f"unknown runtime {name!r}; allowed: {', '.join(RUNTIMES)}")
+    """A runtime as the user spelled it; UsageError naming the allowed ones."""
+    return runtime_named(name)
 
 
 def normal_precision(table: SpecTable, quant: str) -> str:
@@ -98,7 +99,7 @@ def check_quant(table: SpecTable, spec: ModelSpec, runtime: RuntimeName, quant: 
     """Normalise a precision name and check the runtime can load it for this model."""
     q = normal_precision(table, quant)
     allowed = loadable_precisions(table, spec, runtime)
-    hub = ollama_hub_precisions(spec) if runtime == "ollama" else []
+    hub = ollama_hub_precisions(spec) if runtime == OLLAMA else []
     if q not in allowed and q not in hub:
         extra = f"; from the Hub as hf.co/<repo>:<QUANT>: {', '.join(hub)}" if hub else ""
         raise UnsupportedError(
@@ -117,15 +118,15 @@ def ollama_hub_precisions(spec: ModelSpec) -> list[str]:
     """GGUF builds with no Ollama library tag: Ollama pulls them as `hf.co/<repo>:<QUANT>`
     (Hugging Face hub docs, docs/hub/ollama.md); Ollama >= 0.30 loads upstream qwen35 GGUFs
     through llama-server (ollama/ollama commit 9db4bdbad, #16031)."""
-    tagged = {a.precision for a in spec.artifacts if a.format == "ollama"}
+    tagged = {a.precision for a in spec.artifacts if a.format == adapter(OLLAMA).format}
     return [a.precision for a in spec.artifacts if a.format == "gguf" and a.precision not in tagged]
 
 
 def artifact_for(spec: ModelSpec, runtime: RuntimeName, quant: str) -> Artifact | None:
     """The artifact `runtime` loads at `quant`: for Ollama a library tag, else the Hub GGUF."""
-    found = spec.artifact(quant, ARTIFACT_FORMAT[runtime])
-    if found is None and runtime == "ollama":
-        return spec.artifact(quant, "gguf")
+    found = spec.artifact(quant, adapter(runtime).format)
+    if found is None and runtime == OLLAMA:  # a Hub GGUF that Ollama runs itself
+        return spec.artifact(quant, adapter(LLAMACPP).format)
     return found
 
 
@@ -156,19 +157,16 @@ DATACENTER_NAMES = ("A10", "A16", "A2", "A30", "A40", "L4", "L20", "L40", "L40S"
 # A box with this many GPUs is a server whatever the cards: tensor parallel needs vLLM.
 SERVER_MIN_GPUS = 4
 
-# Which runtimes have a GPU build for each vendor. Apple Silicon: vLLM's macOS build runs on the
-# CPU only ("vLLM has experimental support for macOS with Apple Silicon ... currently only
-# supports FP32 and FP16 on CPU", https://docs.vllm.ai/en/latest/getting_started/installation/
-# cpu.html), so qwenfit never plans vLLM there. AMD: llama.cpp has a HIP/ROCm backend
-# (docs/build.md "HIP"), Ollama ships ROCm builds (docs/gpu.md "AMD Radeon"), vLLM has a ROCm
-# build (docs.vllm.ai installation/gpu "ROCm"), transformers runs on PyTorch's ROCm wheels.
-# MLX runs on Apple Silicon's Metal only (ml-explore/mlx README).
-GPU_BUILDS: dict[str, tuple[RuntimeName, ...]] = {
-    "nvidia": ("llama.cpp", "ollama", "vllm", "transformers"),
-    "amd": ("llama.cpp", "ollama", "vllm", "transformers"),
-    "apple": ("llama.cpp", "ollama", "transformers", "mlx"),
-    "other": ("llama.cpp", "ollama", "vllm", "transformers"),
-}
+
+# Which runtimes have a GPU build for each vendor: each adapter's `vendors`. Apple Silicon:
+# vLLM's macOS build runs on the CPU only ("vLLM has experimental support for macOS with Apple
+# Silicon ... currently only supports FP32 and FP16 on CPU", https://docs.vllm.ai/en/latest/
+# getting_started/installation/cpu.html), so qwenfit never plans vLLM there. AMD: llama.cpp has a
+# HIP/ROCm backend (docs/build.md "HIP"), Ollama ships ROCm builds (docs/gpu.md "AMD Radeon"),
+# vLLM has a ROCm build (docs.vllm.ai installation/gpu "ROCm"), transformers runs on PyTorch's
+# ROCm wheels. MLX runs on Apple Silicon's Metal only (ml-explore/mlx README).
+def builds_for(vendor: str) -> list[RuntimeName]:
+    return [r for r in RUNTIMES if vendor in adapter(r).vendors]
 
 
 def is_apple(machine: Machine | None) -> bool:
@@ -187,21 +185,21 @@ def is_gfx1151(machine: Machine | None) -> bool:
 
 def check_runtime_on(machine: Machine | None, runtime: RuntimeName) -> RuntimeName:
     """`runtime`, if it has a GPU build for the machine's GPUs; UsageError (exit 2) if not."""
-    if runtime == "vllm" and is_apple(machine):
+    if runtime == VLLM and is_apple(machine):
         raise UnsupportedError(
             "vLLM has no Apple Silicon GPU build (its macOS build runs on the CPU only); "
             "use --runtime llama.cpp or --runtime ollama, which run on Metal"
         )
-    if runtime == "vllm" and is_gfx1151(machine):
+    if runtime == VLLM and is_gfx1151(machine):
         raise UnsupportedError(
             "vLLM has no upstream build for Strix Halo's gfx1151 GPU (vllm-project/vllm#16621); "
             "use --runtime llama.cpp or --runtime ollama"
         )
     for g in machine.gpus if machine else []:
-        if runtime not in GPU_BUILDS[g.vendor]:
+        if g.vendor not in adapter(runtime).vendors:
             raise UnsupportedError(
                 f"{runtime} has no build for {g.vendor} GPUs; allowed: "
-                + ", ".join(GPU_BUILDS[g.vendor])
+                + ", ".join(builds_for(g.vendor))
             )
     return runtime
 
@@ -235,50 +233,36 @@ def default_runtime(machine: Machine | None) -> RuntimeName:
     one is used.
     """
     if machine is None:
-        return "ollama"
+        return OLLAMA
     found = machine.runtimes
-    allowed: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm")
-    only_llamacpp = "llama.cpp" in found and "ollama" not in found
-    desktop: RuntimeName = "llama.cpp" if only_llamacpp else "ollama"
-    preferred: RuntimeName = "vllm" if is_datacenter(machine) else desktop
+    allowed: tuple[RuntimeName, ...] = (LLAMACPP, OLLAMA, VLLM)
+    only_llamacpp = LLAMACPP in found and OLLAMA not in found
+    desktop: RuntimeName = LLAMACPP if only_llamacpp else OLLAMA
+    preferred: RuntimeName = VLLM if is_datacenter(machine) else desktop
     if is_apple(machine):
-        allowed, preferred = ("mlx", "llama.cpp", "ollama"), "mlx"
+        allowed, preferred = (MLX, LLAMACPP, OLLAMA), MLX
     if preferred in found or not found:
         return preferred
     installed = [r for r in allowed if r in found]
     return installed[0] if installed else preferred
 
 
-# The artifact each runtime loads (the spec table's `runtimes[...].formats`, one each).
-ARTIFACT_FORMAT: dict[RuntimeName, Format] = {
-    "llama.cpp": "gguf",
-    "ollama": "ollama",
-    "vllm": "safetensors",
-    "transformers": "safetensors",
-    "mlx": "mlx",
-}
-
-
 def runtime_for(spec: ModelSpec, preferred: RuntimeName) -> RuntimeName:
     """`preferred`, unless the model has nothing it can load (a GGUF-only or safetensors-only
     checkpoint): then the first runtime that can."""
     formats = {a.format for a in spec.artifacts}
-    order: tuple[RuntimeName, ...] = (preferred, "llama.cpp", "vllm", "transformers")
-    return next((r for r in order if ARTIFACT_FORMAT[r] in formats), preferred)
+    order: tuple[RuntimeName, ...] = (preferred, LLAMACPP, VLLM, TRANSFORMERS)
+    return next((r for r in order if adapter(r).format in formats), preferred)
 
 
 def default_quant(spec: ModelSpec, runtime: RuntimeName) -> str | None:
     """The precision a user gets without asking: Ollama's tag default, Q4_K_M GGUF, BF16 weights,
     else the only build a checkpoint has."""
-    fmt = ARTIFACT_FORMAT[runtime]
-    usual = {
-        "llama.cpp": "q4_k_m",
-        "vllm": "bf16",
-        "transformers": "bf16",
-        "mlx": "mlx-4bit",
-    }.get(runtime)
+    fmt = adapter(runtime).format
+    usual = adapter(runtime).default_quant
     builds = [a.precision for a in spec.artifacts if a.format == fmt]
-    if runtime == "ollama" and all(a.format == "gguf" for a in spec.artifacts):
+    gguf = adapter(LLAMACPP).format
+    if runtime == OLLAMA and all(a.format == gguf for a in spec.artifacts):
         builds = ollama_hub_precisions(spec)  # a GGUF checkpoint: Ollama runs the file itself
     if usual in builds:
         return usual

@@ -34,6 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import LLAMACPP, VLLM, adapter
 from qwenfit.datafiles import data_text
 from qwenfit.hardware.catalog import catalog_gpus
 from qwenfit.hardware.machine import GPU, Machine
@@ -41,7 +42,7 @@ from qwenfit.memory.config import configure, plan
 from qwenfit.memory.layout import gpu_index_of
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
-from qwenfit.memory.runtimes import MTP_SPEED_FACTOR
+from qwenfit.memory.runtimes import mtp_speed_factor
 from qwenfit.specs import arch
 from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
 from qwenfit.units import TiB
@@ -193,7 +194,7 @@ def _point_estimate(m: Measurement, table: SpecTable) -> Estimate:
     table, _ = _measured_row(table, m.model)
     gpu = _measurement_gpu(m)
     machine = _CPU if gpu is None else _CPU.model_copy(update={"gpus": [gpu]})
-    runtime = "llama.cpp" if m.runtime in ("ollama", "llama.cpp") else m.runtime
+    runtime = LLAMACPP if adapter(m.runtime).gguf else m.runtime
     options = Options(runtime=runtime, quant=m.quant, kv_cache=m.kv_cache, text_only=True)
     cfg = configure(m.model, options, machine, table)
     return plan(cfg, m.context, machine, 0).build(m.context)
@@ -279,7 +280,7 @@ def calibration(table: SpecTable) -> Calibration:
         bandwidth = m.bandwidth_bytes_per_s if gpu is None else gpu.bandwidth_bytes_per_s
         assert bandwidth
         ideal = _bytes_read(est, m) / bandwidth
-        if m.runtime in ("llama.cpp",):
+        if m.runtime == LLAMACPP:
             decode_rows.setdefault(kind, []).append(
                 (ideal, 1 / m.tokens_per_s, spec.architecture.num_hidden_layers, spec.is_moe)
             )
@@ -467,8 +468,8 @@ def _decode_seconds(
 
 def _runtime_factor(est: Estimate, table: SpecTable) -> float:
     """The runtime's measured factor, times MTP drafting's published gain when it is on
-    (memory.runtimes.MTP_SPEED_FACTOR)."""
-    mtp = MTP_SPEED_FACTOR[(est.runtime, spec_of(est, table).is_moe)] if est.mtp else 1.0
+    (memory.runtimes.mtp_speed_factor)."""
+    mtp = mtp_speed_factor(est.runtime, spec_of(est, table).is_moe) if est.mtp else 1.0
     return calibration(table).runtime.get(est.runtime, 1.0) * mtp
 
 
@@ -541,7 +542,7 @@ def fp8_weight_only(est: Estimate, machine: Machine) -> bool:
     """True when vLLM would run these FP8 weights as weight-only W8A16 (FP8 Marlin) because a GPU
     in use has no FP8 units: slower than the W8A8 path the speed model's FP8 figures assume,
     above all in prefill. Unknown compute capabilities count as capable."""
-    if est.runtime != "vllm" or est.quant != "fp8":
+    if est.runtime != VLLM or est.quant != "fp8":
         return False
     for g in machine.gpus:
         if g.vendor != "nvidia" or not g.compute_capability:

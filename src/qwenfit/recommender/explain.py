@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from qwenfit.adapters import LLAMACPP, MLX, OLLAMA, VLLM, adapter
 from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
 from qwenfit.fit.verdict import check_fit
 from qwenfit.hardware.machine import Machine
@@ -111,7 +112,7 @@ def why_not_bigger(
     def short(m: Miss) -> int:
         if m.fit is not None:
             return m.fit.missing_bytes
-        artifact = m.spec.artifact(m.quant, runtimes.ARTIFACT_FORMAT[search.runtime])
+        artifact = m.spec.artifact(m.quant, adapter(search.runtime).format)
         return (artifact.text_bytes if artifact else 0) - pool
 
     m = min(missed, key=lambda x: (short(x), -x.quality))
@@ -121,7 +122,7 @@ def why_not_bigger(
             search.kv_types,
             search.options.kv_cache,
             search.options.text_only,
-            search.runtime,
+            adapter(search.runtime).drops_vision,
         )[-1]
         cfg = search.config(m.spec, m.quant, kv, text_only)
         placed, est = search.place(cfg, context, allow_offload)
@@ -146,7 +147,7 @@ def why_not_bigger(
     ctx = search.max_context(m.cfg)
     if ctx is not None and ctx >= MIN_USEFUL_CONTEXT:
         fixes.append(f"so would --context {ctx}")
-    if search.runtime in ("llama.cpp", "ollama") and search.machine.gpus and not allow_offload:
+    if adapter(search.runtime).gguf and search.machine.gpus and not allow_offload:
         placed, est = search.place(m.cfg, m.est.context, True)
         if check_fit(est, search.machine, search.options.margin).fits:
             tps, _ = search.speed(search.finished(est))
@@ -162,10 +163,10 @@ def runtime_reason(machine: Machine, rt: str) -> str:
     if machine.runtimes:
         found = ", ".join(sorted(machine.runtimes))
         return f"installed here: {found} (the usual runtime for this hardware is not)"
-    if rt == "vllm":
+    if rt == VLLM:
         return "datacenter GPUs or a multi-GPU server (none installed here)"
     if runtimes.is_apple(machine):
-        if rt == "mlx":
+        if rt == MLX:
             return "Apple Silicon: most Mac users run MLX conversions with mlx-lm (none here)"
         return "Apple Silicon runs GGUF builds on Metal (none installed here)"
     return "a desktop GPU or CPU (none installed here)"
@@ -220,7 +221,7 @@ def newer_note(newer: ModelSpec, top: ModelSpec) -> str:
 def closest_advice(est: Estimate, missing: int, machine: Machine, runtime: str) -> str:
     where = "GPU memory" if est.gpu_bytes else "RAM"
     advice = f"{est.model} at {est.quant} needs {missing / GiB:.1f} GiB more {where}"
-    if est.gpu_bytes and runtime in ("vllm", "transformers"):
+    if est.gpu_bytes and not adapter(runtime).gguf:
         advice += "; or try --runtime llama.cpp, whose GGUF quantizations are smaller"
     elif not machine.has_gpu:
         advice += "; a GPU, more RAM or a shorter --context would help"
@@ -240,7 +241,7 @@ def reasons(c: Candidate, search: Search, loss: Loss) -> list[str]:
     )
     usable = (
         "what vLLM claims at start"
-        if e.runtime == "vllm" and e.gpu_bytes
+        if adapter(e.runtime).gpu_share and e.gpu_bytes
         else f"after a {c.fit.margin_bytes / GiB:.1f} GiB margin"
     )
     need = []
@@ -250,8 +251,15 @@ def reasons(c: Candidate, search: Search, loss: Loss) -> list[str]:
             f"{c.fit.gpu_budget_bytes / GiB:.1f} GiB usable ({usable})"
         )
     if e.ram_bytes or not e.gpu_bytes:
+        caches = (
+            f" ({(e.ram_bytes - e.cache_limit_bytes) / GiB:.1f} at load; llama-server's prompt "
+            f"cache and checkpoints start empty and may grow to {e.cache_limit_bytes / GiB:.1f})"
+            if e.cache_limit_bytes
+            else ""
+        )
         need.append(
-            f"{e.ram_bytes / GiB:.1f} GiB of RAM of {c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
+            f"{e.ram_bytes / GiB:.1f} GiB of RAM{caches} of "
+            f"{c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
         )
     out = [
         f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks{lossy})",
@@ -283,7 +291,7 @@ def reasons(c: Candidate, search: Search, loss: Loss) -> list[str]:
             f"{c.concurrency} users at once, about {c.aggregate or 0:.0f} tokens/s in all "
             "(per-user speed x users, memory-bound decode)"
         )
-    if search.task == "agent" and e.runtime == "ollama":
+    if search.task == "agent" and e.runtime == OLLAMA:
         out.append(
             "tools: Ollama has no server flag for tool calls; the client sends them in the "
             "'tools' field of /api/chat or of the OpenAI-compatible /v1/chat/completions "
@@ -324,12 +332,12 @@ def pick_warnings(c: Candidate, search: Search, floor: float) -> list[str]:
             "weight-only (W8A16, FP8 Marlin), slower than this estimate, above all in prefill "
             "(docs.vllm.ai features/quantization/fp8)"
         )
-    if e.runtime == "vllm" and e.quant == "bf16" and policy.lacks_bf16(search.machine):
+    if e.runtime == VLLM and e.quant == "bf16" and policy.lacks_bf16(search.machine):
         out.append(
             "BF16 weights on a GPU below compute capability 8.0: vLLM refuses them unless "
             "started with --dtype half (docs.vllm.ai, engine arguments --dtype)"
         )
-    if e.runtime == "vllm" and e.kv_cache == "fp8":
+    if e.runtime == VLLM and e.kv_cache == "fp8":
         out.append(
             "FP8 KV cache on this hybrid model: reports of corrupted output (vLLM #42179) and of "
             "little memory gain (vLLM #55196); --kv-cache bf16 is the safe choice"
@@ -341,10 +349,10 @@ def llamacpp_experts_hint(search: Search, pick: Candidate, floor: float) -> str 
     """On Ollama (whose scheduler splits whole layers): the best MoE model that llama.cpp would
     run with its routed experts in RAM (--n-cpu-moe) at or above the floor, when it scores
     more than the pick."""
-    if search.runtime != "ollama" or not search.machine.gpus:
+    if search.runtime != OLLAMA or not search.machine.gpus:
         return None
     lcpp = dataclasses.replace(
-        search, runtime="llama.cpp", configs={}, moe_offload=False, fp8_first=False, quant=None
+        search, runtime=LLAMACPP, configs={}, moe_offload=False, fp8_first=False, quant=None
     )
     text_only = search.options.text_only or search.task in ("agent", "code")
     best: tuple[float, str] | None = None

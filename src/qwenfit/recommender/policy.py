@@ -82,17 +82,6 @@ SPEED_FLOOR: dict[str, float] = {t: 10.0 for t in TASK_BENCHMARKS}
 # "assumed" wherever it is used; --ram-bandwidth replaces it.
 ASSUMED_RAM_BANDWIDTH = 2 * 8 * 3200 * 10**6
 
-# The KV cache types searched per runtime, best first. vLLM's fp8 KV is not searched: reports of
-# corrupted output and of little memory gain on this hybrid family (data/kv_quality.json).
-SEARCH_KV_TYPES: dict[str, tuple[str, ...]] = {
-    "llama.cpp": ("f16", "q8_0", "q4_0"),
-    "ollama": ("f16", "q8_0", "q4_0"),
-    "vllm": ("bf16",),
-    "transformers": ("bf16",),
-    # mlx-lm's --kv-bits 8 / 4 have no published quality measurement: used only when asked.
-    "mlx": ("bf16",),
-}
-
 
 def kv_quality_loss(kv_cache: str) -> float:
     """Measured (or conservatively proxied) quality cost of a KV cache type (an unknown type is
@@ -124,25 +113,22 @@ def tie_threshold(task: str) -> float:
 Variant = tuple[str, bool]  # (kv cache type, text only)
 
 
-# Runtimes that can leave the vision tower out: llama-server without --mmproj, vLLM
-# --language-model-only, transformers' text-only classes. An Ollama tag carries its tower.
-DROPS_VISION = ("llama.cpp", "vllm", "transformers", "mlx")  # mlx: mlx_lm instead of mlx_vlm
-
-
 def variants(
     task: str,
     kv_types: Sequence[str],
     kv_user: str | None,
     text_only: bool,
-    runtime: str = "llama.cpp",
+    drops_vision: bool = True,
 ) -> list[Variant]:
     """KV cache x vision variants of one model x precision, in the order they are tried: the
     first that fits is kept. `chat` keeps the vision tower before quantizing the KV cache below
-    q8_0 (images are part of chat); `agent` and `code` drop it first; `vision` never does."""
+    q8_0 (images are part of chat); `agent` and `code` drop it first; `vision` never does, nor
+    a runtime that cannot serve text only (its adapter's `drops_vision`: an Ollama tag carries
+    its tower)."""
     kvs = [kv_user] if kv_user else list(kv_types)
     if text_only:
         towers = [True]
-    elif task == "vision" or runtime not in DROPS_VISION:
+    elif task == "vision" or not drops_vision:
         towers = [False]
     else:
         towers = [False, True]

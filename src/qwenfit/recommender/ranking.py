@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import OLLAMA, VLLM, RuntimeName, adapter
 from qwenfit.errors import UsageError
 from qwenfit.fit.verdict import Fit, check_fit
 from qwenfit.hardware.machine import Machine
@@ -28,7 +29,7 @@ from qwenfit.memory.record import Estimate, LayoutKind
 from qwenfit.recommender import explain, policy, quality
 from qwenfit.recommender.policy import TASK_BENCHMARKS
 from qwenfit.recommender.search import Candidate, Miss, Search, SpeedSource, task_score
-from qwenfit.specs.table import DEFAULT_FAMILY, ModelSpec, RuntimeName, SpecTable, load_specs
+from qwenfit.specs.table import DEFAULT_FAMILY, ModelSpec, SpecTable, load_specs
 
 __all__ = [
     "TASK_BENCHMARKS",
@@ -248,11 +249,11 @@ def recommend(
         margin=margin,
     )
     kv_types = tuple(
-        k for k in policy.SEARCH_KV_TYPES[rt] if k in table.runtimes[rt].kv_cache_types
+        k for k in adapter(rt).search_kv_types if k in table.runtimes[rt].kv_cache_types
     ) or (runtimes.check_kv_cache(table, rt, None),)
     search = Search(table, machine, rt, task, options, chosen, kv_types, q)
     search.moe_offload = True
-    if rt == "vllm" and q is None:
+    if rt == VLLM and q is None:
         search.fp8_first = policy.fp8_hardware(machine)
     floor = policy.SPEED_FLOOR[task] if min_speed is None else float(min_speed)
     threshold = policy.tie_threshold(task)
@@ -266,7 +267,9 @@ def recommend(
         short = [why for _, why in settled]
     else:
         short = [""] * len(ranked[:limit])
-    first = policy.variants(task, kv_types, options.kv_cache, text_only, rt)[0]
+    first = policy.variants(task, kv_types, options.kv_cache, text_only, adapter(rt).drops_vision)[
+        0
+    ]
     recs = [
         _recommendation(i + 1, c, search, floor, first, target, text_only, why)
         for i, (c, why) in enumerate(zip(ranked[:limit], short, strict=True))
@@ -295,7 +298,7 @@ def recommend(
         )
         if best.est.layout.kind == "offload" and not found.offload:
             notes.append(explain.EXPERTS_NOTE)
-        if runtime is None and "ollama" not in machine.runtimes:
+        if runtime is None and OLLAMA not in machine.runtimes:
             hint = explain.llamacpp_experts_hint(search, best, floor)
             if hint:
                 notes.append(hint)
@@ -348,7 +351,8 @@ def _gather(search: Search, target: int, may_shrink: bool, floor: float) -> _Fou
     if (
         not candidates
         and not offload
-        and search.runtime in ("llama.cpp", "ollama")
+        and adapter(search.runtime).layer_offload
+        and adapter(search.runtime).gguf
         and search.machine.gpus
     ):
         offload = True

@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Literal
 
+from qwenfit.adapters import RuntimeName, adapter
 from qwenfit.fit.preflight import MIN_USEFUL_CONTEXT
 from qwenfit.fit.verdict import Fit, check_fit, sequences_that_fit
 from qwenfit.hardware.machine import Machine
@@ -24,9 +25,8 @@ from qwenfit.memory.context import max_context_on
 from qwenfit.memory.estimator import finish, with_speed
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
-from qwenfit.memory.runtimes import VLLM_GPU_MEMORY_UTILIZATION
 from qwenfit.recommender import policy, quality
-from qwenfit.specs.table import ModelSpec, RuntimeName, SpecTable
+from qwenfit.specs.table import ModelSpec, SpecTable
 
 SpeedSource = Literal["estimated", "assumed RAM bandwidth", "unknown"]
 
@@ -183,12 +183,13 @@ class Search:
         m = self.machine
         if not m.gpus:
             return m.ram_usable_bytes
-        if self.runtime == "vllm":
-            gpu = int(sum(g.memory_total_bytes for g in m.gpus) * VLLM_GPU_MEMORY_UTILIZATION)
+        share = adapter(self.runtime).gpu_share
+        if share:
+            gpu = int(sum(g.memory_total_bytes for g in m.gpus) * share)
         else:
             gpu = sum(g.memory_free_bytes for g in m.gpus)
         gpu *= self.options.nodes
-        if allow_offload and self.runtime in ("llama.cpp", "ollama", "transformers"):
+        if allow_offload and adapter(self.runtime).layer_offload:
             return gpu + m.ram_usable_bytes
         return gpu
 
@@ -203,7 +204,7 @@ class Search:
             self.kv_types,
             self.options.kv_cache,
             self.options.text_only,
-            self.runtime,
+            adapter(self.runtime).drops_vision,
         )
         for spec in self.table.models:
             if self.only is not None and spec.name not in self.only:
@@ -218,7 +219,7 @@ class Search:
                     continue
                 w_loss = self.weight_loss(spec, quant)
                 experts = self._expert_offload(spec, allow_offload)
-                artifact = spec.artifact(quant, runtimes.ARTIFACT_FORMAT[self.runtime])
+                artifact = spec.artifact(quant, adapter(self.runtime).format)
                 if artifact is None:
                     continue
                 best_q = score * (1 - w_loss)
@@ -249,7 +250,7 @@ class Search:
 
     def _skip(self, spec: ModelSpec, quant: str) -> bool:
         """BF16 where the vLLM recipe says to serve the official FP8 checkpoint instead."""
-        fmt = runtimes.ARTIFACT_FORMAT[self.runtime]
+        fmt = adapter(self.runtime).format
         return self.fp8_first and quant == "bf16" and spec.artifact("fp8", fmt) is not None
 
     def _expert_offload(self, spec: ModelSpec, allow_offload: bool) -> bool:
@@ -259,7 +260,7 @@ class Search:
             self.moe_offload
             and not allow_offload
             and spec.is_moe
-            and self.runtime == "llama.cpp"
+            and adapter(self.runtime).expert_offload
             and bool(self.machine.gpus)
         )
 

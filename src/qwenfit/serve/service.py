@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from qwenfit.errors import UnknownModelError, UsageError, exit_code_and_status
 from qwenfit.errors import validation_message as describe
-from qwenfit.hardware.machine import Machine
+from qwenfit.hardware import Machine
 from qwenfit.settings import (
     COMMANDS,
     MAX_MODELS,
@@ -37,14 +37,12 @@ from qwenfit.settings import (
     Setting,
     settings_of,
 )
-from qwenfit.specs.table import ModelSpec, SpecTable
+from qwenfit.specs import ModelSpec, SpecTable
 
 if TYPE_CHECKING:
-    from qwenfit.fit.preflight import CheckResult
-    from qwenfit.memory.record import Estimate
-    from qwenfit.memory.sweep import SweepResult
-    from qwenfit.recommender.launching import LaunchPlan
-    from qwenfit.recommender.ranking import RecommendResult
+    from qwenfit.fit import CheckResult
+    from qwenfit.memory import Estimate, SweepResult
+    from qwenfit.recommender import LaunchPlan, RecommendResult
 
 # Version 2 (qwenfit 0.3): every command prints {"schema_version": 2, "<command>": record};
 # version 1 printed recommend and launch flat. docs/api.md lists the changes.
@@ -149,11 +147,9 @@ KEYS = {
 
 def document_models() -> dict[str, type[BaseModel]]:
     """The record of every printed document, for its JSON Schema (tools/docgen.py)."""
-    from qwenfit.fit.preflight import CheckResult
-    from qwenfit.memory.record import Estimate
-    from qwenfit.memory.sweep import SweepResult
-    from qwenfit.recommender.launching import LaunchPlan
-    from qwenfit.recommender.ranking import RecommendResult
+    from qwenfit.fit import CheckResult
+    from qwenfit.memory import Estimate, SweepResult
+    from qwenfit.recommender import LaunchPlan, RecommendResult
 
     records: dict[str, Any] = {
         "probe": Machine,
@@ -254,7 +250,7 @@ class Service:
         online: bool = False,
         on_machine: Callable[[Machine, int], None] | None = None,
     ):
-        from qwenfit.specs.table import load_specs
+        from qwenfit.specs import load_specs
 
         self.table = table or load_specs()
         self.local_files = local_files
@@ -269,7 +265,7 @@ class Service:
     def machine(self, r: dict[str, Any]) -> Machine:
         """The one machine construction: stated hardware over a given machine, over the
         probed one (or over none when the statement is complete), with the reserve applied."""
-        from qwenfit.hardware.catalog import with_overrides
+        from qwenfit.hardware import with_overrides
 
         given = r.get("machine")
         if given is not None:
@@ -277,7 +273,7 @@ class Service:
         elif (r.get("gpu") or r.get("vram") is not None) and r.get("ram") is not None:
             base = None  # fully hypothetical: no need to probe
         else:
-            from qwenfit.hardware.probing import probe
+            from qwenfit.hardware import probe
 
             base = probe()
         return with_overrides(
@@ -293,7 +289,7 @@ class Service:
     def planned(self, r: dict[str, Any]) -> tuple[Machine, int]:
         """The machine to plan on and the bytes to keep free, as --margin gives them
         (`fit.margin`: bytes on every pool, or a share of each pool)."""
-        from qwenfit.fit.margin import parse_margin
+        from qwenfit.fit import parse_margin
 
         machine, margin = parse_margin(r.get("margin", "1GiB")).apply(self.machine(r))
         if self.on_machine is not None:
@@ -303,7 +299,7 @@ class Service:
     def resolve(self, ref: str, mmproj: str | None = None) -> tuple[SpecTable, ModelSpec]:
         """A table model; other references as this service's rules allow (see the class)."""
         if self.local_files:
-            from qwenfit.specs.checkpoints.resolve import resolve_model
+            from qwenfit.specs import resolve_model
 
             return resolve_model(ref, self.table, online=self.online, mmproj=mmproj)
         if mmproj is None:
@@ -318,7 +314,7 @@ class Service:
                 f"{what}: this server reads no files named by a client; use a spec-table "
                 "model name, or start it with 'qwenfit serve --allow-dir FOLDER'"
             )
-        from qwenfit.specs.checkpoints.resolve import resolve_model
+        from qwenfit.specs import resolve_model
 
         path = self.allowed_path(ref)
         mm = str(self.allowed_path(mmproj)) if mmproj else None
@@ -355,7 +351,7 @@ class Service:
         return self.table.family_models(r["family"])
 
     def gpus(self) -> dict[str, Any]:
-        from qwenfit.hardware.catalog import gpu_catalog
+        from qwenfit.hardware import gpu_catalog
 
         return {"schema_version": SCHEMA_VERSION, **gpu_catalog().model_dump(mode="json")}
 
@@ -366,7 +362,7 @@ class Service:
         return machine
 
     def estimate(self, r: dict[str, Any]) -> Estimate:
-        from qwenfit.memory.estimator import estimate
+        from qwenfit.memory import estimate
 
         machine, margin = self.planned(r)
         table, spec = self.resolve(r["model"], r.get("mmproj"))
@@ -375,7 +371,7 @@ class Service:
         )
 
     def check(self, r: dict[str, Any]) -> CheckResult:
-        from qwenfit.fit.preflight import check
+        from qwenfit.fit import check
 
         disk = r.get("disk")
         if disk is not None and not self.local_files and looks_like_path(disk):
@@ -416,7 +412,7 @@ class Service:
         return table, only
 
     def recommend(self, r: dict[str, Any]) -> RecommendResult:
-        from qwenfit.recommender.ranking import recommend
+        from qwenfit.recommender import recommend
 
         machine, margin = self.planned(r)
         table, only = self._models(r["models"])
@@ -436,7 +432,7 @@ class Service:
         )
 
     def launch(self, r: dict[str, Any]) -> LaunchPlan:
-        from qwenfit.recommender.launching import launch_plan
+        from qwenfit.recommender import launch_plan
 
         machine, margin = self.planned(r)
         table, spec = self.table, None
@@ -459,7 +455,7 @@ class Service:
     def sweep(self, r: dict[str, Any]) -> SweepResult:
         """Memory, speed and fit at each context (4k, 8k, ... up to the native context, or
         YaRN's) and KV cache type (one with kv_cache)."""
-        from qwenfit.memory.sweep import sweep
+        from qwenfit.memory import sweep
 
         machine, margin = self.planned(r)
         table, spec = self.resolve(r["model"], r.get("mmproj"))

@@ -12,10 +12,19 @@ from qwenfit.lazy import attach
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from qwenfit.specs.architecture import Architecture, VisionConfig
+    from qwenfit.specs.checkpoints.refresh import refresh_specs
     from qwenfit.specs.checkpoints.resolve import resolve_model
     from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
 
-__all__ = ["Architecture", "ModelSpec", "SpecTable", "VisionConfig", "load_specs", "resolve_model"]
+__all__ = [
+    "Architecture",
+    "ModelSpec",
+    "SpecTable",
+    "VisionConfig",
+    "load_specs",
+    "refresh_specs",
+    "resolve_model",
+]
 __getattr__, __dir__ = attach(
     __name__,
     {
@@ -25,5 +34,6 @@ __getattr__, __dir__ = attach(
         "SpecTable": ".table",
         "load_specs": ".table",
         "resolve_model": ".checkpoints.resolve",
+        "refresh_specs": ".checkpoints.refresh",
     },
 )

@@ -13,14 +13,14 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from qwenfit.adapters import OLLAMA, RUNTIMES, Format, RuntimeName, adapter
 from qwenfit.datafiles import data_text
 from qwenfit.errors import SpecError, UnknownModelError, UsageError, validation_message
 from qwenfit.inputs import parse_json, read_text, shown
 from qwenfit.specs.architecture import Architecture, Strict
 
-Format = Literal["safetensors", "gguf", "ollama", "mlx"]
-RuntimeName = Literal["llama.cpp", "ollama", "vllm", "transformers", "mlx"]
-RUNTIMES: tuple[RuntimeName, ...] = ("llama.cpp", "ollama", "vllm", "transformers", "mlx")
+# Ollama's library tags are their own artifact format (a tag, not a repo).
+TAG_FORMAT: Format = adapter(OLLAMA).format
 # Release lines on the Qwen3.5 architecture (same model_type, layer pattern and memory model).
 Family = Literal["qwen3.5", "qwen3.6", "qwen3.8"]
 FAMILIES: tuple[Family, ...] = ("qwen3.5", "qwen3.6", "qwen3.8")
@@ -147,9 +147,9 @@ class ModelSpec(Strict):
             if key in seen:
                 raise ValueError(f"artifact {a.precision}/{a.format} listed twice")
             seen.add(key)
-            if a.format == "ollama" and not a.tag:
-                raise ValueError(f"ollama artifact {a.precision} needs a tag")
-            if a.format != "ollama" and not a.repo:
+            if a.format == TAG_FORMAT and not a.tag:
+                raise ValueError(f"{a.format} artifact {a.precision} needs a tag")
+            if a.format != TAG_FORMAT and not a.repo:
                 raise ValueError(f"{a.format} artifact {a.precision} needs a repo")
         return self
 

@@ -25,7 +25,7 @@ from qwenfit.specs.checkpoints.hub import (
     safetensors_online,
     select_gguf,
 )
-from qwenfit.specs.table import SpecTable
+from qwenfit.specs.table import TAG_FORMAT, SpecTable
 
 
 def refresh_specs(table: SpecTable, *, online: bool) -> str:
@@ -112,7 +112,7 @@ def _refresh_model(api: Any, info: Any, table: SpecTable, repo: str, entry: dict
 
 
 def _refresh_artifact(api: Any, info: Any, art: dict[str, Any]) -> None:
-    if art["format"] == "ollama":
+    if art["format"] == TAG_FORMAT:
         size = _ollama_size(art["tag"])
         if size is not None:
             art["download_bytes"] = size

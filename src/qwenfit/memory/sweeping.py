@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwenfit.adapters import RuntimeName
 from qwenfit.errors import UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import layout as layouts
@@ -16,7 +17,7 @@ from qwenfit.memory.config import configure
 from qwenfit.memory.context import max_context_of
 from qwenfit.memory.estimator import estimate_with
 from qwenfit.memory.options import DEFAULT_MARGIN, Options
-from qwenfit.specs.table import ModelSpec, RuntimeName, SpecTable, load_specs
+from qwenfit.specs.table import ModelSpec, SpecTable, load_specs
 
 # The sweep starts where a thinking model's answer fits (llama-server --fit's floor, too).
 SWEEP_START = runtimes.LLAMACPP_FIT_MIN_CTX
