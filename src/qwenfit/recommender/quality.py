@@ -47,6 +47,7 @@ class _Source(BaseModel):
     title: str
     url: str
     also: list[str] = []
+    note: str | None = None
 
 
 class _QuantLossFile(BaseModel):
