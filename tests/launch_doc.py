@@ -9,6 +9,7 @@ from typing import Any
 
 from test_flags import A100, CPU, FOUR, H100, ONE, PANEL, SMALL, TIGHT_RAM, TWO, panel_command
 
+from qwenfit.cli.render import heredoc_delimiter
 from qwenfit.launch.ollama import VERSIONS
 
 DOC = Path(__file__).parent.parent / "docs" / "launch.md"
@@ -83,6 +84,7 @@ VERSION_ROWS = [
 ]
 
 
+
 def _case(case: dict[str, Any]) -> str:
     parts = [f"{k}={v}" for k, v in case.items() if k not in ("machine", "runtime")]
     return ", ".join(parts)
@@ -103,7 +105,8 @@ def render() -> str:
         out.append(f"| {i} | {cmd.runtime} | {machine} | {_case(case)} | `{last}` |")
         lines = [f"### {i}. {cmd.runtime}: {_case(case)} ({machine})", "", "```sh"]
         for f in cmd.files:
-            lines += [f"cat > {f.path} <<'EOF'", f.text.rstrip("\n"), "EOF"]
+            end = heredoc_delimiter(f.text)  # as `qwenfit launch` prints it
+            lines += [f"cat > {f.path} <<'{end}'", f.text.rstrip("\n"), end]
         for s in cmd.steps:
             lines.append(s.shell)
         lines += ["```", ""]

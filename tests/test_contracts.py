@@ -183,7 +183,7 @@ def rest(command: str, values: dict[str, Any]) -> dict[str, Any]:
 
     from qwenfit.serve.app import create_app
 
-    with TestClient(create_app(mcp=False)) as client:
+    with TestClient(create_app(mcp=False), base_url="http://localhost") as client:
         r = client.post(f"/v1/{command}", json=values)
     assert r.status_code == 200, r.text
     doc: dict[str, Any] = r.json()
@@ -239,7 +239,7 @@ def test_every_cli_option_exists_on_the_service_faces(command: str) -> None:
     assert cmd is not None
     options = {p.name for p in cmd.params if p.name} - {"as_json", "help"}
     fields = set(request_model(command).model_fields)
-    face_only = {"online", "sweep", "plot_file"}
+    face_only = {"online", "sweep", "plot_file", "measure"}
     missing = options - fields - face_only
     if command in ("estimate", "sweep"):  # one CLI command answers both questions
         missing -= set(COMMANDS["estimate"]) | set(COMMANDS["sweep"])
@@ -255,7 +255,7 @@ def test_unknown_or_wrong_keys_are_refused_by_all_three(body: dict[str, Any]) ->
     from qwenfit.serve.app import create_app
     from qwenfit.serve.mcp_server import create_mcp
 
-    with TestClient(create_app(mcp=False)) as client:
+    with TestClient(create_app(mcp=False), base_url="http://localhost") as client:
         r = client.post("/v1/estimate", json={**body, "ram": "64GB"})
     assert r.status_code == 422 and r.json()["error"]["exit_code"] == 2
 

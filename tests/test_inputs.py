@@ -479,21 +479,20 @@ def test_relative_xdg_cache_home_is_ignored(monkeypatch: pytest.MonkeyPatch) -> 
 def test_corrupted_bandwidth_cache_is_measured_again(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str
 ) -> None:
-    from qwenfit.hardware import probing
+    from qwenfit.hardware import bandwidth
 
     monkeypatch.setenv("QWENFIT_CACHE_DIR", str(tmp_path / "cache"))  # not the session's cache
 
     path = cache_dir() / "ram_bandwidth.json"
-    monkeypatch.setattr(probing, "measure_ram_bandwidth", lambda: 999)
     path.unlink(missing_ok=True)
-    assert probing.cached_ram_bandwidth() == 999  # writes the entry with this machine's key
+    idle = {"load": lambda: 0.0}
+    assert bandwidth.ram_bandwidth(measurer=lambda: 999, **idle).bytes_per_s == 999
     key = json.loads(path.read_text())["key"]
     if content == "\xff":
         path.write_bytes(b"\xff")
     else:
         path.write_text(content.replace("K", json.dumps(key)))
-    monkeypatch.setattr(probing, "measure_ram_bandwidth", lambda: 12345)
-    assert probing.cached_ram_bandwidth() == 12345
+    assert bandwidth.ram_bandwidth(measurer=lambda: 12345, **idle).bytes_per_s == 12345
     assert json.loads(path.read_text())["bytes_per_s"] == 12345  # rewritten, atomically
 
 

@@ -17,7 +17,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "qwenfit"
 STAGES = ["hardware", "specs", "memory", "fit", "launch", "recommender", "serve", "cli"]
-FOUNDATION = {"errors", "units", "cache", "datafiles", "lazy", "inputs", "settings", "adapters"}
+FOUNDATION = {
+    "errors", "units", "cache", "datafiles", "lazy", "inputs", "settings", "adapters", "bounds"
+}
 
 
 def module_name(path: Path) -> str:

@@ -14,7 +14,9 @@ import pytest
 pytest.importorskip("mcp")
 pytest.importorskip("uvicorn")
 
+import fuzz_service as fs
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from serve_support import allow_loopback, running_server
@@ -99,3 +101,45 @@ def test_mcp_command_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 1
     expected = "Error: this command needs the serve extra: pip install 'qwenfit[serve]'"
     assert result.stderr.strip() == expected
+
+CALL_SECONDS = 10.0  # budget per tool call on 2 shared cores
+
+
+def test_missing_argument_is_one_line() -> None:
+    from qwenfit.serve.mcp_server import create_mcp
+
+    async def call() -> Any:
+        async with Client(create_mcp()) as client:
+            return await client.call_tool("check", {"vram": "8GB", "ram": "16GB"})
+
+    got = anyio.run(call)
+    assert got.is_error and text(got).endswith("model: required")
+    assert "\n" not in text(got)
+
+
+@settings(max_examples=5, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(fs.st.lists(fs.mcp_call(), min_size=6, max_size=6))
+def test_fuzzed_tool_arguments_are_answered_within_budget(
+    calls: list[tuple[str, dict[str, Any]]],
+) -> None:
+    import time
+
+    from qwenfit.serve.mcp_server import create_mcp
+
+    async def session() -> list[tuple[Any, float]]:
+        out = []
+        async with Client(create_mcp(), read_timeout_seconds=60) as client:
+            for tool, arguments in calls:
+                start = time.monotonic()
+                result = await client.call_tool(tool, arguments)
+                out.append((result, time.monotonic() - start))
+        return out
+
+    for (tool, arguments), (result, seconds) in zip(calls, anyio.run(session), strict=True):
+        assert seconds < CALL_SECONDS, (tool, arguments, seconds)
+        if result.is_error:
+            message = text(result)
+            assert "\n" not in message and "Traceback" not in message, message
+            assert "internal error" not in message, (tool, arguments, message)
+        else:
+            json.loads(text(result))

@@ -145,8 +145,14 @@ def test_live_mlx_weights_match() -> None:
     pytest.importorskip("mlx.core")
     pytest.importorskip("mlx_lm")
 
-    import measure_memory  # type: ignore[import-not-found]
+    import importlib.util
 
+    # benchmarks/mlx/ shares its folder name with the mlx package: load the rig by its path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mlx" / "measure_memory.py"
+    spec = importlib.util.spec_from_file_location("measure_memory", path)
+    assert spec is not None and spec.loader is not None
+    measure_memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure_memory)
     row = measure_memory.measure_weights("qwen3.5-0.8b", "mlx-4bit")
     a = load_specs().get("0.8b").architecture
     assert row["weights_bytes"] == mlx.text_weight_bytes(a, 4)

@@ -142,14 +142,38 @@ def test_devices_are_numbered_as_cuda_numbers_them() -> None:
     assert [g.index for g in by_uuid] == [0, 1]
 
 
-def test_mig_instances_replace_the_whole_gpu() -> None:
+def test_mig_instances_replace_the_whole_gpu_and_a_process_sees_one() -> None:
     migs = [{"uuid": "MIG-aaaa", "total": 10 * GiB, "free": 10 * GiB},
             {"uuid": "MIG-bbbb", "total": 20 * GiB, "free": 19 * GiB}]
     lib = FakeNVML([card(0, 80, 80, mig=migs)])
-    gpus, _, _ = nvml.list_gpus(lib, {})
-    assert [(g.mig, g.memory_total_bytes) for g in gpus] == [(True, 10 * GiB), (True, 20 * GiB)]
+    gpus, warnings, _ = nvml.list_gpus(lib, {})
+    # One CUDA process enumerates a single MIG device (MIG User Guide): never a split over two.
+    assert [(g.mig, g.memory_total_bytes) for g in gpus] == [(True, 10 * GiB)]
+    assert "a CUDA process uses one" in warnings[0]
     only, _, _ = nvml.list_gpus(lib, {"CUDA_VISIBLE_DEVICES": "MIG-bbbb"})
     assert [g.uuid for g in only] == ["MIG-bbbb"]
+    both, _, _ = nvml.list_gpus(lib, {"CUDA_VISIBLE_DEVICES": "MIG-bbbb,MIG-aaaa"})
+    assert [g.uuid for g in both] == ["MIG-bbbb"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0,2,-1,1", ["GPU-0aaa-bbbb", "GPU-2aaa-bbbb"]),  # the CUDA guide's own example
+        ("1,7,0", ["GPU-1aaa-bbbb"]),  # 7 is not a GPU: CUDA stops there
+        ("1,x,0", ["GPU-1aaa-bbbb"]),  # neither an index nor a UUID
+        ("GPU-,1", []),  # a prefix matching all three GPUs is invalid
+        ("GPU-1,0", ["GPU-1aaa-bbbb", "GPU-0aaa-bbbb"]),  # unique prefix
+        ("GPU-9,0", []),  # a prefix matching nothing
+        ("2,2,0", ["GPU-2aaa-bbbb", "GPU-0aaa-bbbb"]),  # named twice, seen once
+        (" 1 , 0 ", ["GPU-1aaa-bbbb", "GPU-0aaa-bbbb"]),
+    ],
+)
+def test_cuda_visible_devices_is_read_as_cuda_reads_it(value: str, expected: list[str]) -> None:
+    lib = FakeNVML([card(0), card(1), card(2)])
+    gpus, _, _ = nvml.list_gpus(lib, {"CUDA_VISIBLE_DEVICES": value})
+    assert [g.uuid for g in gpus] == expected
+    assert [g.index for g in gpus] == list(range(len(expected)))
 
 
 def test_a_device_failing_mid_probe_is_a_warning() -> None:
@@ -213,6 +237,31 @@ def test_amd_vram_from_sysfs(tmp_path: Path) -> None:
     })
     (gpu,) = amd_gpus(root, start=0)
     assert (gpu.vendor, gpu.memory_free_bytes) == ("amd", 22 * GiB)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, ["GPU-aa", "GPU-bb", "GPU-cc"]),
+        ({"ROCR_VISIBLE_DEVICES": "2,GPU-a"}, ["GPU-cc", "GPU-aa"]),
+        ({"HIP_VISIBLE_DEVICES": "1,9,0"}, ["GPU-bb"]),  # 9 is no device: the list ends
+        ({"ROCR_VISIBLE_DEVICES": "1,2", "HIP_VISIBLE_DEVICES": "1"}, ["GPU-cc"]),  # HIP counts
+        ({"ROCR_VISIBLE_DEVICES": "GPU-"}, []),  # a prefix of every GPU names none of them
+    ],
+)
+def test_amd_gpus_as_rocm_sees_them(
+    tmp_path: Path, environ: dict[str, str], expected: list[str]
+) -> None:
+    files = {}
+    for i, uid in enumerate(("aa", "bb", "cc")):
+        files |= {
+            f"sys/class/drm/card{i}/device/vendor": "0x1002\n",
+            f"sys/class/drm/card{i}/device/mem_info_vram_total": str(24 * GiB),
+            f"sys/class/drm/card{i}/device/unique_id": uid + "\n",
+        }
+    gpus = amd_gpus(_tree(tmp_path, files), start=1, environ=environ)
+    assert [g.uuid for g in gpus] == expected
+    assert [g.index for g in gpus] == list(range(1, len(expected) + 1))
 
 
 def test_apple_unified_memory_share() -> None:
@@ -279,17 +328,59 @@ def test_probe_survives_every_source_failing(tmp_path: Path,
     assert with_overrides(m, ram="32GB").ram_total_bytes == 32 * 10**9
 
 
-def test_ram_bandwidth_is_measured_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
-    from qwenfit.hardware import probing
+def test_ram_bandwidth_is_measured_once_and_cached(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from qwenfit.hardware import bandwidth
 
-    first = probing.cached_ram_bandwidth()
-    assert first is not None and first > 10**8  # any real machine copies > 100 MB/s
+    monkeypatch.setenv("QWENFIT_CACHE_DIR", str(tmp_path / "cache"))
+    calls: list[int] = []
 
-    def fail(*args: object) -> int:
+    def measure() -> int:
+        calls.append(1)
+        return 10**9 * len(calls)  # later runs faster: the best is kept
+
+    first = bandwidth.ram_bandwidth(measurer=measure, load=lambda: 0.1, now=lambda: 1e9)
+    assert first.bytes_per_s == bandwidth.RUNS * 10**9 and len(calls) == bandwidth.RUNS
+    assert "load 0.10" in first.note and "2001-09-09" in first.note
+
+    def fail() -> int:
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(probing, "measure_ram_bandwidth", fail)
-    assert probing.cached_ram_bandwidth() == first
+    again = bandwidth.ram_bandwidth(measurer=fail, load=lambda: 0.1, now=lambda: 1e9 + 3600)
+    assert again.bytes_per_s == first.bytes_per_s
+
+
+def test_ram_bandwidth_is_not_measured_on_a_busy_cpu_and_expires(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from qwenfit.hardware import bandwidth
+
+    monkeypatch.setenv("QWENFIT_CACHE_DIR", str(tmp_path / "cache"))
+
+    def fail() -> int:
+        raise AssertionError("measured while busy")
+
+    busy = bandwidth.ram_bandwidth(measurer=fail, load=lambda: 3.0, now=lambda: 1e9)
+    assert busy.bytes_per_s is None and "busy" in busy.note and "--ram-bandwidth" in busy.note
+    bandwidth.ram_bandwidth(measurer=lambda: 40 * 10**9, load=lambda: 0.0, now=lambda: 1e9)
+    late = 1e9 + bandwidth.MAX_AGE_S + 1
+    stale = bandwidth.ram_bandwidth(measurer=fail, load=lambda: 3.0, now=lambda: late)
+    assert stale.bytes_per_s == 40 * 10**9 and "expired" in stale.note
+    fresh = bandwidth.ram_bandwidth(measurer=lambda: 50 * 10**9, load=lambda: 0.0,
+                                    now=lambda: late)
+    assert fresh.bytes_per_s == 50 * 10**9
+    forced = bandwidth.ram_bandwidth(True, measurer=lambda: 45 * 10**9, load=lambda: 0.0,
+                                     now=lambda: late + 1)
+    assert forced.bytes_per_s == 45 * 10**9
+
+
+def test_ram_bandwidth_override_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwenfit import with_overrides
+
+    m = with_overrides(None, vram=0, ram="32GB", ram_bandwidth="80GB/s")
+    assert m.ram_bandwidth_bytes_per_s == 80 * 10**9
+    assert m.ram_bandwidth_note == "given with --ram-bandwidth"
 
 
 def test_probe_survives_a_failing_bandwidth_measure(tmp_path: Path) -> None:

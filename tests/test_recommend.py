@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import make_machine
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from qwenfit import estimate
@@ -111,6 +111,7 @@ def test_more_memory_never_gives_a_worse_pick(machine: tuple[int | None, int], m
     """More memory never loses the floor or the GPU, and never costs quality beyond the
     benchmarks' noise (within a tie the faster pick may score a little less)."""
     vram, ram = machine
+    assume(not (runtime == "vllm" and vram is None))  # a usage error (test_odd_machines.py)
     small = recommend(make_machine(vram, ram), runtime=runtime, limit=1)
     big = recommend(make_machine(None if vram is None else vram + more, ram + more),
                     runtime=runtime, limit=1)
@@ -128,6 +129,7 @@ def test_more_memory_never_gives_a_worse_pick(machine: tuple[int | None, int], m
        floor=st.sampled_from([None, 5.0, 30.0]))
 def test_the_floor_holds_unless_nothing_faster_fits(machine: tuple[int | None, int],
                                                     runtime: str, floor: float | None) -> None:
+    assume(not (runtime == "vllm" and machine[0] is None))  # a usage error (test_odd_machines)
     r = recommend(make_machine(*machine), runtime=runtime, min_speed=floor, limit=1000)
     if not r.recommendations:
         return
@@ -145,6 +147,7 @@ def test_the_floor_holds_unless_nothing_faster_fits(machine: tuple[int | None, i
 @given(machine=MACHINES, runtime=st.sampled_from(["llama.cpp", "ollama", "vllm",
                                                   "transformers"]))
 def test_every_recommendation_fits(machine: tuple[int | None, int], runtime: str) -> None:
+    assume(not (runtime == "vllm" and machine[0] is None))  # a usage error (test_odd_machines)
     m = make_machine(*machine)
     for rec in recommend(m, runtime=runtime, limit=10).recommendations:
         assert check_fit(rec.estimate, m).fits
@@ -206,7 +209,9 @@ def test_a_quantized_kv_cache_and_no_vision_tower_fit_a_better_model(table: Spec
 
 def test_the_thinking_context_is_the_default(table: SpecTable) -> None:
     r = recommend(make_machine(24, 64), runtime="llama.cpp", table=table)
-    assert r.context == 32768 and r.recommendations[0].context == 32768
+    # searched at the card's 32,768 output tokens; each pick then gets up to the 128K the
+    # cards advise for thinking where its memory holds it
+    assert r.context == 32768 and r.recommendations[0].context >= 32768
     assert any("thinking" in n for n in r.notes)
 
 

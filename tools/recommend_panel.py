@@ -67,7 +67,6 @@ PANEL: tuple[Row, ...] = (
     Row("RTX 4060 Laptop 8 GB + 16 GB", "16GB", "RTX 4060 Laptop"),
     Row("RTX 4070 Laptop 8 GB + 32 GB", "32GB", "RTX 4070 Laptop"),
     Row("RTX 4080 Laptop 12 GB + 32 GB", "32GB", "RTX 4080 Laptop"),
-    Row("RTX 5070 Laptop 8 GB + 32 GB", "32GB", "RTX 5070 Laptop"),
     Row("RTX 5070 12 GB + 32 GB", "32GB", "RTX 5070"),
     Row("RTX 5070 Ti 16 GB + 64 GB", "64GB", "RTX 5070 Ti"),
     Row("RTX 5080 16 GB + 64 GB", "64GB", "RTX 5080"),

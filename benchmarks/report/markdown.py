@@ -119,22 +119,17 @@ def targets_18(data: dict[str, Any]) -> list[dict[str, Any]]:
                     "context) are bounded from above, high by the KQ mask the allocator reused; "
                     "the reservation qwenfit estimates (llama-server) is within "
                     f"{w_s:.1f} %")})
-    rwt("real world: decode median abs error <= 20 %, >= 80 % within 35 % (leave-one-out)",
-        "decode", lambda s: s["median_abs"] <= 20 and s["within_35"] >= 0.8,
+    rwt("real world: decode median abs error <= 15 %, >= 85 % within 35 % "
+        "(leave-one-device-out)",
+        "decode", lambda s: s["median_abs"] <= 15 and s["within_35"] >= 0.85,
         "n={n}, median {median_abs:.1f} %, within 35 %: {within_35:.0%}",
         "see the per-point notes in section 5")
-    n_p, w_p = worst("prefill", lambda r: r["prompt_stated"])
-    n_u, w_u = worst("prefill", lambda r: not r["prompt_stated"])
-    out.append({"target": "real world: prefill within 40 %",
-                "measured": f"stated prompt lengths: n={n_p}, worst {w_p:.1f} % (leave-one-out); "
-                f"unstated: n={n_u}, worst {w_u:.0f} %", "met": w_p <= 40 and w_u <= 40,
-                "reason": "" if w_p <= 40 and w_u <= 40 else (
-                    "misses: " + ", ".join(
-                        r["id"] for r in rows if (v := r["values"].get("prefill"))
-                        and v["error"] is not None and abs(v["error"]) > 40)
-                    + ". rw25-pp is a rate for a chat prompt of unstated length (a latency "
-                    "figure, not a throughput); the rw48 pair are the only MoE prefill points "
-                    "(vLLM), each predicted from the other; see section 5")})
+    rwt("real world: prefill median abs error <= 25 %, >= 80 % within 35 % "
+        "(leave-one-device-out)",
+        "prefill", lambda s: s["median_abs"] <= 25 and s["within_35"] >= 0.8,
+        "n={n}, median {median_abs:.1f} %, within 35 %: {within_35:.0%}",
+        "long prompts through llama-server and prompts at depth are predicted too slow when "
+        "the 4090 (the only device with depth sweeps) is left out; see section 5")
     return out
 
 
@@ -260,13 +255,14 @@ def _accuracy(a: dict[str, Any], img: str | None) -> list[str]:
 def _speed(sp: dict[str, Any], img: str | None) -> list[str]:
     peers = any("llmfit" in r for r in sp["rows"])
     out = ["## 3. Decode speed and prefill against published measurements", "",
-           "qwenfit fits its decode efficiency (per device kind: discrete GPU, Apple, CPU; "
-           "dense / MoE), a fixed cost per layer and token, its prefill efficiency of the "
-           "GPU's FP16 tensor throughput and a factor per runtime on "
-           "`data/speed_measurements.json`, so predicting those points with all of them is "
-           "in-sample. **The qwenfit column is leave-one-out**: each point is predicted by "
-           "qwenfit's public `estimate()` with that point removed from its data "
-           "(`qwenfit.memory.speed.calibrated_on`). `in-sample` is shown for comparison. "
+           "qwenfit fits its decode efficiencies (dense weights, routed experts, KV cache; per "
+           "device kind: discrete GPU, Apple, CPU), a fixed cost per layer and token per "
+           "backend, its prefill efficiencies of the GPU's FP16 tensor throughput and a factor "
+           "per runtime on `data/speed_measurements.json` (`tools/fit_speed.py` writes "
+           "`data/speed_calibration.json`), so predicting those points with all of them is "
+           "in-sample. **The qwenfit LOO column is leave-one-device-out**: each point is "
+           "predicted with every point of its device removed from the fit "
+           "(`qwenfit.memory.speed_fit.calibrated_on`). `in-sample` is shown for comparison. "
            "Out-of-sample rows are published points not in qwenfit's data (other contexts of the "
            "same blog runs, context 50% filled, so asked at half the context) and one contended "
            "CPU run on this VM (unreliable: its runs spread 2.7-6.8 tok/s). llmfit: `llmfit "
@@ -331,17 +327,27 @@ def _realworld(rw: dict[str, Any], img: str | None) -> list[str]:
            "(`benchmarks/realworld/measurements.json`: llama.cpp buffer log lines on ROCm, "
            "Vulkan, Metal and CUDA, llama-bench tables, llama-server runs, Ollama and vLLM), each "
            "with its source; `python benchmarks/realworld/validate.py` asks qwenfit's public "
-           "`estimate()` for the same setup. Speed points that are also calibration points are "
-           "predicted leave-one-out (marked LOO). Error = (qwenfit - published) / published.", ""]
+           "`estimate()` for the same setup. Every speed is predicted twice: with the shipped "
+           "calibration (in-sample) and **leave-one-device-out** (LODO: refitted without any "
+           "point of that device, the error on a device the fit has never seen). "
+           "Error = (qwenfit - published) / published.", ""]
     out.append(table(["quantity", "n", "median abs %", "max abs %", "within 1 %",
                       "within 10 %", "within 35 %"],
                      ([q, s["n"], f"{s['median_abs']:.2f}", f"{s['max_abs']:.2f}",
                        f"{s['within_1']:.0%}", f"{s['within_10']:.0%}",
                        f"{s['within_35']:.0%}"] for q, s in rw["summary"].items())))
-    out += ["", "Decode error per runtime:", ""]
-    out.append(table(["runtime", "n", "median abs %"],
-                     ([rt, int(s["n"]), f"{s['median_abs']:.1f}"]
-                      for rt, s in rw["by_runtime"].items())))
+    out += ["", "Speed with the shipped calibration (in-sample):", ""]
+    out.append(table(["quantity", "n", "median abs %", "max abs %", "within 10 %",
+                      "within 35 %"],
+                     ([q, s["n"], f"{s['median_abs']:.1f}", f"{s['max_abs']:.1f}",
+                       f"{s['within_10']:.0%}", f"{s['within_35']:.0%}"]
+                      for q, s in rw.get("summary_in_sample", {}).items()
+                      if q in ("decode", "prefill", "aggregate"))))
+    for title, key in (("runtime", "by_runtime"), ("device class", "by_class")):
+        out += ["", f"Leave-one-device-out error per {title}:", ""]
+        out.append(table([title, "quantity", "n", "median abs %", "within 35 %"],
+                         ([g, q, int(s["n"]), f"{s['median_abs']:.1f}", f"{s['within_35']:.0%}"]
+                          for q, groups in rw[key].items() for g, s in groups.items())))
     if img:
         out += ["", f"![real-world errors]({img})"]
     out += ["", "Every point:", ""]
@@ -356,7 +362,7 @@ def _realworld(rw: dict[str, Any], img: str | None) -> list[str]:
             body.append([r["id"], SHORT.get(r["model"], r["model"]), r["runtime"],
                          r["backend"], r["device"], q, fmt(v["measured"]), fmt(v["qwenfit"]),
                          pct(v["error"]) if v["error"] is not None else None,
-                         "LOO" if v["kind"] == "leave-one-out" else None,
+                         "LODO" if v["kind"] == "leave-one-device-out" else None,
                          f"<{r['source']}>"])
     out.append(table(["id", "model", "runtime", "backend", "device", "quantity", "published",
                       "qwenfit", "error", "", "source"], body))
@@ -450,7 +456,8 @@ def render(data: dict[str, Any], imgs: dict[str, str]) -> str:
 
 
 
-KEPT_MARKERS = [("<!-- serve-load:begin -->", "<!-- serve-load:end -->")]
+KEPT_MARKERS = [("<!-- serve-load:begin -->", "<!-- serve-load:end -->"),
+                ("<!-- speed-goals:begin -->", "<!-- speed-goals:end -->")]
 
 
 def kept_sections(old: str) -> str:

@@ -1,9 +1,9 @@
 """Decode tokens/s: qwenfit (leave-one-out) and the peers against published measurements.
 
-qwenfit's efficiency factors are medians over data/speed_measurements.json, so predicting one of
-those points with all of them is in-sample. The fair figure is leave-one-out: for each point,
-`qwenfit.memory.speed.calibrated_on` swaps in the list without that point and qwenfit's public
-`estimate(...).tokens_per_second` is asked. Both figures are reported. Extra points from
+qwenfit's constants are fitted to data/speed_measurements.json, so predicting one of those
+points with them is in-sample. The fair figure is leave-one-device-out: for each point,
+`qwenfit.memory.speed_fit.calibrated_on` refits without every point of that device and the
+speed model is asked (the `qwenfit_loo` column). Both figures are reported. Extra points from
 other published runs (different contexts of the same blog; a contended run on this VM) are
 out-of-sample for qwenfit with its full data.
 """
@@ -51,11 +51,13 @@ def _extra_cpu() -> list[dict[str, Any]]:
 def _machine(point: dict[str, Any]) -> Any:
     from qwenfit import with_overrides
     from qwenfit.hardware.machine import GPU
+    from qwenfit.memory.speed_fit import vendor_of
 
     if point["device"] == "gpu" and point.get("bandwidth_bytes_per_s"):  # not in the catalog
         flops = point.get("fp16_tensor_tflops")
         big = 1 << 40
-        gpu = GPU(index=0, name=point["gpu"], vendor="other", memory_total_bytes=big,
+        gpu = GPU(index=0, name=point["gpu"], vendor=vendor_of(point["gpu"]),
+                  memory_total_bytes=big,
                   memory_free_bytes=big, bandwidth_bytes_per_s=point["bandwidth_bytes_per_s"],
                   fp16_tensor_flops=None if flops is None else int(flops * 1e12),
                   unified_memory=bool(point.get("unified_memory")))
@@ -69,7 +71,7 @@ def _machine(point: dict[str, Any]) -> Any:
 def _qwenfit_tps(point: dict[str, Any]) -> float | None:
     """qwenfit's decode (or, for a prefill point, prefill) tokens/s for the point's setup."""
     from qwenfit import estimate
-    from qwenfit.memory import speed
+    from qwenfit.memory import calibration, speed
     from qwenfit.specs.table import load_specs
 
     machine = _machine(point)
@@ -78,41 +80,51 @@ def _qwenfit_tps(point: dict[str, Any]) -> float | None:
                    context=point["context"], kv_cache=point["kv_cache"], text_only=True,
                    machine=machine)
     if point.get("point") == "prefill":
-        return speed.prefill_rate(est, machine, load_specs(), point["prompt_tokens"])
-    tps = est.tokens_per_second
-    if tps is not None and point.get("weights_bytes"):  # the published file, not the stock one
+        prompt = point["prompt_tokens"]
+        rate = speed.prefill_rate(est, machine, load_specs(), prompt, point.get("depth") or 0)
+        if rate is not None and point.get("server"):
+            rate = prompt / (prompt / rate + calibration.current().server_request_s)
+        return rate
+    depth = point["context"] if point.get("depth") is None else point["depth"]
+    if point.get("weights_bytes"):  # the published file, not the stock one
         weights = sum(p.read_per_token_bytes for p in est.parts if p.part == "weights")
         total = sum(p.read_per_token_bytes for p in est.parts)
         scale = (total + weights * (point["weights_bytes"] / est.weights_bytes - 1)) / total
-        tps = _rescale(est, machine, scale)
-    return tps
+        return _rescale(est, machine, scale, depth)
+    return speed.decode_rate(est, machine, load_specs(), depth, backend=point.get("backend"))
 
 
-def _rescale(est: Any, machine: Any, scale: float) -> float | None:
+def _rescale(est: Any, machine: Any, scale: float, depth: int) -> float | None:
     """Decode tokens/s when the bytes read are `scale` times qwenfit's stock-file figure."""
     from qwenfit.memory import speed
     from qwenfit.specs.table import load_specs
 
     parts = [p.model_copy(update={"read_per_token_bytes": int(p.read_per_token_bytes * scale)})
              for p in est.parts]
-    return speed.estimate_speed(est.model_copy(update={"parts": parts}), machine, load_specs())
+    return speed.decode_rate(est.model_copy(update={"parts": parts}), machine, load_specs(),
+                             depth)
 
 
 def qwenfit_rows() -> list[dict[str, Any]]:
-    """Every point: qwenfit in-sample and leave-one-out (published points), or full data."""
-    from qwenfit.memory import speed
+    """Every point: qwenfit in-sample and leave-one-device-out (published points), or full
+    data (the extra points)."""
+    from qwenfit.memory import calibration, speed_fit
 
-    full = speed.measurements()
-    points = [m.model_dump() | {"point": m.kind, "kind": "calibration", "note": ""}
+    full = calibration.measurements()
+    points = [m.model_dump() | {"point": m.kind, "kind": "calibration", "note": "",
+                                "device_name": m.device_name}
               for m in full.measurements]
     points += [{"kind": "out-of-sample", "point": "decode"} | p for p in EXTRA + _extra_cpu()]
+    fits: dict[str, Any] = {}
     rows = []
-    for i, p in enumerate(points):
+    for p in points:
         in_sample = _qwenfit_tps(p)
         loo = None
         if p["kind"] == "calibration":
-            rest = [m for j, m in enumerate(full.measurements) if j != i]
-            with speed.calibrated_on(full.model_copy(update={"measurements": rest})):
+            name = p["device_name"]
+            if name not in fits:
+                fits[name] = speed_fit.fit(speed_fit.without_device(full, name))
+            with calibration.calibrated_on(fits[name]):
                 loo = _qwenfit_tps(p)
         rows.append(p | {"qwenfit_in_sample": in_sample, "qwenfit_loo": loo,
                          "qwenfit": loo if loo is not None else in_sample})
@@ -198,15 +210,18 @@ def summary(rows: list[dict[str, Any]], tools: list[str]) -> list[dict[str, Any]
 
 
 def calibration() -> dict[str, Any]:
-    """The fitted factors, for the report."""
-    from qwenfit.memory import speed
-    from qwenfit.specs.table import load_specs
+    """The fitted constants, for the report."""
+    from qwenfit.memory import calibration as cal
 
-    c = speed.calibration(load_specs())
-    return {"decode": {f"{k[0]}{' MoE' if k[1] else ''}": v for k, v in c.decode.items()},
-            "per_layer_us": {k: v * 1e6 for k, v in c.per_layer_s.items()},
-            "prefill": {f"{k[0]}{' MoE' if k[1] else ''}": v for k, v in c.prefill.items()},
-            "runtime": c.runtime}
+    c = cal.shipped()
+    return {"decode": {f"weights {k}": v for k, v in c.weights.items()}
+            | {f"experts {k}": v for k, v in c.experts.items()} | {"kv": c.kv}
+            | ({"mlx weights": c.mlx_weights} if c.mlx_weights else {}),
+            "per_layer_us": {k: v * 1e6 for k, v in c.per_layer_s.items()}
+            | ({"mlx": c.mlx_per_layer_s * 1e6} if c.mlx_per_layer_s else {}),
+            "prefill": {f"{k} {f}": getattr(v, f) for k, v in c.prefill.items()
+                        for f in ("dense", "moe", "attention")},
+            "runtime": c.runtime, "server_request_s": c.server_request_s}
 
 
 def run(smoke: bool) -> dict[str, Any]:

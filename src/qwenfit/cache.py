@@ -30,15 +30,58 @@ def _absolute(text: str | None) -> Path | None:
     return path if path.is_absolute() else None
 
 
+def home_folder() -> Path | None:
+    """The home folder if it is known and absolute: a relative $HOME, or no $HOME and a uid
+    without a passwd entry (a container started with --user N), gives None; so does an empty
+    $HOME (which Python reads as '/')."""
+    if "HOME" in os.environ and not os.environ["HOME"].strip():
+        return None
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError, OSError):
+        return None
+    return home if home.is_absolute() else None
+
+
+def _private_temp() -> Path:
+    """A folder of this user's own under the system temporary folder: the cache when there is no
+    usable home. A name already taken by someone else (or a link) is not used."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    path = Path(tempfile.gettempdir()) / f"qwenfit-cache-{uid}"
+    with contextlib.suppress(OSError):
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+        if path.is_dir() and not path.is_symlink() and st.st_uid == uid:
+            return path
+    return Path(tempfile.mkdtemp(prefix="qwenfit-cache-"))
+
+
 def cache_dir() -> Path:
     """$QWENFIT_CACHE_DIR, else $XDG_CACHE_HOME/qwenfit, else ~/.cache/qwenfit (relative values
-    of either variable are ignored)."""
+    of either variable are ignored); without a usable home, a private folder under the system
+    temporary folder (`cache_note` says so), never the current folder."""
     explicit = _absolute(os.environ.get("QWENFIT_CACHE_DIR"))
     if explicit:
         return explicit
     xdg = _absolute(os.environ.get("XDG_CACHE_HOME"))
-    base = xdg if xdg else Path.home() / ".cache"
-    return base / "qwenfit"
+    if xdg:
+        return xdg / "qwenfit"
+    home = home_folder()
+    return home / ".cache" / "qwenfit" if home else _private_temp()
+
+
+def cache_note() -> str | None:
+    """A note when the cache falls back to the temporary folder (no usable home), else None."""
+    if _absolute(os.environ.get("QWENFIT_CACHE_DIR")) or _absolute(
+        os.environ.get("XDG_CACHE_HOME")
+    ):
+        return None
+    if home_folder() is not None:
+        return None
+    return (
+        f"no usable home folder (HOME is {os.environ.get('HOME')!r}): the cache is in "
+        f"{cache_dir()}; set QWENFIT_CACHE_DIR to keep it"
+    )
 
 
 def read_cache_json(path: Path) -> Any:

@@ -11,15 +11,19 @@ caller chooses: `SpecError` for a spec table, `UsageError` for a `--machine` fil
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import json
 import math
 import os
 import stat
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
-from qwenfit.errors import BadFileError, QwenfitError
+from qwenfit.errors import BadFileError, QwenfitError, UsageError
 from qwenfit.units import MiB
 
 # JSON documents qwenfit reads are small: spec tables ~200 KB, config.json ~10 KB, a
@@ -50,6 +54,46 @@ def os_reason(e: OSError) -> str:
     return (e.strerror or type(e).__name__).lower()
 
 
+# The folder every opened file must resolve into (the service's --allow-dir), or None.
+_ROOT: ContextVar[Path | None] = ContextVar("qwenfit_inputs_root", default=None)
+
+
+@contextlib.contextmanager
+def confined(root: Path | None) -> Iterator[None]:
+    """Within this block every file opened here must resolve (symlinks followed at every level,
+    `..` included) to a path below `root`; None: no confinement."""
+    token = _ROOT.set(None if root is None else Path(os.path.realpath(root)))
+    try:
+        yield
+    finally:
+        _ROOT.reset(token)
+
+
+def confine(path: str | os.PathLike[str], *, what: str = "file") -> str:
+    """The path to open: unchanged outside `confined`; inside it, the fully resolved path,
+    refused (UsageError, naming `path` as given) when it leaves the folder."""
+    root = _ROOT.get()
+    if root is None:
+        return os.fspath(path)
+    try:
+        real = Path(os.path.realpath(os.fspath(path)))
+    except (OSError, ValueError):
+        raise UsageError(f"cannot read {what} {shown(path)}: not a valid path") from None
+    if not real.is_relative_to(root):
+        raise UsageError(f"cannot read {what} {shown(path)}: it leads outside the allowed folder")
+    return os.fspath(real)
+
+
+@functools.cache
+def _pseudo_devices() -> frozenset[int]:
+    """Device numbers of the kernel's pseudo file systems (/proc, /sys) on this machine."""
+    found = set()
+    for root in ("/proc", "/sys"):
+        with contextlib.suppress(OSError):
+            found.add(os.stat(root).st_dev)
+    return frozenset(found)
+
+
 def open_regular(
     path: str | os.PathLike[str],
     *,
@@ -62,8 +106,12 @@ def open_regular(
     The file is opened with O_NONBLOCK (a FIFO cannot block the open) and checked with fstat on
     the open descriptor, so what is checked is what is read. Returns the binary file and its size.
     """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    if _ROOT.get() is not None:
+        flags |= getattr(os, "O_NOFOLLOW", 0)  # resolved just now: a link here is a swap
+    target = confine(path, what=what)
     try:
-        fd = os.open(os.fspath(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(target, flags)
     except OSError as e:
         raise error(f"cannot read {what} {shown(path)}: {os_reason(e)}") from None
     except ValueError:  # an embedded NUL byte
@@ -73,12 +121,16 @@ def open_regular(
         if not stat.S_ISREG(st.st_mode):
             kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
             raise error(f"cannot read {what} {shown(path)}: {kind}")
+        if st.st_dev in _pseudo_devices():
+            # /proc and /sys report their entries as regular files of size 0; some never end
+            # or block (/proc/kmsg). None is a file qwenfit is meant to read.
+            raise error(f"cannot read {what} {shown(path)}: a /proc or /sys entry, not a file")
         if st.st_size > max_bytes:
             raise error(
                 f"{what} {shown(path)} is {st.st_size} bytes; at most {max_bytes} are allowed"
             )
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
+        # The descriptor stays non-blocking: a regular file reads the same, and a /proc or
+        # /sys entry that would block (/proc/kmsg) fails with EAGAIN instead of hanging.
         return os.fdopen(fd, "rb"), st.st_size
     except BaseException:
         os.close(fd)
@@ -97,6 +149,8 @@ def read_bytes(
     try:
         with f:
             data = f.read(max_bytes + 1)
+        if data is None:  # non-blocking and nothing there: a file that would block
+            raise OSError(errno.EAGAIN, "it would block (not a regular file)")
     except OSError as e:
         raise error(f"cannot read {what} {shown(path)}: {os_reason(e)}") from None
     if len(data) > max_bytes:  # grew while we read it

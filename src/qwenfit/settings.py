@@ -319,6 +319,7 @@ FACE_ONLY: dict[str, str] = {
     "specs": "CLI: the service answers from the table it was started with",
     "sweep": "CLI: estimate --sweep is the service's /v1/sweep",
     "plot": "CLI: writes a local file",
+    "measure": "CLI: measures this machine's RAM bandwidth now; the service keeps its own probe",
 }
 
 

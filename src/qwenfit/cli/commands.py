@@ -93,10 +93,18 @@ def main(specs: str | None) -> None:
 @main.command()
 @settings_options("probe")
 @json_option
+@click.option("--measure", is_flag=True,
+              help="Measure this machine's RAM bandwidth again now (refused while the CPU is "
+              "busy).")
 @click.pass_context
-def probe(ctx: click.Context, values: dict[str, Any], as_json: bool) -> None:
+def probe(ctx: click.Context, values: dict[str, Any], as_json: bool, measure: bool) -> None:
     """Show the GPUs, RAM and runtimes qwenfit sees (or the hypothetical machine)."""
     from qwenfit.cli import render
+
+    if measure:
+        from qwenfit.hardware import ram_bandwidth
+
+        ram_bandwidth(force=True)
 
     m = _answer(ctx, "probe", request_values("probe", values), online=False)
     _print("probe", m, as_json, "" if as_json else render.machine(m))
@@ -234,7 +242,7 @@ def launch(
     plan = _answer(ctx, "launch", request_values("launch", values, model=model), online)
     text = "" if as_json else render.launch(plan.launch)
     if not plan.fits and not as_json:
-        text = f"# DOES NOT FIT this machine: {plan.fit.reason}\n{text}"
+        text = f"{render.comment(f'DOES NOT FIT this machine: {plan.fit.reason}')}\n{text}"
     _print("launch", plan, as_json, text)
     return ExitCode.OK if plan.fits else ExitCode.DOES_NOT_FIT
 
@@ -248,7 +256,6 @@ def specs() -> None:
 @click.option(
     "--online",
     is_flag=True,
-    envvar="QWENFIT_ONLINE",
     help="Required: this reads the official repos from the Hugging Face Hub.",
 )
 @click.pass_context
@@ -277,7 +284,14 @@ SERVE_EXTRA = "this command needs the serve extra: pip install 'qwenfit[serve]'"
     type=click.Path(exists=True, file_okay=False),
     help="Let clients name local checkpoints, but only below this folder.",
 )
-def serve(host: str, port: int, allow_dir: str | None) -> ExitCode:
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    help="Also answer requests whose Host header names this (repeatable; loopback names and "
+    "--host always are).",
+)
+def serve(host: str, port: int, allow_dir: str | None, allow_hosts: tuple[str, ...]) -> ExitCode:
     """Serve the REST API, the page at / and MCP at /mcp over HTTP (needs qwenfit[serve])."""
     import ipaddress
 
@@ -285,6 +299,7 @@ def serve(host: str, port: int, allow_dir: str | None) -> ExitCode:
         import uvicorn
 
         from qwenfit.serve.app import create_app
+        from qwenfit.serve.transport import listening_socket, server_config
     except ImportError:
         click.echo(f"Error: {SERVE_EXTRA}", err=True)
         return ExitCode.ERROR
@@ -298,7 +313,11 @@ def serve(host: str, port: int, allow_dir: str | None) -> ExitCode:
             "(no authentication)",
             err=True,
         )
-    uvicorn.run(create_app(allow_dir=allow_dir, host=host), host=host, port=port)
+    sock = listening_socket(host, port)  # a taken port: one line naming it, before start-up
+    app = create_app(allow_dir=allow_dir, host=host, allow_hosts=allow_hosts)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"serving http://{shown}:{sock.getsockname()[1]}/ (Ctrl-C stops)", err=True)
+    uvicorn.Server(server_config(app, host, port)).run(sockets=[sock])
     return ExitCode.OK
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import functools
 import json
 import math
@@ -63,12 +64,45 @@ class QwenfitGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            if ctx.parent is None:
+                from qwenfit.cli.output import whole_stdout
+                from qwenfit.cli.resources import address_space_problem
+
+                problem = address_space_problem()
+                if problem:
+                    raise QwenfitError(problem)
+                whole_stdout()  # a write that loses bytes raises instead (ulimit -f, full disk)
             result = super().invoke(ctx)
+            if ctx.parent is None and sys.stdout is not None:
+                sys.stdout.flush()  # inside the try: a late write error is one line, exit 1
         except QwenfitError as e:
             # As click shows its own errors: 'Error: ...' on stderr, one line whatever it held.
-            click.echo(f"Error: {' '.join(str(e).split())}", err=True)
+            message = " ".join(str(e).split())
+            click.echo(f"Error: {message}{env_origin(message)}", err=True)
             ctx.exit(exit_code_and_status(e)[0])
+        except KeyboardInterrupt:
+            _silence_stdout()
+            with contextlib.suppress(OSError):
+                click.echo("Error: interrupted", err=True)
+            ctx.exit(130)  # 128 + SIGINT, as shells report it
+        except (MemoryError, ImportError, SystemError) as e:
+            # An address-space limit (ulimit -v) or a full machine: one line, no traceback
+            # (which would need memory itself). Anything else of these kinds is a bug.
+            from qwenfit.cli.resources import OUT_OF_MEMORY, is_out_of_memory
+
+            if not is_out_of_memory(e):
+                raise
+            _silence_stdout()
+            with contextlib.suppress(OSError, MemoryError):
+                click.echo(f"Error: {OUT_OF_MEMORY}", err=True)
+            ctx.exit(int(ExitCode.ERROR))
         except OSError as e:
+            if e.errno == errno.ENOMEM:
+                from qwenfit.cli.resources import OUT_OF_MEMORY
+
+                _silence_stdout()
+                click.echo(f"Error: {OUT_OF_MEMORY}", err=True)
+                ctx.exit(int(ExitCode.ERROR))
             # stdout closed (a pipe whose reader left) or full (/dev/full): the output cannot be
             # written. Point stdout at /dev/null so the exit flush cannot fail a second time.
             _silence_stdout()
@@ -79,6 +113,17 @@ class QwenfitGroup(click.Group):
         if isinstance(result, ExitCode) and result is not ExitCode.OK:
             ctx.exit(int(result))
         return result
+
+
+def env_origin(message: str) -> str:
+    """' (from QWENFIT_X)' when the bad value the message quotes came from that variable (and
+    not from the command line), so the user knows where to fix it."""
+    for name, value in sorted(os.environ.items()):
+        if not name.startswith("QWENFIT_") or len(value) < 2:
+            continue
+        if (repr(value) in message or f"'{value}'" in message) and value not in sys.argv[1:]:
+            return f" (from {name})"
+    return ""
 
 
 def _silence_stdout() -> None:
@@ -109,7 +154,14 @@ class _Parsed(ParamTypeBase):
             return self.parse(value)
         except UsageError as e:
             reason = str(e).split(": ", 1)[-1]
-            self.fail(f"{value!r}: {reason}", param, ctx)
+            source = ctx.get_parameter_source(param.name) if ctx and param and param.name else None
+            envvar = getattr(param, "envvar", None)
+            origin = (
+                f" (from {envvar})"
+                if source is click.core.ParameterSource.ENVIRONMENT and isinstance(envvar, str)
+                else ""
+            )
+            self.fail(f"{value!r}{origin}: {reason}", param, ctx)
 
 
 class SizeType(_Parsed):
@@ -274,7 +326,6 @@ def online_option(f: F) -> F:
     return click.option(
         "--online",
         is_flag=True,
-        envvar="QWENFIT_ONLINE",
         help="Allow reading a Hugging Face repo id from the Hub (headers only).",
     )(f)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING
 
 from qwenfit.units import GB, GiB, format_bytes, format_context
@@ -28,6 +29,11 @@ def machine(m: Machine) -> str:
         lines.append(f"      container limit {format_bytes(m.cgroup_limit_bytes)}")
     if m.cpu_logical:
         lines.append(f"CPU   {m.cpu_physical or '?'} cores, {m.cpu_logical} threads")
+    if m.ram_bandwidth_bytes_per_s:
+        note = f" ({m.ram_bandwidth_note})" if m.ram_bandwidth_note else ""
+        lines.append(f"RAM bandwidth {m.ram_bandwidth_bytes_per_s / 1e9:.1f} GB/s{note}")
+    elif m.source == "probe":
+        lines.append(f"RAM bandwidth unknown ({m.ram_bandwidth_note or 'not measured'})")
     if not m.gpus:
         lines.append("GPU   none")
     for g in m.gpus:
@@ -38,7 +44,7 @@ def machine(m: Machine) -> str:
         )
     found = ", ".join(f"{k} {v}" if v else k for k, v in sorted(m.runtimes.items()))
     lines.append(f"runtimes  {found or 'none found'}")
-    lines += [f"warning: {w}" for w in m.warnings]
+    lines += [f"warning: {w}" for w in m.warnings if w != m.ram_bandwidth_note]
     return "\n".join(lines)
 
 
@@ -151,7 +157,15 @@ def _estimate(e: Estimate) -> str:
             f"{'':<13} {'':>8}  {e.load_bytes / GiB:.2f} GiB at load; host-RAM caches start "
             f"empty and may grow to {e.cache_limit_bytes / GiB:.2f} GiB (the limits above)"
         )
-    speed = [speed_line(e)] if e.tokens_per_second else []
+    speed = (
+        [speed_line(e)]
+        if e.tokens_per_second
+        else [f"speed: not estimated: {e.speed_reason}"]
+        if e.speed_reason
+        else []
+    )
+    if e.tokens_per_second and e.speed_reason and not e.prefill_tokens_per_second:
+        speed.append(f"prefill: not estimated: {e.speed_reason}")
     download = (
         [
             f"download: {'' if e.download_exact else 'about '}{e.download_bytes / GB:.2f} GB "
@@ -166,10 +180,15 @@ def _estimate(e: Estimate) -> str:
 
 
 def speed_line(e: Estimate) -> str:
-    """'speed: about N tokens/s decode, M tokens/s prefill (TTFT X s for a P-token prompt)'."""
-    line = f"speed: about {e.tokens_per_second:.0f} tokens/s decode"
+    """'speed: about N tokens/s decode at a full context (E empty), M tokens/s prefill (512-token
+    prompt; TTFT X s for a P-token prompt)'."""
+    line = f"speed: about {e.tokens_per_second:.0f} tokens/s decode at a full context"
+    if e.decode_empty_tokens_per_second and e.decode_half_tokens_per_second:
+        line += (f" ({e.decode_empty_tokens_per_second:.0f} empty, "
+                 f"{e.decode_half_tokens_per_second:.0f} half full)")
     if e.prefill_tokens_per_second:
-        line += f", {e.prefill_tokens_per_second:.0f} tokens/s prefill"
+        line += (f", {e.prefill_tokens_per_second:.0f} tokens/s prefill of a "
+                 f"{e.prefill_prompt_tokens}-token prompt")
         if e.time_to_first_token_s is not None:
             line += (
                 f" (TTFT {e.time_to_first_token_s:.1f} s for a {e.ttft_prompt_tokens}-token prompt)"
@@ -232,14 +251,35 @@ def disk_lines(r: CheckResult) -> list[str]:
     ]
 
 
+def comment(text: str) -> str:
+    """`text` as shell comment lines: every line of it starts with '# ', so a line break in a
+    name cannot end the comment and start a command."""
+    return "\n".join(f"# {line}" for line in text.splitlines() or [""])
+
+
+def heredoc_delimiter(text: str) -> str:
+    """A here-document delimiter that no line of `text` equals, so the text cannot end the
+    here-document early (a file name holding a line break and 'EOF' would)."""
+    lines = set(text.splitlines())
+    delimiter, n = "QWENFIT_EOF", 0
+    while delimiter in lines:
+        n += 1
+        delimiter = f"QWENFIT_EOF_{n}"
+    return delimiter
+
+
 def launch(cmd: LaunchCommand) -> str:
+    """The launch steps as a POSIX shell script to paste: files as quoted here-documents, steps
+    as quoted command lines, everything else as comments."""
     lines = []
     for f in cmd.files:
-        lines += [f"# write {f.path} ({f.purpose}):", f"cat > {f.path} <<'EOF'"]
-        lines += [f.text.rstrip("\n"), "EOF"]
+        body = f.text if f.text.endswith("\n") else f.text + "\n"
+        delimiter = heredoc_delimiter(body)
+        lines += [comment(f"write {f.path} ({f.purpose}):")]
+        lines += [f"cat > {shlex.quote(f.path)} <<'{delimiter}'", body + delimiter]
     for s in cmd.steps:
-        lines += [f"# {s.purpose}", s.shell]
-    return "\n".join([*lines, *(f"# {n}" for n in cmd.notes)])
+        lines += [comment(s.purpose), s.shell]
+    return "\n".join([*lines, *(comment(n) for n in cmd.notes)])
 
 
 def recommendation(r: RecommendResult) -> str:

@@ -36,21 +36,30 @@ class DiskFit(BaseModel):
     reason: str
 
 
-def model_folder(runtime: str, env: dict[str, str] | None = None) -> Path:
-    """Where `runtime` downloads models to on this machine."""
+def model_folder(runtime: str, env: dict[str, str] | None = None) -> Path | None:
+    """Where `runtime` downloads models to on this machine; None when that depends on a home
+    folder this process does not have (HOME unset and no passwd entry for the uid)."""
     e = os.environ if env is None else env
-    home = Path(e.get("HOME") or Path.home())
+    if e.get("HOME"):
+        home = Path(e["HOME"])
+    else:
+        try:
+            home = Path.home()
+        except (RuntimeError, KeyError, OSError):
+            home = None
     a = adapter(runtime)
     if a.model_folder_env and e.get(a.model_folder_env):
         return Path(e[a.model_folder_env])
     if a.home_model_folder:
-        return home / a.home_model_folder
+        return None if home is None else home / a.home_model_folder
     if e.get("HF_HUB_CACHE"):
         return Path(e["HF_HUB_CACHE"])
     if e.get("HF_HOME"):
         return Path(e["HF_HOME"]) / "hub"
     xdg = e.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else home / ".cache") / "huggingface" / "hub"
+    if xdg:
+        return Path(xdg) / "huggingface" / "hub"
+    return None if home is None else home / ".cache" / "huggingface" / "hub"
 
 
 def free_space(folder: Path) -> int:

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from qwenfit.errors import UsageError
-from qwenfit.fit.disk import DiskFit, check_disk
+from qwenfit.fit.disk import DiskFit, check_disk, model_folder
 from qwenfit.fit.verdict import Fit, check_fit
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import runtimes
@@ -101,6 +101,8 @@ def with_disk(result: CheckResult, disk: str | None, download_speed: int | None)
     est = result.estimate
     if est.download_bytes is None:
         return result
+    if disk is None and model_folder(est.runtime) is None:
+        return result  # no home folder: where the runtime downloads is unknown; not checked
     d = check_disk(
         est.download_bytes,
         bool(est.download_exact),

@@ -1,7 +1,8 @@
 """Stage 1, hardware: what the machine has (probed, from a file, or hypothetical).
 
-`probing` reads NVML, sysfs, cgroups and psutil; `catalog` knows GPUs by name and applies
-overrides; `machine` holds the records every later stage reads. Nothing here knows about models.
+`probing` reads NVML, sysfs, cgroups and psutil; `bandwidth` measures RAM bandwidth when the
+CPU is idle; `catalog` knows GPUs by name and applies overrides; `machine` holds the records
+every later stage reads. Nothing here knows about models.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from qwenfit.lazy import attach
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from qwenfit.hardware.bandwidth import ram_bandwidth
     from qwenfit.hardware.catalog import catalog_gpus, gpu_catalog, load_machine, with_overrides
     from qwenfit.hardware.machine import GPU, Machine
     from qwenfit.hardware.probing import probe
@@ -21,6 +23,7 @@ __all__ = [
     "gpu_catalog",
     "load_machine",
     "probe",
+    "ram_bandwidth",
     "with_overrides",
 ]
 __getattr__, __dir__ = attach(
@@ -33,5 +36,6 @@ __getattr__, __dir__ = attach(
         "load_machine": ".catalog",
         "with_overrides": ".catalog",
         "probe": ".probing",
+        "ram_bandwidth": ".bandwidth",
     },
 )

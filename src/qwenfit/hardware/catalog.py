@@ -199,6 +199,7 @@ def with_overrides(
         update["gpus"] = [g.model_copy(update={"bandwidth_bytes_per_s": bw}) for g in stated]
     if ram_bandwidth is not None:
         update["ram_bandwidth_bytes_per_s"] = parse_bandwidth(ram_bandwidth, what="--ram-bandwidth")
+        update["ram_bandwidth_note"] = "given with --ram-bandwidth"
     if m.source == "probe" and ram is None and m.ram_total_bytes == 0:
         # The probe could not read RAM at all: no plan can be right, so say so, not "no fit".
         reasons = "; ".join(w for w in m.warnings if w.startswith("RAM")) or "no figure"

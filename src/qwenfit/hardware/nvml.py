@@ -37,8 +37,8 @@ def _text(value: object) -> str:
 def visible_filter(environ: Mapping[str, str]) -> list[str] | None:
     """Entries of CUDA_VISIBLE_DEVICES (else NVIDIA_VISIBLE_DEVICES); None means all visible.
 
-    Entries are indices or (prefixes of) UUIDs such as GPU-3f2a... or MIG-9b1c...; CUDA stops at
-    the first invalid entry, so '-1' hides every GPU.
+    Entries are indices or (prefixes of) UUIDs such as GPU-3f2a... or MIG-9b1c...; which of them
+    CUDA honours depends on the devices (`cuda_order`). An empty entry ends the list.
     """
     raw = environ.get("CUDA_VISIBLE_DEVICES")
     if raw is None:
@@ -50,24 +50,56 @@ def visible_filter(environ: Mapping[str, str]) -> list[str] | None:
     entries: list[str] = []
     for item in raw.split(","):
         item = item.strip()
-        if not item or item.startswith("-"):
+        if not item:
             break
         entries.append(item)
     return entries
 
 
-def _rank(index: int, uuid: str, mig: bool, visible: list[str] | None) -> int | None:
-    """The CUDA device number the process will see this GPU as (its position in
-    CUDA_VISIBLE_DEVICES), the NVML index when every GPU is visible, None when hidden."""
+def cuda_order(
+    devices: list[tuple[int, str, bool]], visible: list[str] | None
+) -> tuple[list[int], list[str]]:
+    """Which of `devices` ((NVML index, UUID, is a MIG instance), in NVML order) one CUDA process
+    sees, in CUDA's order (positions into `devices`), and warnings.
+
+    As the CUDA C Programming Guide ("CUDA Environment Variables") describes the variable: entries
+    are enumerated in order, and the first invalid one ends the list (an index that is not a
+    GPU, '-1', a name that is neither a number nor a UUID, a UUID prefix that matches no device
+    or more than one); a device named twice is seen once. A CUDA process enumerates a single MIG
+    device (NVIDIA MIG User Guide, "Running CUDA Applications on Bare-Metal": CUDA can only
+    enumerate a single compute instance), so MIG instances after the first are dropped.
+    """
+    warnings: list[str] = []
+    chosen: list[int] = []
     if visible is None:
-        return index
-    for position, v in enumerate(visible):
-        if v.isdigit():
-            if not mig and int(v) == index:
-                return position
-        elif uuid and uuid.startswith(v):
-            return position
-    return None
+        chosen = list(range(len(devices)))
+    else:
+        gpu_count = len({index for index, _, _ in devices})
+        for entry in visible:
+            if entry.isdigit():
+                n = int(entry)
+                if n >= gpu_count:
+                    break
+                found = [p for p, (i, _, mig) in enumerate(devices) if i == n and not mig]
+            elif entry.upper().startswith(("GPU-", "MIG-")):
+                found = [p for p, (_, u, _) in enumerate(devices) if u.startswith(entry)]
+                if len(found) != 1:
+                    what = "no device" if not found else f"{len(found)} devices"
+                    warnings.append(
+                        f"CUDA_VISIBLE_DEVICES entry {entry!r} matches {what}; CUDA stops there"
+                    )
+                    break
+            else:
+                break
+            chosen += [p for p in found if p not in chosen]
+    migs = [p for p in chosen if devices[p][2]]
+    if len(migs) > 1:
+        warnings.append(
+            f"{len(migs)} MIG devices are visible, but a CUDA process uses one: only "
+            f"{devices[migs[0]][1]} is planned for"
+        )
+        chosen = [p for p in chosen if not devices[p][2] or p == migs[0]]
+    return chosen, warnings
 
 
 def _bandwidth(lib: Any, handle: Any) -> int | None:
@@ -151,9 +183,9 @@ def list_gpus(
     except Exception:
         pass
     visible = visible_filter(environ)
-    # (CUDA device number, MIG slot, what _record needs): CUDA numbers the devices in the order
-    # CUDA_VISIBLE_DEVICES lists them, which is how llama.cpp's --main-gpu counts them too.
-    seen: list[tuple[int, int, Any, str, str, bool, str | None, int | None]] = []
+    # Every device NVML lists (GPUs, or the MIG instances of a GPU in MIG mode), then the ones
+    # CUDA shows this process, in CUDA's order: how llama.cpp's --main-gpu counts them too.
+    found: list[tuple[int, Any, str, str, bool, str | None, int | None]] = []
     try:
         count = int(lib.nvmlDeviceGetCount())
         for i in range(count):
@@ -169,23 +201,21 @@ def list_gpus(
                 bandwidth = _bandwidth(lib, handle)
                 migs = _mig_instances(lib, handle)
                 if not migs:
-                    rank = _rank(i, uuid, False, visible)
-                    if rank is not None:
-                        seen.append((rank, 0, handle, name, uuid, False, cc, bandwidth))
-                    continue
-                for slot, mh in enumerate(migs):
+                    found.append((i, handle, name, uuid, False, cc, bandwidth))
+                for mh in migs:
                     mig_uuid = _text(lib.nvmlDeviceGetUUID(mh))
-                    rank = _rank(i, mig_uuid, True, visible)
-                    if rank is not None:
-                        seen.append((rank, slot, mh, f"{name} MIG", mig_uuid, True, cc, None))
+                    found.append((i, mh, f"{name} MIG", mig_uuid, True, cc, None))
             except Exception as e:
                 warnings.append(
                     f"NVIDIA GPU {i} could not be read ({_text(e) or type(e).__name__})"
                 )
-        seen.sort(key=lambda s: (s[0], s[1]))
+        order, notes = cuda_order([(f[0], f[3], f[4]) for f in found], visible)
+        warnings += notes
         gpus = [
             _record(lib, handle, position, name, uuid, mig, cc, bandwidth)
-            for position, (_, _, handle, name, uuid, mig, cc, bandwidth) in enumerate(seen)
+            for position, (_, handle, name, uuid, mig, cc, bandwidth) in enumerate(
+                found[p] for p in order
+            )
         ]
     except Exception as e:
         gpus = []

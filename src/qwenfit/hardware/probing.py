@@ -1,29 +1,27 @@
 """`probe()`: the machine as it is now: GPUs, RAM and its container limit, installed runtimes.
 
 Each source is read on its own and a failing source becomes a warning in the result, never an
-exception. RAM bandwidth (for CPU and offload speed estimates) is measured once per machine and
-cached. The seams (`root`, `environ`, `nvml`, `system`) let tests point the probe at
-temporary sysfs / cgroup trees and fake NVML modules.
+exception. RAM bandwidth (for CPU and offload speed estimates) comes from `hardware.bandwidth`
+(measured when the CPU is idle, cached with its date, expiring). The seams (`root`, `environ`,
+`nvml`, `system`) let tests point the probe at temporary sysfs / cgroup trees and fake NVML
+modules.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import platform
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from qwenfit.adapters import ADAPTERS
-from qwenfit.cache import cache_dir, read_cache_json, write_atomic
+from qwenfit.hardware.bandwidth import RamBandwidth, ram_bandwidth
 from qwenfit.hardware.machine import GPU, Machine, apple_gpu_share
 from qwenfit.units import MAX_BYTES, MiB
 
@@ -86,8 +84,11 @@ def cgroup_memory_limit(root: Path) -> tuple[int | None, list[str]]:
     return (min(limits) if limits else None), warnings
 
 
-def amd_gpus(root: Path, start: int) -> list[GPU]:
-    """AMD GPUs from amdgpu's sysfs files; no ROCm library needed."""
+def amd_gpus(
+    root: Path, start: int, environ: Mapping[str, str] | None = None
+) -> list[GPU]:
+    """AMD GPUs from amdgpu's sysfs files (no ROCm library needed), as a ROCm process sees
+    them under ROCR_VISIBLE_DEVICES and HIP_VISIBLE_DEVICES (`amd_visible`)."""
     found: list[GPU] = []
     for card in sorted((root / "sys/class/drm").glob("card[0-9]*")):
         dev = card / "device"
@@ -98,17 +99,50 @@ def amd_gpus(root: Path, start: int) -> list[GPU]:
             continue
         used = _limit_value(_read(dev / "mem_info_vram_used")) or 0
         name = _read(dev / "product_name") or f"AMD GPU ({card.name})"
+        unique = (_read(dev / "unique_id") or "").lower()
         found.append(
             GPU(
-                index=start + len(found),
+                index=len(found),
                 name=name,
                 vendor="amd",
+                # ROCm names a GPU 'GPU-' + amdgpu's unique_id (rocm-smi; ROCR_VISIBLE_DEVICES)
+                uuid=f"GPU-{unique}" if re.fullmatch(r"[0-9a-f]{1,32}", unique) else None,
                 memory_total_bytes=total,
-                memory_free_bytes=max(0, total - used),
-                memory_used_bytes=used,
+                memory_free_bytes=max(0, min(total, total - used)),
+                memory_used_bytes=min(used, total),
             )
         )
-    return found
+    visible = amd_visible(found, environ or {})
+    return [g.model_copy(update={"index": start + i}) for i, g in enumerate(visible)]
+
+
+def _select(gpus: list[GPU], value: str | None) -> list[GPU]:
+    """`gpus` filtered and ordered by one visibility variable: indices into `gpus` or UUID
+    prefixes, ending at the first entry that names no device (or several)."""
+    if value is None:
+        return gpus
+    chosen: list[GPU] = []
+    for entry in (e.strip() for e in value.split(",")):
+        if entry.isdigit() and int(entry) < len(gpus):
+            matches = [gpus[int(entry)]]
+        elif entry.upper().startswith("GPU-"):
+            matches = [g for g in gpus if g.uuid and g.uuid.lower().startswith(entry.lower())]
+        else:
+            break
+        if len(matches) != 1:
+            break
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
+
+
+def amd_visible(gpus: list[GPU], environ: Mapping[str, str]) -> list[GPU]:
+    """The AMD GPUs a ROCm process sees: ROCR_VISIBLE_DEVICES (indices or UUIDs) applies first,
+    then HIP_VISIBLE_DEVICES (indices among what is left), as the ROCm documentation's 'GPU
+    isolation techniques' page describes the two."""
+    return _select(
+        _select(gpus, environ.get("ROCR_VISIBLE_DEVICES")), environ.get("HIP_VISIBLE_DEVICES")
+    )
 
 
 def _sysctl(name: str) -> str | None:
@@ -182,49 +216,6 @@ def _installed_version(module: str, dist: str) -> str | None:
         return None
 
 
-BANDWIDTH_BUFFER = 32 * MiB  # larger than a desktop L3 cache, small enough to be quick
-
-
-def measure_ram_bandwidth(size: int = BANDWIDTH_BUFFER, repeats: int = 3) -> int:
-    """Single-thread memcpy throughput (bytes read + written per second, best of `repeats`).
-
-    The same measure is taken on the machines whose CPU decode speeds calibrate qwenfit's CPU
-    efficiency (data/speed_measurements.json), so the two cancel out.
-    """
-    src = bytearray(b"\x5a") * size
-    dst = bytearray(size)
-    dst[:] = src  # fault the destination pages in before timing
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        dst[:] = src
-        best = min(best, time.perf_counter() - start)
-    return int(2 * size / best)
-
-
-def cached_ram_bandwidth() -> int | None:
-    """This machine's bandwidth, measured once (~50 ms) and kept in qwenfit's cache."""
-    key = f"{platform.node()}|{platform.machine()}|{os.cpu_count()}|{_cpu_model()}"
-    path = cache_dir() / "ram_bandwidth.json"
-    saved = read_cache_json(path)
-    if isinstance(saved, dict) and saved.get("key") == key:
-        value = saved.get("bytes_per_s")
-        if type(value) is int and 0 < value <= MAX_BYTES:
-            return value  # anything else is a corrupted entry: measure again
-    value = measure_ram_bandwidth()
-    with contextlib.suppress(OSError):  # a read-only home must not stop the probe
-        write_atomic(path, json.dumps({"key": key, "bytes_per_s": value}))
-    return value
-
-
-def _cpu_model() -> str:
-    text = _read(Path("/proc/cpuinfo")) or ""
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def _nvml_module() -> Any:
     import pynvml
 
@@ -237,7 +228,7 @@ def probe(
     environ: Mapping[str, str] | None = None,
     nvml: Any = None,
     system: str | None = None,
-    bandwidth: Callable[[], int | None] = cached_ram_bandwidth,
+    bandwidth: Callable[[], RamBandwidth | int | None] = ram_bandwidth,
 ) -> Machine:
     """Read this machine. Never raises for a failing source: see `Machine.warnings`."""
     import psutil
@@ -279,14 +270,22 @@ def probe(
             gpus, nv_warn, versions = list_gpus(lib, environ)
             warnings += nv_warn
     if system == "Linux":
-        gpus += amd_gpus(root, len(gpus))
+        gpus += amd_gpus(root, len(gpus), environ)
     elif system == "Darwin" and platform.machine() == "arm64":
         gpus.append(apple_gpu(ram_total))
 
+    from qwenfit.cache import cache_note
+
+    home_note = cache_note()
+    if home_note:
+        warnings.append(home_note)
+    note = None
     try:
-        ram_bandwidth = bandwidth()
+        got = bandwidth()
+        value = got.bytes_per_s if isinstance(got, RamBandwidth) else got
+        note = got.note if isinstance(got, RamBandwidth) else None
     except Exception as e:
-        ram_bandwidth = None
+        value = None
         warnings.append(f"RAM bandwidth could not be measured ({e})")
     try:
         logical = psutil.cpu_count(logical=True)
@@ -302,7 +301,8 @@ def probe(
         swap_total_bytes=swap,
         cgroup_limit_bytes=limit,
         ram_usable_bytes=usable,
-        ram_bandwidth_bytes_per_s=ram_bandwidth,
+        ram_bandwidth_bytes_per_s=value,
+        ram_bandwidth_note=note,
         gpus=gpus,
         nvidia_driver_version=versions.get("driver"),
         cuda_driver_version=versions.get("cuda"),

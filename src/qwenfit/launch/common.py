@@ -90,15 +90,30 @@ def pinned_gpus(est: Estimate, machine: Machine | None) -> list[GPU] | None:
 
 
 def cuda_visible(est: Estimate, machine: Machine | None) -> dict[str, str]:
-    """CUDA_VISIBLE_DEVICES naming the used NVIDIA GPUs by UUID, in layout order, when the
-    machine uses only some of its GPUs. UUIDs (GPU-... / MIG-...) are accepted by CUDA in this
-    variable and do not depend on CUDA_DEVICE_ORDER or on a CUDA_VISIBLE_DEVICES already set
-    (CUDA C Programming Guide, 'CUDA Environment Variables')."""
+    """The variable that selects the GPUs `est` uses, in layout order, when the machine uses
+    only some of its GPUs; {} when all are used or the GPUs mix vendors.
+
+    NVIDIA: CUDA_VISIBLE_DEVICES by UUID (GPU-... / MIG-...), which does not depend on
+    CUDA_DEVICE_ORDER or on a CUDA_VISIBLE_DEVICES already set (CUDA C Programming Guide, 'CUDA
+    Environment Variables'); without UUIDs (a hand-written machine file), by index, the CUDA
+    device number. AMD (ROCm docs, 'GPU isolation techniques'; ROCm builds of llama.cpp and vLLM
+    read both): ROCR_VISIBLE_DEVICES by UUID with HIP_VISIBLE_DEVICES counting what it leaves;
+    without UUIDs, HIP_VISIBLE_DEVICES alone, the device's number among the machine's AMD GPUs."""
     gpus = pinned_gpus(est, machine)
     if machine is None or gpus is None or len(gpus) == len(machine.gpus):
         return {}
-    if all(g.vendor == "nvidia" and g.uuid for g in gpus):
-        return {"CUDA_VISIBLE_DEVICES": ",".join(g.uuid or "" for g in gpus)}
+    if all(g.vendor == "nvidia" for g in gpus):
+        if all(g.uuid for g in gpus):
+            return {"CUDA_VISIBLE_DEVICES": ",".join(g.uuid or "" for g in gpus)}
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(g.index) for g in gpus)}
+    if all(g.vendor == "amd" for g in gpus):
+        if all(g.uuid for g in gpus):  # by UUID, whatever the inherited variables say
+            return {
+                "ROCR_VISIBLE_DEVICES": ",".join(g.uuid or "" for g in gpus),
+                "HIP_VISIBLE_DEVICES": ",".join(str(i) for i in range(len(gpus))),
+            }
+        amd = [g.index for g in sorted(machine.gpus, key=lambda g: g.index) if g.vendor == "amd"]
+        return {"HIP_VISIBLE_DEVICES": ",".join(str(amd.index(g.index)) for g in gpus)}
     return {}
 
 

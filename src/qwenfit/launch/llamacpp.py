@@ -98,7 +98,7 @@ def command(
         )
     notes.append(f"sampling: the card's {key.replace('_', ' ')} preset")
     if env:
-        notes.append("CUDA_VISIBLE_DEVICES names the GPU(s) this estimate uses by UUID")
+        notes.append(f"{', '.join(env)} selects the GPU(s) this estimate uses")
     elif est.layout.kind in ("gpu", "offload") and est.layout.devices:
         notes.append(
             f"--main-gpu {est.layout.devices[0]} counts the GPUs this process sees, in "

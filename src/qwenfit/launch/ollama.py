@@ -12,6 +12,7 @@ tests/fixtures/runtime_help/ollama-*.txt by tests/test_flags.py.
 from __future__ import annotations
 
 from qwenfit.adapters import OLLAMA, adapter
+from qwenfit.errors import UnsupportedError
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch import common
 from qwenfit.launch.record import LaunchCommand, LaunchFile, Step
@@ -50,6 +51,12 @@ def model_ref(est: Estimate, spec: ModelSpec, table: SpecTable) -> tuple[str, bo
     assert gguf is not None and gguf.repo is not None
     path = common.local_path(table, gguf)
     if path is not None:
+        if any(c in path for c in "\n\r"):
+            # A Modelfile is read line by line: the rest of the name would be a Modelfile command.
+            raise UnsupportedError(
+                f"Ollama's Modelfile cannot name the local GGUF {path!r}: its path holds a line "
+                "break; rename the folder or use --runtime llama.cpp"
+            )
         return path, False
     return f"hf.co/{gguf.repo}:{est.quant.upper()}", False
 

@@ -167,6 +167,6 @@ def command(
         )
     )
     if "CUDA_VISIBLE_DEVICES" in env:
-        notes.append("CUDA_VISIBLE_DEVICES names the GPU(s) this estimate uses by UUID")
+        notes.append(f"{', '.join(env)} selects the GPU(s) this estimate uses")
     notes += fp8_notes(est, machine)
     return LaunchCommand(runtime=VLLM, model=spec.name, task=task, steps=steps, notes=notes)

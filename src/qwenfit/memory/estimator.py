@@ -9,6 +9,7 @@ is added (`speed`).
 from __future__ import annotations
 
 from qwenfit.adapters import VLLM
+from qwenfit.bounds import check_cost
 from qwenfit.errors import UnsupportedError, UsageError
 from qwenfit.hardware.machine import Machine
 from qwenfit.memory import runtimes, speed
@@ -90,6 +91,7 @@ def estimate_with(
     """`estimate` for an `Options` record already built (the stages above pass one down)."""
     if machine is not None and not isinstance(machine, Machine):
         raise UsageError(f"invalid machine {machine!r}: must be a Machine (see probe())")
+    check_cost(len(machine.gpus) if machine is not None else 1, options.nodes)
     table = table or load_specs()
     return finish(configure(model, options, machine, table), options, machine, table)[1]
 
@@ -146,7 +148,12 @@ def with_speed(
         s = speed.estimate_all(est, machine, table)
         update.update(
             tokens_per_second=s.decode,
+            decode_empty_tokens_per_second=s.decode_empty,
+            decode_half_tokens_per_second=s.decode_half,
+            decode_full_tokens_per_second=s.decode,
+            speed_reason=s.reason,
             prefill_tokens_per_second=s.prefill,
+            prefill_prompt_tokens=s.prefill_prompt_tokens if s.prefill is not None else None,
             time_to_first_token_s=s.ttft_s,
             ttft_prompt_tokens=s.ttft_prompt_tokens if s.ttft_s is not None else None,
             aggregate_tokens_per_second=s.aggregate,

@@ -86,6 +86,24 @@ def _fits(est: Estimate, machine: Machine, margin: int) -> bool:
     return shortfall(est, machine, margin) == (0, 0)
 
 
+def one_vendor(machine: Machine | None) -> Machine | None:
+    """The GPUs one process of a runtime can use together: those of one vendor. A runtime runs
+    one GPU backend (CUDA or ROCm) per process, and Ollama's scheduler loads a model on GPUs of
+    one library; on a machine with both, the family with the most free memory (ties: NVIDIA)."""
+    if machine is None:
+        return None
+    vendors = {g.vendor for g in machine.gpus}
+    if len(vendors) <= 1:
+        return machine
+
+    def free(vendor: str) -> tuple[int, bool]:
+        mine = sum(g.memory_free_bytes for g in machine.gpus if g.vendor == vendor)
+        return mine, vendor == "nvidia"
+
+    kept = max(sorted(vendors), key=free)
+    return machine.model_copy(update={"gpus": [g for g in machine.gpus if g.vendor == kept]})
+
+
 def best_gpu(machine: Machine) -> GPU | None:
     """The GPU with the most free memory (ties: lowest index)."""
     if not machine.gpus:
@@ -124,6 +142,7 @@ def plan_llamacpp(
 ) -> Layout:
     """llama.cpp's own order: all layers on the GPU(s) it sees, then (llama-server --fit)
     experts to RAM for MoE, then fewer GPU layers, then the CPU."""
+    machine = one_vendor(machine)
     if machine is None:
         return Layout(kind="gpu", devices=[0])
     best = best_gpu(machine)
@@ -201,6 +220,7 @@ def plan_vllm(
 ) -> Layout:
     """The smallest valid tensor-parallel size that fits; across nodes, tensor parallel within
     a node and pipeline parallel across them (vLLM's recommended split)."""
+    machine = one_vendor(machine)
     if machine is None or not machine.gpus:
         return Layout(kind="gpu", devices=[0], tensor_parallel=1)
     gpus = sorted(machine.gpus, key=lambda g: (-g.memory_free_bytes, g.index))
@@ -228,6 +248,7 @@ def plan_vllm(
 
 def plan_transformers(measure: Measure, machine: Machine | None, margin: int) -> Layout:
     """device_map="auto": one GPU when the model fits it, else layers spread over all GPUs."""
+    machine = one_vendor(machine)
     if machine is None:
         return Layout(kind="gpu", devices=[0])
     best = best_gpu(machine)

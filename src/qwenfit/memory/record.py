@@ -176,8 +176,24 @@ class Estimate(BaseModel):
     )
     tokens_per_second: float | None = Field(
         None,
-        description="Estimated decode speed of one sequence, when the memory bandwidth of the "
-        "device holding the weights is known.",
+        description="Estimated decode speed of one sequence with the whole context in its KV "
+        "cache (the end of the longest conversation: the slowest point), when the memory "
+        "bandwidth of the devices read is known. Same as decode_full_tokens_per_second.",
+    )
+    decode_empty_tokens_per_second: float | None = Field(
+        None, description="Estimated decode speed of one sequence with an empty KV cache "
+        "(a fresh chat: what short-prompt benchmarks such as llama-bench tg128 time)."
+    )
+    decode_half_tokens_per_second: float | None = Field(
+        None, description="Estimated decode speed of one sequence with half the context in "
+        "its KV cache."
+    )
+    decode_full_tokens_per_second: float | None = Field(
+        None, description="Estimated decode speed of one sequence with the whole context in "
+        "its KV cache."
+    )
+    speed_reason: str | None = Field(
+        None, description="Why a speed figure above is null (one line), when one is."
     )
     mtp: bool = Field(False, description="MTP speculative decoding on.")
     spec_draft_n_max: int | None = Field(
@@ -199,10 +215,15 @@ class Estimate(BaseModel):
         description="Estimated prompt processing speed for a 512-token prompt (llama-bench's "
         "pp512), when the weights sit on GPUs whose FP16 throughput is known.",
     )
+    prefill_prompt_tokens: int | None = Field(
+        None, description="The prompt length prefill_tokens_per_second is for (512, llama-bench's "
+        "pp512, processed from scratch)."
+    )
     time_to_first_token_s: float | None = Field(
         None,
         description="Estimated seconds to process a prompt of ttft_prompt_tokens tokens from "
-        "scratch (prefill only: no queueing, no model load).",
+        "scratch, with llama-server's fixed cost per request for llama.cpp and Ollama (no "
+        "queueing, no model load).",
     )
     ttft_prompt_tokens: int | None = Field(
         None, description="The prompt length time_to_first_token_s assumes: the context."

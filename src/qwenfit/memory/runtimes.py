@@ -195,6 +195,11 @@ def check_runtime_on(machine: Machine | None, runtime: RuntimeName) -> RuntimeNa
             "vLLM has no upstream build for Strix Halo's gfx1151 GPU (vllm-project/vllm#16621); "
             "use --runtime llama.cpp or --runtime ollama"
         )
+    if runtime == VLLM and machine is not None and not machine.gpus:
+        raise UnsupportedError(  # a usage error, never "nothing fits"
+            "vLLM needs a GPU and this machine has none; for a CPU plan use --runtime llama.cpp "
+            "or --runtime ollama"
+        )
     for g in machine.gpus if machine else []:
         if g.vendor not in adapter(runtime).vendors:
             raise UnsupportedError(
@@ -241,6 +246,8 @@ def default_runtime(machine: Machine | None) -> RuntimeName:
     preferred: RuntimeName = VLLM if is_datacenter(machine) else desktop
     if is_apple(machine):
         allowed, preferred = (MLX, LLAMACPP, OLLAMA), MLX
+    if not machine.gpus:  # vLLM needs a GPU: a CPU machine gets a CPU plan, installed or not
+        allowed = (LLAMACPP, OLLAMA)
     if preferred in found or not found:
         return preferred
     installed = [r for r in allowed if r in found]

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from qwenfit.adapters import OLLAMA, VLLM, RuntimeName, adapter
+from qwenfit.bounds import check_cost
 from qwenfit.errors import UsageError
 from qwenfit.fit.verdict import Fit, check_fit
 from qwenfit.hardware.machine import Machine
@@ -228,6 +229,7 @@ def recommend(
     empty `recommendations` list (and `closest`) when nothing fits at all.
     """
     _check_arguments(machine, context, limit, min_speed, models, task, text_only, prefer)
+    check_cost(len(machine.gpus), nodes if isinstance(nodes, int) else 1, limit)
     table = table or load_specs()
     table, specs = _with_models(table, models)
     rt = _runtime(machine, runtime, specs)

@@ -17,8 +17,7 @@ import contextlib
 import inspect
 import json
 import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qwenfit.errors import QwenfitError, validation_message
+from qwenfit.inputs import json_depth_ok
 from qwenfit.serve.service import (
     Failure,
     Service,
-    failure,
     one_line,
     request_model,
 )
@@ -48,22 +47,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(rb"[\[\]{}]")
-
-
-def json_depth(body: bytes) -> int:
-    """Deepest nesting of `body` (strings skipped), without building anything."""
-    depth = deepest = 0
-    for m in _BRACKET.finditer(_STRING.sub(b'""', body)):
-        if m.group() in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
-
 
 def error_response(f: Failure) -> JSONResponse:
     return JSONResponse(f.document(), status_code=f.status)
@@ -119,17 +102,18 @@ class BodyGuard:
         await self.app(scope, replay, send)
 
     def problem(self, body: bytes) -> str | None:
+        """Why `body` is refused, or None. Linear in the body: the C JSON parser (which gives
+        up on deep nesting with RecursionError) and one walk of what it built; no regex."""
         if not body.strip():
             return None  # FastAPI reports the missing body
-        if json_depth(body) > self.max_depth:
-            return f"body: JSON nested deeper than {self.max_depth} levels"
+        deep = f"body: JSON nested deeper than {self.max_depth} levels"
         try:
-            json.loads(body)
+            doc = json.loads(body)
         except RecursionError:
-            return f"body: JSON nested deeper than {self.max_depth} levels"
+            return deep
         except ValueError as e:  # JSONDecodeError, or an integer over Python's digit limit
             return one_line(f"body: not valid JSON ({e})")[:300]
-        return None
+        return None if json_depth_ok(doc, self.max_depth) else deep
 
 
 def route(service: Service, command: str) -> Callable[..., dict[str, Any]]:
@@ -152,11 +136,14 @@ def create_app(
     *,
     allow_dir: str | Path | None = None,
     host: str = "127.0.0.1",
+    allow_hosts: Iterable[str] = (),
     mcp: bool = True,
     max_body: int = MAX_BODY,
 ) -> FastAPI:
-    """The application. `host` is where it will listen (MCP's DNS-rebinding guard uses it)."""
+    """The application. `host` is where it will listen; requests must name it, a loopback
+    name or one of `allow_hosts` in their Host header (`transport.HostGuard`)."""
     from qwenfit.serve.service import package_version
+    from qwenfit.serve.transport import HostGuard, allowed_hosts
 
     __version__ = package_version()
     service = Service(allow_dir=allow_dir)
@@ -208,16 +195,15 @@ def create_app(
 
     @app.exception_handler(QwenfitError)
     async def qwenfit_error(_: Request, e: QwenfitError) -> JSONResponse:
-        return error_response(failure(e))
+        return error_response(service.failure(e))
 
     @app.exception_handler(ValidationError)
     async def record_error(_: Request, e: ValidationError) -> JSONResponse:
-        return error_response(failure(e))
+        return error_response(service.failure(e))
 
     @app.exception_handler(Exception)
     async def crash(_: Request, e: Exception) -> JSONResponse:
-        log.exception("internal error")
-        return error_response(failure(e))
+        return error_response(service.failure(e))  # logs the traceback under an id
 
     @app.get("/v1/models", summary="The models of the spec table (qwenfit models --json)")
     def models(family: str = "qwen3.5") -> dict[str, Any]:
@@ -245,4 +231,5 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=PAGE), name="static")
     app.add_middleware(BodyGuard, max_body=max_body)
+    app.add_middleware(HostGuard, hosts=allowed_hosts(host, allow_hosts))  # outermost
     return app

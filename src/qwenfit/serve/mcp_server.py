@@ -20,7 +20,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from pydantic import ConfigDict
 
-from qwenfit.serve.service import Service, failure, request_model
+from qwenfit.serve.service import Service, request_model
 
 TOOLS: dict[str, str] = {
     "recommend": "The best Qwen3.5 model, precision and context for a machine (default: this "
@@ -76,7 +76,7 @@ def tool(command: str, service: Service) -> Tool:
         try:
             return json.dumps(service.answer(command, arguments), indent=2)
         except Exception as e:
-            raise ToolError(failure(e).message) from e
+            raise ToolError(service.failure(e).message) from e  # logged, no server paths
 
     call.__name__ = command
     made = Tool.from_function(

@@ -19,6 +19,9 @@ followed, then checked). A client never makes the server read one of its other f
 from __future__ import annotations
 
 import functools
+import logging
+import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 # Version 2 (qwenfit 0.3): every command prints {"schema_version": 2, "<command>": record};
 # version 1 printed recommend and launch flat. docs/api.md lists the changes.
 SCHEMA_VERSION = 2
+log = logging.getLogger("qwenfit.serve")
 
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Size = Annotated[int, Field(ge=0, le=MAX_SIZE)] | Text
@@ -196,6 +200,11 @@ def failure(e: BaseException) -> Failure:
     return Failure(status, code, text)
 
 
+# An absolute path in a message: a slash that starts a token (not the one inside '80GB/s' or
+# 'Qwen/Qwen3.5-9B'), up to a quote, a space or a closing bracket.
+_ABSOLUTE = re.compile(r"""(?<![\w.~-])/[^\s'",)\]]*""")
+
+
 def package_version() -> str:
     """qwenfit's installed version (the facade's `__version__`, which this stage cannot import)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -260,6 +269,21 @@ class Service:
         if self.allow_dir is not None and not self.allow_dir.is_dir():
             raise UsageError(f"--allow-dir {str(allow_dir)!r} is not a folder")
 
+    def failure(self, e: BaseException) -> Failure:
+        """`failure(e)` as a client may see it: no server paths (the allow-list folder becomes
+        '.', any other absolute path '<path>'); an unexpected exception is logged here with
+        its traceback under a fresh id, and the answer carries only that id."""
+        f = failure(e)
+        if f.status == 500:
+            incident = secrets.token_hex(6)
+            log.error("internal error %s", incident, exc_info=e)
+            return Failure(500, 1, f"internal error {incident} (the server log has the details)")
+        message = f.message
+        if self.allow_dir is not None:
+            root = str(self.allow_dir)
+            message = message.replace(root + "/", "").replace(root, ".")
+        return Failure(f.status, f.exit_code, _ABSOLUTE.sub("<path>", message))
+
     # --- inputs ---------------------------------------------------------------------------
 
     def machine(self, r: dict[str, Any]) -> Machine:
@@ -314,11 +338,13 @@ class Service:
                 f"{what}: this server reads no files named by a client; use a spec-table "
                 "model name, or start it with 'qwenfit serve --allow-dir FOLDER'"
             )
+        from qwenfit.inputs import confined
         from qwenfit.specs import resolve_model
 
         path = self.allowed_path(ref)
         mm = str(self.allowed_path(mmproj)) if mmproj else None
-        return resolve_model(str(path), self.table, mmproj=mm)
+        with confined(self.allow_dir):  # every file read below resolves inside the folder
+            return resolve_model(str(path), self.table, mmproj=mm)
 
     def allowed_path(self, ref: str) -> Path:
         """`ref` relative to the allow-list folder, refused if it resolves outside it."""

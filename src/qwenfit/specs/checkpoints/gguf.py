@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenfit.errors import BadFileError, UsageError
-from qwenfit.inputs import open_regular, printable, shown
+from qwenfit.inputs import confine, open_regular, printable, shown
 from qwenfit.specs.architecture import MoEConfig, VisionConfig
 from qwenfit.specs.checkpoints.config import FIELD_CEILINGS, check_divisible, number
 from qwenfit.specs.checkpoints.summary import Summary
@@ -155,7 +155,7 @@ def read_gguf(path: Path) -> tuple[dict[str, Any], list[tuple[str, str, int, int
 
     prescan_gguf(path)
     try:
-        reader = gguf.GGUFReader(path)
+        reader = gguf.GGUFReader(confine(path, what="GGUF file"))
     except (OSError, ValueError, IndexError, KeyError, TypeError, struct.error) as e:
         raise BadFileError(f"{shown(path)}: not a readable GGUF file ({e})") from None
     meta: dict[str, Any] = {}

@@ -49,14 +49,32 @@ OLLAMA_REGISTRY = "https://registry.ollama.ai"
 # ---------------------------------------------------------------------------------------------
 
 
+def _expanded(text: str) -> Path:
+    """`~` expanded where a home is known; left as it is otherwise (no traceback)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface."""
+    """The Hugging Face hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface;
+    without a usable home, below qwenfit's own cache (`cache.cache_dir`), never the current
+    folder."""
+    from qwenfit.cache import cache_dir, home_folder
+
     if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+        return _expanded(os.environ["HF_HUB_CACHE"])
     if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+        return _expanded(os.environ["HF_HOME"]) / "hub"
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    home = home_folder()
+    if xdg:
+        base = _expanded(xdg)
+    elif home is not None:
+        base = home / ".cache"
+    else:
+        return cache_dir() / "huggingface" / "hub"
     return base / "huggingface" / "hub"
 
 

@@ -47,12 +47,23 @@ def resolve_model(
         pass
     # The readers (and pydantic's build of their records) are needed only from here on, so a
     # spec-table name never imports them.
+    if not isinstance(ref, str):
+        raise UsageError(f"invalid model {ref!r}: must be a name, a path or a Hub repo id")
+    try:
+        return _from_files(ref, table, online=online, mmproj=mmproj)
+    except OSError as e:  # a name too long, a folder that cannot be searched, a vanished file
+        where = f" ({shown(e.filename)})" if e.filename else ""
+        raise BadFileError(f"cannot read {shown(ref)}: {os_reason(e)}{where}") from None
+
+
+def _from_files(
+    ref: str, table: SpecTable, *, online: bool, mmproj: str | None
+) -> tuple[SpecTable, ModelSpec]:
+    """`resolve_model` for a reference that is not in the table: a file, a folder or a repo."""
     from qwenfit.specs.checkpoints.gguf import gguf_parts, gguf_stem, summarize_gguf
     from qwenfit.specs.checkpoints.rows import add_to_table
     from qwenfit.specs.checkpoints.safetensors import summarize_folder
 
-    if not isinstance(ref, str):
-        raise UsageError(f"invalid model {ref!r}: must be a name, a path or a Hub repo id")
     path = _expand(ref)
     mm = _expand(mmproj) if mmproj else None
     if mm is not None and _kind(mm) == "none":
