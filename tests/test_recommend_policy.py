@@ -301,3 +301,16 @@ def test_decode_is_shown_at_a_full_and_an_empty_context(table: SpecTable) -> Non
     line = next(x for x in r.recommendations[0].reasons if "tokens/s decode" in x)
     full, empty = (float(w) for w in re.findall(r"about (\d+)", line)[:2])
     assert "full" in line and "empty" in line and empty > full
+
+
+def test_mlx_uses_the_task_preset_and_says_what_to_send(table: SpecTable) -> None:
+    mac = with_overrides(None, gpu="M4 Max", ram="64GB")
+    for task, temp in (("code", "0.6"), ("chat", "1")):
+        launch = recommend(mac, task=task, limit=1, table=table).recommendations[0].launch
+        serve = launch.steps[-1].argv
+        said = " ".join(launch.notes)
+        if serve[0] == "mlx_lm.server":
+            assert serve[serve.index("--temp") + 1] == temp
+        else:  # mlx_vlm.server takes sampling per request only
+            assert f"temperature={temp}" in said
+        assert "presence_penalty=" in said
