@@ -26,10 +26,12 @@ def blocks(page: Path) -> list[str]:
 
 
 def prepare(folder: Path) -> None:
-    """The files the blocks name: a machine saved by `qwenfit probe --json`, and a fine-tune
-    folder shaped like the official 0.8B (config.json + safetensors headers)."""
+    """The files the blocks name: a machine saved by `qwenfit probe --json`, a node list, and a
+    fine-tune folder shaped like the official 0.8B (config.json + safetensors headers)."""
     saved = CliRunner().invoke(main, ["probe", "--json", "--gpu", "RTX 4090", "--ram", "64GB"])
     (folder / "box.json").write_text(saved.stdout)
+    fleet = Path(__file__).parent / "fixtures" / "fleet" / "h200-2node.json"
+    (folder / "nodes.json").write_text(fleet.read_text())  # docs/fleet.md: a node list
     a = load_specs().get("0.8b").model_dump(mode="json")["architecture"]
     d = folder / "Qwen3.5-0.8B-abliterated"
     d.mkdir()

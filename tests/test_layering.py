@@ -2,9 +2,10 @@
 itself back through another, and no private name crosses a module boundary.
 
 Stages, bottom to top (docs/architecture.md): the foundation modules, then hardware, specs,
-memory, fit, launch, recommender, serve (the HTTP and MCP service), cli (which starts the
-service, so serve sits below it and can never import it). Every import counts, including those
-inside functions and under TYPE_CHECKING: a lazy import is still a dependency.
+memory, fit, launch, recommender, fleet (Kubernetes node pools), serve (the HTTP and MCP
+service), cli (which starts the service, so serve sits below it and can never import it).
+Every import counts, including those inside functions and under TYPE_CHECKING: a lazy import
+is still a dependency.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "qwenfit"
-STAGES = ["hardware", "specs", "memory", "fit", "launch", "recommender", "serve", "cli"]
+STAGES = ["hardware", "specs", "memory", "fit", "launch", "recommender", "fleet", "serve", "cli"]
 FOUNDATION = {
     "errors", "units", "cache", "datafiles", "lazy", "inputs", "settings", "adapters", "bounds"
 }

@@ -42,6 +42,8 @@ _EXPORTS = {
     "LaunchPlan": "qwenfit.recommender",
     "Recommendation": "qwenfit.recommender",
     "RecommendResult": "qwenfit.recommender",
+    "fleet": "qwenfit.fleet",
+    "FleetResult": "qwenfit.fleet",
     "QwenfitError": "qwenfit.errors",
     "SpecError": "qwenfit.errors",
     "UsageError": "qwenfit.errors",
@@ -58,6 +60,7 @@ __all__ = [
     "CheckResult",
     "Estimate",
     "Fit",
+    "FleetResult",
     "LaunchCommand",
     "LaunchPlan",
     "Machine",
@@ -79,6 +82,7 @@ __all__ = [
     "check",
     "check_fit",
     "estimate",
+    "fleet",
     "launch_command",
     "launch_plan",
     "load_machine",
@@ -103,6 +107,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from qwenfit.fit import CheckResult, Fit, check, check_fit
+    from qwenfit.fleet import FleetResult, fleet
     from qwenfit.hardware import GPU, Machine, load_machine, probe, with_overrides
     from qwenfit.launch import LaunchCommand, launch_command
     from qwenfit.memory import (

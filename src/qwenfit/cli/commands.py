@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from qwenfit.cli.fleet import fleet as fleet_command
 from qwenfit.cli.options import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -336,3 +337,6 @@ def mcp(allow_dir: str | None) -> ExitCode:
         return ExitCode.ERROR
     run_stdio(allow_dir)
     return ExitCode.OK
+
+
+main.add_command(fleet_command)  # qwenfit fleet: Kubernetes node pools (cli/fleet.py)
