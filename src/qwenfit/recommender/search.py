@@ -151,8 +151,9 @@ class Search:
         )
         self.estimated += 1
         if options.nodes > 1:  # one node before several: across nodes only when needed
-            one = finish(cfg, options.model_copy(update={"nodes": 1}), self.machine,
-                         self.table, speed=False)
+            one = finish(
+                cfg, options.model_copy(update={"nodes": 1}), self.machine, self.table, speed=False
+            )
             if check_fit(one[1], self.machine, self.options.margin).fits:
                 return one
         return finish(cfg, options, self.machine, self.table, speed=False)
