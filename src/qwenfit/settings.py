@@ -141,6 +141,14 @@ _ALL = (
         "Slower picks are shown only when nothing faster fits.",
     ),
     Setting(
+        "prefer",
+        "choice",
+        "quality: a larger model wins whenever its card score is higher (the tier rule); "
+        "speed: near-ties across sizes go to the faster pick.",
+        default="quality",
+        choices=("quality", "speed"),
+    ),
+    Setting(
         "limit",
         "int",
         "How many picks to show (the best and its alternatives).",
@@ -206,6 +214,14 @@ _ALL = (
         envvar="QWENFIT_RAM_BANDWIDTH",
     ),
     Setting(
+        "gpu_bandwidth",
+        "bandwidth",
+        "Memory bandwidth of each GPU, e.g. 936GB/s (for a GPU the catalog does not know).",
+        minimum=1,
+        maximum=MAX_SIZE,
+        envvar="QWENFIT_GPU_BANDWIDTH",
+    ),
+    Setting(
         "machine",
         "machine",
         "A machine saved with 'qwenfit probe --json' (REST and MCP: the `machine` object itself).",
@@ -255,7 +271,7 @@ _ALL = (
 )
 SETTINGS: dict[str, Setting] = {s.name: s for s in _ALL}
 
-_HARDWARE = ("gpu", "vram", "ram", "ram_bandwidth", "machine", "reserve")
+_HARDWARE = ("gpu", "vram", "ram", "ram_bandwidth", "gpu_bandwidth", "machine", "reserve")
 _CONFIG = (
     "runtime",
     "quant",
@@ -302,6 +318,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "task",
         "family",
         "min_speed",
+        "prefer",
         "limit",
         "models",
         "allow_offload",

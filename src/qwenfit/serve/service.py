@@ -314,6 +314,7 @@ class Service:
             ram=r.get("ram"),
             ram_bandwidth=r.get("ram_bandwidth"),
             reserve=r.get("reserve"),
+            gpu_bandwidth=r.get("gpu_bandwidth"),
         )
 
     def planned(self, r: dict[str, Any]) -> tuple[Machine, int]:
@@ -454,6 +455,7 @@ class Service:
             family=r["family"],
             task=r["task"],
             min_speed=r.get("min_speed"),
+            prefer=r["prefer"],
             allow_offload=r["allow_offload"],
             nodes=r["nodes"],
             margin=margin,
