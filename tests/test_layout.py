@@ -126,8 +126,11 @@ def test_check_requires_the_gpu_unless_offload_is_allowed() -> None:
 
 def test_recommend_prefers_whole_gpu_and_offloads_only_when_needed_or_asked() -> None:
     m = make_machine(16, 128)
-    plain = recommend(m, runtime="llama.cpp")
-    assert plain.recommendations[0].placement == "gpu"
+    plain = recommend(m, runtime="llama.cpp", limit=50)
+    # unasked, only MoE experts go to RAM, and only at or above the speed floor
+    for r in plain.recommendations:
+        if r.placement == "offload":
+            assert r.estimate.layout.cpu_moe_layers and r.meets_speed_floor, r.model
     opted = recommend(m, runtime="llama.cpp", allow_offload=True, limit=20)
     assert any(r.placement == "offload" for r in opted.recommendations)
     tiny = recommend(make_machine(1, 64), runtime="llama.cpp")  # 1 GiB: nothing fits whole

@@ -23,7 +23,7 @@ from serve_support import allow_loopback, running_server
 
 from qwenfit.cli import main
 
-TOOLS = {"recommend", "estimate", "check", "launch", "sweep", "models", "probe"}
+TOOLS = {"recommend", "estimate", "check", "launch", "sweep", "fleet", "models", "probe"}
 ESTIMATE = {"model": "9b", "quant": "q4_k_m", "context": "32k", "gpu": "RTX 4090", "ram": "64GB"}
 
 

@@ -19,9 +19,8 @@ from pydantic import BaseModel
 
 def _models() -> dict[str, type[BaseModel]]:
     """Every command's `--json` document as printed (probe, models, estimate, sweep, check,
-    recommend, launch), the fleet document, and the records qwenfit reads: a machine, a model,
-    the spec table."""
-    from qwenfit.fleet.record import FleetDocument
+    recommend, launch, fleet), and the records qwenfit reads: a machine, a model, the spec
+    table."""
     from qwenfit.hardware.machine import Machine
     from qwenfit.serve.service import document_models
     from qwenfit.specs.table import ModelSpec, SpecTable
@@ -30,7 +29,6 @@ def _models() -> dict[str, type[BaseModel]]:
         **document_models(),
         "machine": Machine,
         "model": ModelSpec,
-        "fleet": FleetDocument,
         "model_specs": SpecTable,
     }
 

@@ -63,6 +63,55 @@ PANEL: tuple[Row, ...] = (
     Row("8x A100 80GB + 1 TB", "1TB", "8x A100 80GB"),
     Row("8x H100 + 1 TB", "1TB", "8x H100"),
     Row("2 nodes x 8x H100", "1TB", "8x H100", options={"nodes": 2}),
+    # laptops and the newer desktop cards
+    Row("RTX 4060 Laptop 8 GB + 16 GB", "16GB", "RTX 4060 Laptop"),
+    Row("RTX 4070 Laptop 8 GB + 32 GB", "32GB", "RTX 4070 Laptop"),
+    Row("RTX 4080 Laptop 12 GB + 32 GB", "32GB", "RTX 4080 Laptop"),
+    Row("RTX 5070 12 GB + 32 GB", "32GB", "RTX 5070"),
+    Row("RTX 5070 Ti 16 GB + 64 GB", "64GB", "RTX 5070 Ti"),
+    Row("RTX 5080 16 GB + 64 GB", "64GB", "RTX 5080"),
+    Row("RTX PRO 6000 96 GB + 256 GB", "256GB", "RTX PRO 6000 Blackwell"),
+    # MoE experts in RAM (llama.cpp --n-cpu-moe), DDR5-6000 dual channel (96 GB/s)
+    Row(
+        "RTX 4070 12 GB + 64 GB, llama.cpp",
+        "64GB",
+        "RTX 4070",
+        "96GB/s",
+        options={"runtime": "llama.cpp"},
+    ),
+    Row(
+        "RTX 5080 16 GB + 64 GB, llama.cpp",
+        "64GB",
+        "RTX 5080",
+        "96GB/s",
+        options={"runtime": "llama.cpp"},
+    ),
+    Row(
+        "RTX 3060 12 GB + 32 GB, llama.cpp, code",
+        "32GB",
+        "RTX 3060",
+        options={"runtime": "llama.cpp", "task": "code"},
+    ),
+    # unified memory
+    Row("Strix Halo (Ryzen AI Max+ 395) 128 GB", "128GB", "Ryzen AI Max+ 395"),
+    Row("DGX Spark (GB10) 128 GB", "128GB", "DGX Spark"),
+    Row("Jetson AGX Orin 64 GB", "64GB", "Jetson AGX Orin"),
+    Row("Jetson AGX Thor 128 GB", "128GB", "Jetson AGX Thor"),
+    Row("Apple M5 32 GB", "32GB", "M5"),
+    Row("Apple M3 Ultra 512 GB", "512GB", "M3 Ultra"),
+    Row("Apple M4 Max 128 GB, agent", "128GB", "M4 Max", options={"task": "agent"}),
+    # cloud and datacenter
+    Row("T4 16 GB + 64 GB", "64GB", "T4"),
+    Row("A10 24 GB + 128 GB", "128GB", "A10"),
+    Row("L40S 48 GB + 256 GB", "256GB", "L40S"),
+    Row("8x H200 + 2 TB, agent", "2TB", "8x H200", options={"task": "agent"}),
+    Row("8x MI300X + 2 TB, agent", "2TB", "8x MI300X", options={"task": "agent"}),
+    Row("8x B200 + 2 TB", "2TB", "8x B200"),
+    Row("8x MI355X + 2 TB", "2TB", "8x MI355X"),
+    Row("2 nodes x 8x H100, code", "1TB", "8x H100", options={"nodes": 2, "task": "code"}),
+    Row("H100, --prefer speed", "256GB", "H100", options={"prefer": "speed"}),
+    Row("RTX 4090, --task agent", "64GB", "RTX 4090", options={"task": "agent"}),
+    Row("RTX 4060 Ti 16 GB, --task code", "32GB", "RTX 4060 Ti 16GB", options={"task": "code"}),
 )
 
 

@@ -40,6 +40,7 @@ Kind = Literal[
     "speed",  # tokens/s, a finite number >= 0
     "texts",  # a list of text values (at most MAX_MODELS)
     "machine",  # a machine record (CLI: a file saved with `qwenfit probe --json`)
+    "document",  # a JSON document (CLI: a file, or - for standard input)
     "reserve",  # SIZE or SIZE@GPU[,SIZE@GPU...]
 ]
 
@@ -58,10 +59,18 @@ class Setting:
     choices: tuple[str, ...] = ()
     envvar: str | None = None
     flag: str | None = None  # the CLI spelling when it is not --kebab-case of the name
+    # The JSON name when two options of different commands share one (fleet's --nodes is a
+    # node list where estimate's is a count): `name` stays unique as the registry's key.
+    json_name: str | None = None
 
     @property
     def cli_flag(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def field(self) -> str:
+        """The name in REST bodies, MCP arguments and the CLI's request."""
+        return self.json_name or self.name
 
 
 TASKS = ("chat", "agent", "code", "vision")
@@ -133,6 +142,14 @@ _ALL = (
         "Slower picks are shown only when nothing faster fits.",
     ),
     Setting(
+        "prefer",
+        "choice",
+        "quality: a larger model wins whenever its card score is higher (the tier rule); "
+        "speed: near-ties across sizes go to the faster pick.",
+        default="quality",
+        choices=("quality", "speed"),
+    ),
+    Setting(
         "limit",
         "int",
         "How many picks to show (the best and its alternatives).",
@@ -198,6 +215,14 @@ _ALL = (
         envvar="QWENFIT_RAM_BANDWIDTH",
     ),
     Setting(
+        "gpu_bandwidth",
+        "bandwidth",
+        "Memory bandwidth of each GPU, e.g. 936GB/s (for a GPU the catalog does not know).",
+        minimum=1,
+        maximum=MAX_SIZE,
+        envvar="QWENFIT_GPU_BANDWIDTH",
+    ),
+    Setting(
         "machine",
         "machine",
         "A machine saved with 'qwenfit probe --json' (REST and MCP: the `machine` object itself).",
@@ -226,6 +251,25 @@ _ALL = (
     ),
     Setting("yarn", "flag", "With a sweep: go on to the YaRN-extended context.", default=False),
     Setting(
+        "nodes_list",
+        "document",
+        "The cluster's nodes: 'kubectl get nodes -o json' (CLI: FILE, or - for standard input).",
+        flag="--nodes",
+        json_name="nodes",
+    ),
+    Setting(
+        "pods",
+        "document",
+        "Its pods ('kubectl get pods -A -o json'): their requests are taken off the nodes.",
+    ),
+    Setting("pool", "text", "Write the manifests for this pool (default: the best one)."),
+    Setting("name", "text", "Name of the objects (default: the model's, e.g. qwen3-5-27b)."),
+    Setting("namespace", "text", "Namespace of the objects.", default="default"),
+    Setting("image_tag", "text", "vLLM image tag, or a llama.cpp build such as b7000."),
+    Setting(
+        "cache_claim", "text", "PersistentVolumeClaim for the model cache (default: emptyDir)."
+    ),
+    Setting(
         "llama_cpp_build",
         "int",
         "llama.cpp build number (llama-server --version) whose compute buffer to size "
@@ -236,7 +280,7 @@ _ALL = (
 )
 SETTINGS: dict[str, Setting] = {s.name: s for s in _ALL}
 
-_HARDWARE = ("gpu", "vram", "ram", "ram_bandwidth", "machine", "reserve")
+_HARDWARE = ("gpu", "vram", "ram", "ram_bandwidth", "gpu_bandwidth", "machine", "reserve")
 _CONFIG = (
     "runtime",
     "quant",
@@ -283,6 +327,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "task",
         "family",
         "min_speed",
+        "prefer",
         "limit",
         "models",
         "allow_offload",
@@ -302,6 +347,19 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "margin",
         *_HARDWARE,
     ),
+    "fleet": (
+        "nodes_list",
+        "pods",
+        "model",
+        "task",
+        "runtime",
+        "context",
+        "pool",
+        "name",
+        "namespace",
+        "image_tag",
+        "cache_claim",
+    ),
 }
 
 # Options of one face only, and why the others have no such thing.
@@ -312,6 +370,9 @@ FACE_ONLY: dict[str, str] = {
     "sweep": "CLI: estimate --sweep is the service's /v1/sweep",
     "plot": "CLI: writes a local file",
     "measure": "CLI: measures this machine's RAM bandwidth now; the service keeps its own probe",
+    "output": "CLI: fleet prints a summary, the manifests as YAML, or the JSON document",
+    "kubeconfig": "CLI: fleet --online reads the user's own cluster credentials",
+    "kube_context": "CLI: fleet --online reads the user's own cluster credentials",
 }
 
 

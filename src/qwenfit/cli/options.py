@@ -262,13 +262,16 @@ def _click_option(s: Setting) -> Callable[[F], F]:
         kwargs["multiple"] = s.kind == "texts"
         if s.default is not None:
             kwargs.update(default=s.default, show_default=True)
+    if s.kind == "document":
+        kwargs.update(type=None, metavar="FILE|-")
     return click.option(s.cli_flag, s.name, **kwargs)
 
 
-def settings_options(*commands: str) -> Callable[[F], F]:
-    """The click options of `commands`' declared settings (the model is an argument), handed to
-    the command as one `values` dict keyed by setting name."""
-    names = [n for c in commands for n in COMMANDS[c] if n != "model"]
+def settings_options(*commands: str, model_option: bool = False) -> Callable[[F], F]:
+    """The click options of `commands`' declared settings, handed to the command as one
+    `values` dict keyed by setting name. The model is the commands' argument, unless
+    `model_option` makes it an option (`fleet --model`)."""
+    names = [n for c in commands for n in COMMANDS[c] if model_option or n != "model"]
     names = list(dict.fromkeys(names))
 
     def decorate(f: F) -> F:
@@ -302,10 +305,28 @@ def request_values(
             raise UsageError(f"{s.cli_flag} does not apply here")
         if s.kind == "machine":
             value = load_machine(value)
+        elif s.kind == "document":
+            value = read_document(value, f"{s.cli_flag} file")
         elif s.kind == "texts":
             value = list(value)
-        out[name] = value
+        out[s.field] = value
     return out
+
+
+MAX_DOCUMENT_BYTES = 64 * 2**20  # a 5,000-node list with full GFD label sets stays well below
+
+
+def read_document(path: str, what: str) -> Any:
+    """A JSON document from a file, or from standard input for '-' (bounded, one-line errors)."""
+    from qwenfit.errors import BadFileError
+    from qwenfit.inputs import parse_json, read_json
+
+    if path != "-":
+        return read_json(path, what=what, max_bytes=MAX_DOCUMENT_BYTES)
+    data = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise BadFileError(f"{what} on stdin: larger than {MAX_DOCUMENT_BYTES // 2**20} MiB")
+    return parse_json(data, what=what, origin="(stdin)")
 
 
 @dataclass

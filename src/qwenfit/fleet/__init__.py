@@ -13,10 +13,9 @@ if TYPE_CHECKING:
     from qwenfit.fleet.manifests import Settings, to_yaml
     from qwenfit.fleet.online import read_cluster
     from qwenfit.fleet.planning import fleet
-    from qwenfit.fleet.record import FleetDocument, FleetResult, PoolAnswer, PoolPlan
+    from qwenfit.fleet.record import FleetResult, PoolAnswer, PoolPlan
 
 __all__ = [
-    "FleetDocument",
     "FleetResult",
     "PoolAnswer",
     "PoolPlan",
@@ -28,7 +27,6 @@ __all__ = [
 __getattr__, __dir__ = attach(
     __name__,
     {
-        "FleetDocument": ".record",
         "FleetResult": ".record",
         "PoolAnswer": ".record",
         "PoolPlan": ".record",

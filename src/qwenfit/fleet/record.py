@@ -59,13 +59,3 @@ class FleetResult(BaseModel):
     )
     skipped_nodes: list[str] = Field(default_factory=list, description="Not ready or cordoned.")
     notes: list[str] = []
-
-
-class FleetDocument(BaseModel):
-    """What `qwenfit fleet --output json` prints: the envelope every command prints
-    ({"schema_version": 2, "<command>": record}, `serve.service.SCHEMA_VERSION`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Literal[2] = 2
-    fleet: FleetResult

@@ -34,6 +34,14 @@ class CatalogGPU(BaseModel):
         "both), from flops_source; None when the vendor publishes none.",
     )
     flops_source: str | None = None
+    gpu_share: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Unified-memory chips other than Apple's: the share of RAM the GPU may use "
+        "(Apple's follows Metal, `apple_gpu_share`).",
+    )
+    gpu_share_source: str | None = None
 
 
 class GPUCatalog(BaseModel):
@@ -71,8 +79,13 @@ def catalog_gpus(spec: str, ram_total: int = 0) -> list[GPU]:
         raise UsageError(f"invalid --gpu {spec!r}: count must be between 1 and 64")
     entry = _lookup(name)
     if entry.unified_memory and count != 1:
-        raise UsageError(f"invalid --gpu {spec!r}: an Apple chip comes one per machine")
-    vram = apple_gpu_share(ram_total) if entry.vram_gib is None else entry.vram_gib * GiB
+        raise UsageError(f"invalid --gpu {spec!r}: a unified-memory chip comes one per machine")
+    if entry.vram_gib is not None:
+        vram = entry.vram_gib * GiB
+    elif entry.gpu_share is not None:
+        vram = int(ram_total * entry.gpu_share)
+    else:
+        vram = apple_gpu_share(ram_total)
     return [
         GPU(
             index=i,
@@ -103,10 +116,12 @@ def _lookup(name: str) -> CatalogGPU:
     entry = entries.get(_key(name)) or entries.get(_key("apple " + name))
     if entry is None:
         names = [g.name for g in gpu_catalog().gpus]
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.4)
+        close = difflib.get_close_matches(name, names, n=8, cutoff=0.4)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
+        near = f"nearest known: {', '.join(close)}; " if close else ""
         raise UsageError(
-            f"unknown GPU {name!r}{hint}; known: {', '.join(names)}; or give --vram SIZE"
+            f"unknown GPU {name!r}{hint}; {near}{len(names)} GPUs in the catalog "
+            "(data/gpus.json); or give --vram SIZE and --gpu-bandwidth"
         )
     return entry
 
@@ -141,13 +156,15 @@ def with_overrides(
     ram: str | int | None = None,
     ram_bandwidth: str | int | None = None,
     reserve: str | int | None = None,
+    gpu_bandwidth: str | int | None = None,
 ) -> Machine:
     """`base` (or an empty machine) with GPUs and RAM replaced by what the user stated.
 
     `--vram` alone means one GPU of that size; with `--gpu` it sets each listed GPU's memory.
     `--vram 0` means no GPU. Without `base`, a GPU or VRAM override needs `ram` (UsageError
     naming it otherwise). `ram_bandwidth` ('80GB/s') sets the RAM's bandwidth, which speed
-    estimates need for CPU and offloaded runs.
+    estimates need for CPU and offloaded runs; `gpu_bandwidth` the memory bandwidth of every
+    GPU (for a GPU the catalog does not know: `--vram 24GB --gpu-bandwidth 936GB/s`).
     """
     if base is not None and not isinstance(base, Machine):
         raise UsageError(f"invalid base {base!r:.60}: must be a Machine or None")
@@ -172,8 +189,14 @@ def with_overrides(
             ram_usable_bytes=ram_total,
             cgroup_limit_bytes=None,
         )
+    stated = m.gpus
     if gpu is not None or vram is not None:
-        update["gpus"] = _stated_gpus(gpu, vram, ram_total)
+        stated = update["gpus"] = _stated_gpus(gpu, vram, ram_total)
+    if gpu_bandwidth is not None:
+        bw = parse_bandwidth(gpu_bandwidth, what="--gpu-bandwidth")
+        if not stated:
+            raise UsageError("--gpu-bandwidth needs a GPU: give --gpu or --vram with it")
+        update["gpus"] = [g.model_copy(update={"bandwidth_bytes_per_s": bw}) for g in stated]
     if ram_bandwidth is not None:
         update["ram_bandwidth_bytes_per_s"] = parse_bandwidth(ram_bandwidth, what="--ram-bandwidth")
         update["ram_bandwidth_note"] = "given with --ram-bandwidth"

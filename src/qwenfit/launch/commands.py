@@ -49,5 +49,5 @@ def launch_command(
     if est.runtime == VLLM:
         return vllm.command(est, spec, table, task, machine)
     if est.runtime == MLX:
-        return mlx_command(est, spec, table)
+        return mlx_command(est, spec, table, task)
     return transformers.command(est, spec, table, task, machine)

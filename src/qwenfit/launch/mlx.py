@@ -9,6 +9,7 @@ estimate's context is what the memory budget allows, stated in a note.
 from __future__ import annotations
 
 from qwenfit.adapters import MLX, adapter
+from qwenfit.launch.common import Task, sampling_preset
 from qwenfit.launch.record import LaunchCommand, Step
 from qwenfit.memory.mlx import MLX_KV_BITS, MLX_KV_GROUP_SIZE
 from qwenfit.memory.record import Estimate
@@ -21,12 +22,14 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-def mlx_command(est: Estimate, spec: ModelSpec, table: SpecTable) -> LaunchCommand:
-    """The command that serves `est` (runtime mlx) with mlx-lm, or mlx-vlm for images."""
+def mlx_command(
+    est: Estimate, spec: ModelSpec, table: SpecTable, task: Task = "chat"
+) -> LaunchCommand:
+    """The command that serves `est` (runtime mlx) with mlx-lm, or mlx-vlm for images; the
+    card's preset for `task` (code: the precise-coding one)."""
     artifact = spec.artifact(est.quant, adapter(MLX).format)
     assert artifact is not None and artifact.repo is not None
-    key = "non_thinking_general" if spec.size_label in ("0.8b", "2b") else "thinking_general"
-    s = table.sampling[key]
+    _, s = sampling_preset(table, spec, task)
     kv = []
     if est.kv_cache in MLX_KV_BITS:
         kv = ["--kv-bits", str(MLX_KV_BITS[est.kv_cache]), "--kv-group-size"]
@@ -34,7 +37,8 @@ def mlx_command(est: Estimate, spec: ModelSpec, table: SpecTable) -> LaunchComma
     notes = [
         f"neither server takes a context length; {est.context} tokens per sequence is what "
         "this estimate sized",
-        "presence_penalty from the model card has no server flag; set it per request",
+        "presence_penalty from the model card has no server flag; send "
+        f"presence_penalty={_num(s['presence_penalty'])} with each request",
     ]
     if est.text_only:
         argv = [
@@ -63,7 +67,10 @@ def mlx_command(est: Estimate, spec: ModelSpec, table: SpecTable) -> LaunchComma
             argv += ["--max-num-seqs", str(est.parallel)]
         purpose = f"serve text and images (OpenAI-compatible) on :{MLX_PORT}"
         install = ["pip", "install", "mlx-vlm"]
-        notes.append("mlx_vlm.server takes sampling settings per request")
+        notes.append(
+            "mlx_vlm.server takes sampling only per request: send "
+            + ", ".join(f"{k}={_num(s[k])}" for k in ("temperature", "top_p", "top_k", "min_p"))
+        )
     return LaunchCommand(
         runtime=MLX,
         model=spec.name,

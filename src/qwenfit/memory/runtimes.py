@@ -174,12 +174,26 @@ def is_apple(machine: Machine | None) -> bool:
     return machine is not None and any(g.vendor == "apple" for g in machine.gpus)
 
 
+def is_gfx1151(machine: Machine | None) -> bool:
+    """Strix Halo (Ryzen AI Max, Radeon 8060S / 8050S): vLLM has no upstream build for its
+    gfx1151 GPU (vllm-project/vllm#16621); llama.cpp (HIP, Vulkan) and Ollama run there."""
+    return machine is not None and any(
+        "gfx1151" in (g.architecture or "") or "8060S" in g.name or "8050S" in g.name
+        for g in machine.gpus
+    )
+
+
 def check_runtime_on(machine: Machine | None, runtime: RuntimeName) -> RuntimeName:
     """`runtime`, if it has a GPU build for the machine's GPUs; UsageError (exit 2) if not."""
     if runtime == VLLM and is_apple(machine):
         raise UnsupportedError(
             "vLLM has no Apple Silicon GPU build (its macOS build runs on the CPU only); "
             "use --runtime llama.cpp or --runtime ollama, which run on Metal"
+        )
+    if runtime == VLLM and is_gfx1151(machine):
+        raise UnsupportedError(
+            "vLLM has no upstream build for Strix Halo's gfx1151 GPU (vllm-project/vllm#16621); "
+            "use --runtime llama.cpp or --runtime ollama"
         )
     if runtime == VLLM and machine is not None and not machine.gpus:
         raise UnsupportedError(  # a usage error, never "nothing fits"
@@ -207,7 +221,8 @@ def is_datacenter(machine: Machine) -> bool:
             or short.startswith("MI")
         )
 
-    gpus = [g for g in machine.gpus if g.vendor in ("nvidia", "amd")]
+    # Unified-memory boxes (DGX Spark, Jetson, Strix Halo) are desktops: one user, GGUF builds.
+    gpus = [g for g in machine.gpus if g.vendor in ("nvidia", "amd") and not g.unified_memory]
     return bool(gpus) and (
         len(gpus) >= SERVER_MIN_GPUS or any(server_card(g.name, g.memory_total_bytes) for g in gpus)
     )

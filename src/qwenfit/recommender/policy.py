@@ -4,22 +4,29 @@
 
 1. Picks that reach the task's usable-speed floor come first (unknown speed never does).
 2. Among those, expected quality: the model card's task scores, reduced by the measured loss of
-   the weight precision and of the KV cache type. Scores closer than the benchmarks' own noise
-   (`tie_threshold`) are ties.
-3. Ties are broken by speed (aggregate throughput first when serving several users), then by
+   the weight precision and of the KV cache type (`quality`).
+3. The tier rule: a model of a larger size tier, at 4 bits or more with a KV cache no worse
+   than q8_0, comes before a smaller one whenever its card score is higher. Scores closer than
+   the benchmarks' own noise (`tie_threshold`) are ties only within one tier.
+   `prefer="speed"` (or a user --min-speed) goes back to noise ties across tiers.
+4. Ties are broken by speed (aggregate throughput first when serving several users), then by
    memory headroom, then by name.
-4. Below the floor, the fastest pick comes first: it is shown only because nothing faster fits.
+5. Below the floor, the fastest pick comes first: it is shown only because nothing faster fits.
 """
 
 from __future__ import annotations
 
 import functools
+import heapq
 import json
 import math
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from qwenfit.datafiles import data_text
+from qwenfit.hardware.machine import GPU, Machine
+from qwenfit.recommender import quality
+from qwenfit.specs.table import ModelSpec
 
 TASK_BENCHMARKS: dict[str, tuple[str, ...]] = {
     "chat": (
@@ -39,9 +46,28 @@ TASK_BENCHMARKS: dict[str, tuple[str, ...]] = {
 
 # Qwen3.5 thinks by default in every task, and its model card asks for "an output length of
 # 32,768 tokens for most queries" (https://huggingface.co/Qwen/Qwen3.5-27B, Best Practices):
-# without --context, every task aims for at least that much.
+# no default context is below that.
 THINKING_CONTEXT = 32768
 TASK_CONTEXT: dict[str, int] = {t: THINKING_CONTEXT for t in TASK_BENCHMARKS}
+
+# The context a pick gets when its memory allows (`context_goal`): the Qwen3.5 / 3.6 cards
+# advise keeping at least 128K tokens of context to preserve thinking
+# (https://huggingface.co/Qwen/Qwen3.5-397B-A17B, https://huggingface.co/Qwen/Qwen3.6-27B,
+# Best Practices); Ollama asks at least 64,000 tokens for agents and coding tools
+# (https://github.com/ollama/ollama/blob/main/docs/context-length.mdx).
+CARD_CONTEXT = 131072
+TOOL_CONTEXT: dict[str, int] = {"agent": 65536, "code": 65536}
+
+
+def context_goal(task: str, fits_up_to: int | None, native: int) -> int:
+    """The default context of a pick that fits `fits_up_to` tokens at most (None: unknown):
+    128K when it fits, else the largest that fits above 32K; never above the model's own
+    limit, never below the thinking minimum (the search already placed it there)."""
+    top = min(fits_up_to or THINKING_CONTEXT, native)
+    if top >= CARD_CONTEXT:
+        return CARD_CONTEXT
+    return max(THINKING_CONTEXT, top // 1024 * 1024)
+
 
 # Usable-speed floor, decode tokens/s of one sequence. Silent reading averages 238 words per
 # minute (Brysbaert 2019, J. Memory and Language 109:104047, doi:10.1016/j.jml.2019.104047),
@@ -57,15 +83,10 @@ SPEED_FLOOR: dict[str, float] = {t: 10.0 for t in TASK_BENCHMARKS}
 ASSUMED_RAM_BANDWIDTH = 2 * 8 * 3200 * 10**6
 
 
-@functools.cache
-def _kv_table() -> dict[str, float]:
-    raw = json.loads(data_text("kv_quality.json"))
-    return {k: float(v["quality_loss"]) for k, v in raw["kv_cache"].items()}
-
-
 def kv_quality_loss(kv_cache: str) -> float:
-    """Measured (or conservatively proxied) quality cost of a KV cache type."""
-    return _kv_table().get(kv_cache, 0.0)
+    """Measured (or conservatively proxied) quality cost of a KV cache type (an unknown type is
+    an error: `quality.kv_loss`)."""
+    return quality.kv_loss(kv_cache)
 
 
 @functools.cache
@@ -119,6 +140,52 @@ def variants(
     return out
 
 
+# Size tiers by total parameters (billions): each bound about doubles the one before, so a
+# tier up is a model with several times the parameters. 27B and 35B-A3B share one tier (the
+# same memory class); 122B-A10B and 397B-A17B are the two above it. A product choice.
+TIER_BOUNDS_B = (1.5, 3.0, 6.0, 15.0, 60.0, 200.0)
+
+
+def tier(spec: ModelSpec) -> int:
+    """0 for the smallest models; one more per bound of `TIER_BOUNDS_B` passed."""
+    billions = spec.params.total / 1e9
+    return sum(billions >= b for b in TIER_BOUNDS_B)
+
+
+def strong_enough(quant: str, kv_cache: str) -> bool:
+    """May a larger tier win on its card score: weights of 4 bits or more and a KV cache that
+    costs no more than q8_0."""
+    return quality.precision_bits(quant) >= 4 and kv_quality_loss(kv_cache) <= kv_quality_loss(
+        "q8_0"
+    )
+
+
+def _cc(gpu: GPU) -> float:
+    try:
+        return float(gpu.compute_capability or "nan")
+    except ValueError:
+        return math.nan
+
+
+def fp8_hardware(machine: Machine) -> bool:
+    """Every GPU has FP8 units: NVIDIA compute capability 8.9 or more (Ada, Hopper,
+    Blackwell), AMD CDNA 3 or later (MI300 series and up). There the vLLM recipe serves the
+    official FP8 checkpoint (https://github.com/vllm-project/recipes, Qwen/Qwen3.5.md)."""
+    return bool(machine.gpus) and all(
+        (g.vendor == "nvidia" and _cc(g) >= 8.9)
+        or (g.vendor == "amd" and (g.architecture or "").startswith(("CDNA 3", "CDNA 4")))
+        for g in machine.gpus
+    )
+
+
+def lacks_bf16(machine: Machine) -> bool:
+    """An NVIDIA GPU below compute capability 8.0 (T4, V100): vLLM refuses BF16 there unless
+    told --dtype half (FP16 compute of the BF16 weights)."""
+    return any(g.vendor == "nvidia" and _cc(g) < 8.0 for g in machine.gpus)
+
+
+Prefer = Literal["quality", "speed"]
+
 C = TypeVar("C")
 
 
@@ -130,27 +197,79 @@ def rank(
     tiebreak: Callable[[C], tuple[object, ...]],
     floor: float,
     threshold: float,
+    tier: Callable[[C], int] | None = None,
+    card: Callable[[C], float] | None = None,
+    strong: Callable[[C], bool] | None = None,
+    prefer: Prefer = "quality",
 ) -> list[C]:
     """Order `items` by the policy of this module.
 
     `tiebreak(c)` orders candidates within one quality tie (smaller first: negative aggregate
     throughput, negative speed, negative headroom, name). Tie groups are formed greedily: the
-    best remaining score and everything within `threshold` of it.
+    best remaining score and everything within `threshold` of it, of the same `tier` unless
+    `prefer` is "speed". With `tier`, `card` and `strong` the tier rule then moves every
+    strong larger-tier candidate with the higher card score ahead of the smaller one.
     """
     fast: list[C] = []
     slow: list[C] = []
     for c in items:
         s = speed(c)
         (fast if s is not None and s >= floor else slow).append(c)
+    by_tier = tier is not None and prefer == "quality"
     ordered: list[C] = []
     rest = sorted(fast, key=lambda c: (-quality(c), tiebreak(c)))
     while rest:
-        top = quality(rest[0])
-        group = [c for c in rest if top - quality(c) < threshold]
-        ordered += sorted(group, key=tiebreak)
-        rest = [c for c in rest if top - quality(c) >= threshold]
+        top = rest[0]
+        tied = [
+            c
+            for c in rest
+            if quality(top) - quality(c) < threshold and (not by_tier or tier(c) == tier(top))  # type: ignore[misc]
+        ]
+        ordered += sorted(tied, key=tiebreak)
+        rest = [c for c in rest if not any(c is t for t in tied)]
+    if by_tier and card is not None and strong is not None:
+        assert tier is not None
+        ordered = _tier_rule(ordered, tier, card, strong)
     ordered += sorted(
         slow,
         key=lambda c: (speed(c) is None, -(speed(c) or 0.0), -quality(c), tiebreak(c)),
     )
     return ordered
+
+
+def _tier_rule(
+    ordered: list[C],
+    tier: Callable[[C], int],
+    card: Callable[[C], float],
+    strong: Callable[[C], bool],
+) -> list[C]:
+    """`ordered`, with every a ahead of every b where a is strong, of a larger tier and has
+    the higher card score; otherwise as it was (a topological order, ties by position).
+    Acyclic: each such constraint goes from a larger tier to a smaller one."""
+    n = len(ordered)
+    before = [
+        [
+            a
+            for a in range(n)
+            if tier(ordered[a]) > tier(ordered[b])
+            and strong(ordered[a])
+            and card(ordered[a]) > card(ordered[b])
+        ]
+        for b in range(n)
+    ]
+    waiting = [len(p) for p in before]
+    after: list[list[int]] = [[] for _ in range(n)]
+    for b, preds in enumerate(before):
+        for a in preds:
+            after[a].append(b)
+    ready = [i for i in range(n) if waiting[i] == 0]
+    heapq.heapify(ready)
+    out: list[C] = []
+    while ready:
+        i = heapq.heappop(ready)
+        out.append(ordered[i])
+        for b in after[i]:
+            waiting[b] -= 1
+            if waiting[b] == 0:
+                heapq.heappush(ready, b)
+    return out

@@ -4,33 +4,33 @@ The policy (floors, ties, thresholds and their sources) is `policy`; the candida
 pruning is `search`; the sentences about each pick are `explain`; `docs/recommending.md` states
 it all for people, with a panel of machines kept current by tests/test_recommend_panel.py.
 
-Over 400 lines because the result records (`Recommendation`, `Closest`, `RecommendResult`) live
-beside the one function that builds them; the policy, search and explanations are their own
-modules.
+The result records (`Recommendation`, `Closest`, `RecommendResult`) live beside the function
+that builds them; the policy, search and sentences are their own modules.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qwenfit.adapters import MLX, VLLM, adapter
+from qwenfit.adapters import OLLAMA, VLLM, RuntimeName, adapter
 from qwenfit.bounds import check_cost
 from qwenfit.errors import UsageError
-from qwenfit.fit.verdict import Fit
+from qwenfit.fit.verdict import Fit, check_fit
 from qwenfit.hardware.machine import Machine
 from qwenfit.launch.commands import LaunchCommand, launch_command
 from qwenfit.launch.common import Task
-from qwenfit.memory import runtimes, speed
+from qwenfit.memory import runtimes
+from qwenfit.memory.config import Config
 from qwenfit.memory.options import DEFAULT_MARGIN, FlashAttn, Options
 from qwenfit.memory.record import Estimate, LayoutKind
-from qwenfit.recommender import explain, policy
+from qwenfit.recommender import explain, policy, quality
 from qwenfit.recommender.policy import TASK_BENCHMARKS
 from qwenfit.recommender.search import Candidate, Miss, Search, SpeedSource, task_score
 from qwenfit.specs.table import DEFAULT_FAMILY, ModelSpec, SpecTable, load_specs
-from qwenfit.units import GiB, format_context
 
 __all__ = [
     "TASK_BENCHMARKS",
@@ -103,10 +103,16 @@ class RecommendResult(BaseModel):
         "machine", description="user: --runtime; machine: what people on this hardware use."
     )
     task: Task
-    context: int
+    context: int = Field(description="The context searched at (each pick says its own).")
     context_source: Literal["user", "default"]
     min_speed: float = Field(0.0, description="The usable-speed floor applied, tokens/s.")
     min_speed_source: Literal["user", "task default"] = "task default"
+    prefer: policy.Prefer = Field(
+        "quality",
+        description="quality: the tier rule (a larger model wins on a higher card score); "
+        "speed: noise ties across tiers, the faster pick wins them (--prefer speed or a "
+        "--min-speed).",
+    )
     tie_threshold: float = Field(
         0.0, description="Score points within which two picks count as equal (benchmark noise)."
     )
@@ -120,14 +126,22 @@ class RecommendResult(BaseModel):
 
 
 def _check_arguments(
-    machine: object, context: object, limit: object, min_speed: object, models: object
+    machine: object,
+    context: object,
+    limit: object,
+    min_speed: object,
+    models: object,
+    task: object,
+    text_only: bool,
+    prefer: object,
 ) -> None:
-    """Wrong-typed arguments of `recommend` as UsageError (the rest goes through `Options`)."""
+    """Wrong values of `recommend`'s own arguments as UsageError (the rest go through
+    `Options`)."""
     if not isinstance(machine, Machine):
         raise UsageError(f"invalid machine {machine!r:.60}: must be a Machine (see probe())")
     if context is not None:
         Options.of(context=context)
-    if isinstance(limit, bool) or not isinstance(limit, int):
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise UsageError(f"invalid limit {limit!r:.60}: must be a whole number of at least 1")
     if min_speed is not None and (
         isinstance(min_speed, bool)
@@ -143,6 +157,12 @@ def _check_arguments(
         raise UsageError(
             f"invalid models {models!r:.60}: must be a list of model names or ModelSpecs"
         )
+    if not isinstance(task, str) or task not in TASK_BENCHMARKS:
+        raise UsageError(f"unknown task {task!r:.60}; allowed: {', '.join(TASK_BENCHMARKS)}")
+    if task == "vision" and text_only:
+        raise UsageError("--task vision needs the vision tower; drop --text-only")
+    if prefer not in ("quality", "speed"):
+        raise UsageError(f"invalid prefer {prefer!r:.60}; allowed: quality, speed")
 
 
 def _with_models(
@@ -162,6 +182,13 @@ def _with_models(
             table = table.model_copy(update={"models": [*table.models, m]})
             specs.append(m)
     return table, specs
+
+
+def _runtime(machine: Machine, runtime: str | None, specs: list[ModelSpec]) -> RuntimeName:
+    rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
+    if specs and not runtime:  # as check does: a runtime that loads the chosen model
+        rt = runtimes.runtime_for(specs[0], rt)
+    return runtimes.check_runtime_on(machine, rt)
 
 
 def recommend(
@@ -185,6 +212,7 @@ def recommend(
     limit: int = 5,
     models: list[str | ModelSpec] | None = None,
     table: SpecTable | None = None,
+    prefer: policy.Prefer = "quality",
 ) -> RecommendResult:
     """Rank every model x precision x KV cache x vision variant the runtime can run on
     `machine`; best first (see `policy`).
@@ -192,29 +220,20 @@ def recommend(
     `models` restricts the candidates to these names, aliases or ModelSpecs (any checkpoint)
     and `quant` to one precision; otherwise the models of `family` are ranked (qwen3.5 by
     default, qwen3.6, qwen3.8 or all). `mtp` sizes every pick with MTP speculative decoding
-    (llama.cpp, vLLM). Configurations that fit the GPU(s) whole are searched first; offloading
-    experts or layers to RAM (llama.cpp, Ollama) is considered when `allow_offload` is set, or
-    when nothing else fits. Returns an empty `recommendations` list (and `closest`) when nothing
-    fits at all.
+    (llama.cpp, vLLM).
+    Configurations that fit the GPU(s) whole are searched first; with llama.cpp, MoE models
+    may keep routed experts in RAM when that keeps the speed floor; other offloading (layers
+    in RAM) is considered when `allow_offload` is set, or when nothing else fits. Without
+    `context`, each pick gets the context the model cards advise when it fits
+    (`policy.context_goal`). `prefer="speed"` lets noise ties span size tiers. Returns an
+    empty `recommendations` list (and `closest`) when nothing fits at all.
     """
-    _check_arguments(machine, context, limit, min_speed, models)
+    _check_arguments(machine, context, limit, min_speed, models, task, text_only, prefer)
     check_cost(len(machine.gpus), nodes if isinstance(nodes, int) else 1, limit)
     table = table or load_specs()
-    if not isinstance(task, str) or task not in TASK_BENCHMARKS:
-        raise UsageError(f"unknown task {task!r:.60}; allowed: {', '.join(TASK_BENCHMARKS)}")
-    if task == "vision" and text_only:
-        raise UsageError("--task vision needs the vision tower; drop --text-only")
-    if limit < 1:
-        raise UsageError(f"invalid -n {limit}: must be at least 1")
-    if min_speed is not None and min_speed < 0:
-        raise UsageError(f"invalid --min-speed {min_speed}: must be 0 or more")
     table, specs = _with_models(table, models)
-    rt = runtimes.check_runtime(runtime) if runtime else runtimes.default_runtime(machine)
-    if specs and not runtime:  # as check does: a runtime that loads the chosen model
-        rt = runtimes.runtime_for(specs[0], rt)
-    rt = runtimes.check_runtime_on(machine, rt)
-    in_family = table.family_models(family)
-    chosen = {m.name for m in specs} if specs else {m.name for m in in_family}
+    rt = _runtime(machine, runtime, specs)
+    chosen = {m.name for m in specs} if specs else {m.name for m in table.family_models(family)}
     q = None
     if quant is not None:
         q = runtimes.normal_precision(table, quant)
@@ -235,79 +254,60 @@ def recommend(
         k for k in adapter(rt).search_kv_types if k in table.runtimes[rt].kv_cache_types
     ) or (runtimes.check_kv_cache(table, rt, None),)
     search = Search(table, machine, rt, task, options, chosen, kv_types, q)
+    search.moe_offload = True
+    if rt == VLLM and q is None:
+        search.fp8_first = policy.fp8_hardware(machine)
     floor = policy.SPEED_FLOOR[task] if min_speed is None else float(min_speed)
     threshold = policy.tie_threshold(task)
     target = context or policy.TASK_CONTEXT[task]
-    notes: list[str] = []
-    warnings: list[str] = []
-    if runtime is None:
-        notes.append(f"runtime {rt}: {_runtime_reason(machine, rt)}")
+    found = _gather(search, target, context is None, floor)
+    mode: policy.Prefer = "speed" if prefer == "speed" or min_speed is not None else "quality"
+    ranked = _rank(found.candidates, search, floor, threshold, mode)
     if context is None:
-        notes.append(
-            f"context {target} tokens: the default for thinking tasks (the model card asks "
-            "for 32,768 output tokens); pass --context to change it"
-        )
-    offload = allow_offload
-    candidates, misses = search.candidates(target, shrink=False, allow_offload=offload)
-    if not candidates and context is None:
-        candidates, _ = search.candidates(target, shrink=True, allow_offload=offload)
-        if candidates:
-            warnings.append(
-                f"nothing fits at {target} tokens: contexts were lowered to fit; a thinking "
-                "model may be cut off before it answers"
-            )
-    if (
-        not candidates
-        and not offload
-        and adapter(rt).layer_offload
-        and adapter(rt).gguf
-        and machine.gpus
-    ):
-        offload = True
-        search.options = options.model_copy(update={"allow_offload": True})
-        candidates, _ = search.candidates(target, shrink=context is None, allow_offload=True)
-        if candidates:
-            warnings.append(
-                "nothing fits the GPU whole: these picks keep part of the weights in RAM, "
-                "which is much slower"
-            )
-    ranked = policy.rank(
-        candidates,
-        quality=lambda c: c.quality,
-        speed=lambda c: c.speed,
-        tiebreak=Candidate.tiebreak,
-        floor=floor,
-        threshold=threshold,
-    )
+        settled = [_settle_context(search, c, floor) for c in ranked[:limit]]
+        ranked[:limit] = [c for c, _ in settled]
+        short = [why for _, why in settled]
+    else:
+        short = [""] * len(ranked[:limit])
     first = policy.variants(task, kv_types, options.kv_cache, text_only, adapter(rt).drops_vision)[
         0
     ]
     recs = [
-        _recommendation(i + 1, c, search, floor, first, target, text_only)
-        for i, c in enumerate(ranked[:limit])
+        _recommendation(i + 1, c, search, floor, first, target, text_only, why)
+        for i, (c, why) in enumerate(zip(ranked[:limit], short, strict=True))
     ]
+    notes = [f"runtime {rt}: {explain.runtime_reason(machine, rt)}"] if runtime is None else []
+    if context is None:
+        notes.append(explain.context_note(task))
+    warnings = list(found.warnings)
     why = None
     if ranked:
         best = ranked[0]
         if best.speed is None:
-            warnings.append(
-                "decode speed unknown (a memory bandwidth is unknown): picks are ranked by "
-                "quality alone; give --gpu from the catalog or --ram-bandwidth"
-            )
+            warnings.append(explain.UNKNOWN_SPEED_WARNING)
         elif best.speed < floor:
-            warnings.append(
-                f"the pick runs about {best.speed:.0f} tokens/s, below the {floor:g} tokens/s "
-                f"floor for {task}: nothing faster fits"
-            )
-        why = explain.why_not_bigger(search, best, ranked, misses, floor, threshold, offload)
+            warnings.append(explain.slow_warning(best.speed, floor, task))
+        why = explain.why_not_bigger(
+            search,
+            best,
+            ranked + found.slow_offload,
+            found.misses,
+            floor,
+            threshold,
+            found.offload,
+            target,
+            tiered=mode == "quality",
+        )
+        if best.est.layout.kind == "offload" and not found.offload:
+            notes.append(explain.EXPERTS_NOTE)
+        if runtime is None and OLLAMA not in machine.runtimes:
+            hint = explain.llamacpp_experts_hint(search, best, floor)
+            if hint:
+                notes.append(hint)
         top = best.spec
         newer = [m for m in table.newer_same_shape(top) if m.family != top.family]
         if newer:
-            notes.append(
-                f"{newer[0].display_name} (released {newer[0].released}) has the same "
-                f"architecture and memory as {top.display_name}: --family {newer[0].family}"
-            )
-    closest = None if recs else _closest(misses, machine, rt)
+            notes.append(explain.newer_note(newer[0], top))
     return RecommendResult(
         machine=machine,
         runtime=rt,
@@ -317,27 +317,153 @@ def recommend(
         context_source="user" if context else "default",
         min_speed=floor,
         min_speed_source="user" if min_speed is not None else "task default",
+        prefer=mode,
         tie_threshold=threshold,
         recommendations=recs,
         why_not_bigger=why,
-        closest=closest,
+        closest=None if recs else _closest(found.misses, machine, rt),
         notes=notes,
         warnings=warnings,
     )
 
 
-def _runtime_reason(machine: Machine, rt: str) -> str:
-    if rt in machine.runtimes:
-        return "installed here"
-    if machine.runtimes:
-        return "installed here (the usual runtime for this hardware is not)"
-    if rt == VLLM:
-        return "datacenter GPUs or a multi-GPU server (none installed here)"
-    if runtimes.is_apple(machine):
-        if rt == MLX:
-            return "Apple Silicon: most Mac users run MLX conversions with mlx-lm (none here)"
-        return "Apple Silicon runs GGUF builds on Metal (none installed here)"
-    return "a desktop GPU or CPU (none installed here)"
+@dataclasses.dataclass
+class _Found:
+    candidates: list[Candidate]
+    misses: list[Miss]
+    offload: bool  # layer offload allowed (asked, or nothing fits the GPUs whole)
+    warnings: list[str]
+    slow_offload: list[Candidate]  # experts in RAM below the floor: "why not bigger" only
+
+
+def _gather(search: Search, target: int, may_shrink: bool, floor: float) -> _Found:
+    """Candidates at `target`; then at a lowered context (default context only); then with
+    layers in RAM (llama.cpp, Ollama) when nothing fits the GPUs whole. Expert offload that
+    was not asked for stays only when it keeps the speed floor."""
+    offload = search.options.allow_offload
+    candidates, misses = search.candidates(target, shrink=False, allow_offload=offload)
+    gpus = bool(search.machine.gpus)
+    candidates, slow = _keep_fast_offload(candidates, floor, offload or not gpus)
+    warnings: list[str] = []
+    if not candidates and may_shrink:
+        candidates, _ = search.candidates(target, shrink=True, allow_offload=offload)
+        candidates, _ = _keep_fast_offload(candidates, floor, offload or not gpus)
+        if candidates:
+            warnings.append(explain.SHRUNK_WARNING.format(target=target))
+    if (
+        not candidates
+        and not offload
+        and adapter(search.runtime).layer_offload
+        and adapter(search.runtime).gguf
+        and search.machine.gpus
+    ):
+        offload = True
+        search.options = search.options.model_copy(update={"allow_offload": True})
+        candidates, _ = search.candidates(target, shrink=may_shrink, allow_offload=True)
+        if candidates:
+            warnings.append(explain.OFFLOAD_WARNING)
+    return _Found(candidates, misses, offload, warnings, slow)
+
+
+def _keep_fast_offload(
+    candidates: list[Candidate], floor: float, asked: bool
+) -> tuple[list[Candidate], list[Candidate]]:
+    """(kept, dropped): on a GPU machine, weights in RAM that were not asked for stay only
+    as MoE experts (--n-cpu-moe) at or above the speed floor."""
+    if asked:
+        return candidates, []
+    kept: list[Candidate] = []
+    dropped: list[Candidate] = []
+    for c in candidates:
+        layout = c.est.layout
+        fast = c.speed is not None and c.speed >= floor
+        ok = layout.kind not in ("offload", "cpu") or (bool(layout.cpu_moe_layers) and fast)
+        (kept if ok else dropped).append(c)
+    return kept, dropped
+
+
+def _rank(
+    candidates: list[Candidate],
+    search: Search,
+    floor: float,
+    threshold: float,
+    prefer: policy.Prefer,
+) -> list[Candidate]:
+    def card(c: Candidate) -> float:
+        has, score = task_score(c.spec, search.task)
+        return score if has else float("-inf")
+
+    return policy.rank(
+        candidates,
+        quality=lambda c: c.quality,
+        speed=lambda c: c.speed,
+        tiebreak=Candidate.tiebreak,
+        floor=floor,
+        threshold=threshold,
+        tier=lambda c: policy.tier(c.spec),
+        card=card,
+        strong=lambda c: policy.strong_enough(c.est.quant, c.est.kv_cache),
+        prefer=prefer,
+    )
+
+
+def _settle_context(search: Search, c: Candidate, floor: float) -> tuple[Candidate, str]:
+    """`c` at the context the cards advise (`policy.context_goal`) when its memory holds it,
+    with the same model and precision; a KV cache no worse than q8_0 may be used to get
+    there. Kept as it is when a longer context would cost the speed floor or users served.
+    Also says what kept it short of the card's advice ("" when nothing did)."""
+    if c.shrunk:
+        return c, ""
+    e = c.est
+    native = c.spec.context.extended or c.spec.context.native
+    q8_ok = policy.kv_quality_loss(e.kv_cache) < policy.kv_quality_loss("q8_0")
+    tries = [e.kv_cache] + (["q8_0"] if q8_ok and "q8_0" in search.kv_types else [])
+    best: Candidate | None = None
+    why = "memory"
+    need = policy.TOOL_CONTEXT.get(search.task, policy.THINKING_CONTEXT)
+    for kv in tries:
+        cfg = search.config(c.spec, e.quant, kv, e.text_only)
+        placed, _ = search.place(cfg, e.context, search.options.allow_offload)
+        goal = policy.context_goal(search.task, search.max_context(placed), native)
+        if goal <= e.context and kv == e.kv_cache:
+            continue
+        got, failed = _at_context(search, c, cfg, kv, goal, floor)
+        if got is None:
+            why = failed or why
+            continue
+        if best is None or got.est.context > best.est.context:
+            best = got
+        if best.est.context >= policy.CARD_CONTEXT or (
+            kv == e.kv_cache and best.est.context >= need
+        ):
+            break
+    if best is None and why == "speed" and e.context < policy.TOOL_CONTEXT["agent"]:
+        cfg = search.config(c.spec, e.quant, e.kv_cache, e.text_only)
+        best, _ = _at_context(search, c, cfg, e.kv_cache, policy.TOOL_CONTEXT["agent"], floor)
+    out = best if best is not None and best.est.context > e.context else c
+    short = min(policy.CARD_CONTEXT, native) > out.est.context
+    return out, why if short else ""
+
+
+def _at_context(
+    search: Search, c: Candidate, cfg: Config, kv: str, ctx: int, floor: float
+) -> tuple[Candidate | None, str]:
+    """`c` re-placed at `ctx` with KV `kv`, or None and why not ("memory", "speed", "users")."""
+    placed, est = search.place(cfg, ctx, search.options.allow_offload)
+    fit = check_fit(est, search.machine, search.options.margin)
+    if not fit.fits:
+        return None, "memory"
+    est = search.finished(est)
+    tps, source = search.speed(est)
+    if c.speed is not None and c.speed >= floor and (tps is None or tps < floor):
+        return None, "speed"
+    q = c.quality / (1 - policy.kv_quality_loss(c.est.kv_cache)) * (1 - policy.kv_quality_loss(kv))
+    got = dataclasses.replace(
+        c, cfg=placed, est=est, fit=fit, speed=tps, speed_source=source, quality=q
+    )
+    if got.concurrency < c.concurrency:
+        return None, "users"
+    return got, ""
 
 
 def _closest(misses: list[Miss], machine: Machine, runtime: str) -> Closest | None:
@@ -346,19 +472,12 @@ def _closest(misses: list[Miss], machine: Machine, runtime: str) -> Closest | No
         return None
     m = min(estimated, key=lambda x: (x.fit.missing_bytes, x.spec.name, x.quant))  # type: ignore[union-attr]
     assert m.est is not None and m.fit is not None
-    est, fit = m.est, m.fit
-    where = "GPU memory" if est.gpu_bytes else "RAM"
-    advice = f"{est.model} at {est.quant} needs {fit.missing_bytes / GiB:.1f} GiB more {where}"
-    if est.gpu_bytes and not adapter(runtime).gguf:
-        advice += "; or try --runtime llama.cpp, whose GGUF quantizations are smaller"
-    elif not machine.has_gpu:
-        advice += "; a GPU, more RAM or a shorter --context would help"
     return Closest(
-        model=est.model,
-        quant=est.quant,
-        context=est.context,
-        missing_bytes=fit.missing_bytes,
-        advice=advice,
+        model=m.est.model,
+        quant=m.est.quant,
+        context=m.est.context,
+        missing_bytes=m.fit.missing_bytes,
+        advice=explain.closest_advice(m.est, m.fit.missing_bytes, machine, runtime),
     )
 
 
@@ -370,82 +489,10 @@ def _recommendation(
     first: policy.Variant,
     target: int,
     user_text_only: bool,
+    short_of_card: str,
 ) -> Recommendation:
     e = c.est
-    top = search.max_context(c.cfg)
-    w_loss = search.table.precisions[e.quant].quality_loss
-    kv_loss = policy.kv_quality_loss(e.kv_cache)
-    lossy = "".join(
-        [
-            f", less {w_loss * 100:.2g}% for {e.quant}" if w_loss else "",
-            f", less {kv_loss * 100:.2g}% for KV {e.kv_cache}" if kv_loss else "",
-        ]
-    )
-    usable = (
-        "what vLLM claims at start"
-        if adapter(e.runtime).gpu_share and e.gpu_bytes
-        else f"after a {c.fit.margin_bytes / GiB:.1f} GiB margin"
-    )
-    need = []
-    if e.gpu_bytes:
-        need.append(
-            f"needs {e.gpu_bytes / GiB:.1f} GiB of GPU memory of "
-            f"{c.fit.gpu_budget_bytes / GiB:.1f} GiB usable ({usable})"
-        )
-    if e.ram_bytes or not e.gpu_bytes:
-        caches = (
-            f" ({(e.ram_bytes - e.cache_limit_bytes) / GiB:.1f} at load; llama-server's prompt "
-            f"cache and checkpoints start empty and may grow to {e.cache_limit_bytes / GiB:.1f})"
-            if e.cache_limit_bytes
-            else ""
-        )
-        need.append(
-            f"{e.ram_bytes / GiB:.1f} GiB of RAM{caches} of "
-            f"{c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
-        )
-    reasons = [
-        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks{lossy})",
-        "; ".join(need),
-    ]
-    warnings = []
-    if c.speed is not None:
-        how = (
-            "memory-bandwidth estimate"
-            if c.speed_source == "estimated"
-            else f"assuming {policy.ASSUMED_RAM_BANDWIDTH / 1e9:.1f} GB/s RAM; "
-            "--ram-bandwidth to set it"
-        )
-        reasons.append(f"about {c.speed:.0f} tokens/s decode ({how})")
-    else:
-        reasons.append("decode speed unknown (a memory bandwidth is unknown)")
-    if c.speed is None or c.speed < floor:
-        warnings.append(
-            f"below the {floor:g} tokens/s usable-speed floor"
-            if c.speed is not None
-            else "speed unknown: not counted as reaching the usable-speed floor"
-        )
-    seqs = c.max_num_seqs
-    if e.parallel > 1:
-        reasons.append(
-            f"{c.concurrency} users at once, about {c.aggregate or 0:.0f} tokens/s in all "
-            "(per-user speed x users, memory-bound decode)"
-        )
-    if seqs is not None and seqs < e.parallel:
-        warnings.append(
-            f"the memory left for KV blocks holds {seqs} sequences of "
-            f"{format_context(e.context)}, fewer than --parallel {e.parallel}"
-        )
-    if speed.fp8_weight_only(e, search.machine):
-        warnings.append(
-            "FP8 weights on a GPU without FP8 units (compute capability < 8.9): vLLM runs them "
-            "weight-only (W8A16, FP8 Marlin), slower than this estimate, above all in prefill "
-            "(docs.vllm.ai features/quantization/fp8)"
-        )
-    if e.runtime == VLLM and e.kv_cache == "fp8":
-        warnings.append(
-            "FP8 KV cache on this hybrid model: reports of corrupted output (vLLM #42179) and of "
-            "little memory gain (vLLM #55196); --kv-cache bf16 is the safe choice"
-        )
+    loss = quality.weight_loss(c.spec, e.quant, search.sizes())
     launch = launch_command(e, table=search.table, task=search.task, machine=search.machine)
     serve = launch.steps[-1]
     return Recommendation(
@@ -458,21 +505,21 @@ def _recommendation(
         kv_cache=e.kv_cache,
         text_only=e.text_only,
         context=e.context,
-        max_context=top,
+        max_context=search.max_context(c.cfg),
         placement=e.layout.kind,
         quality_score=round(c.quality, 2),
         tokens_per_second=c.speed,
         speed_source=c.speed_source,
         meets_speed_floor=c.speed is not None and c.speed >= floor,
         parallel=e.parallel,
-        max_num_seqs=seqs,
+        max_num_seqs=c.max_num_seqs,
         aggregate_tokens_per_second=c.aggregate,
-        gave_up=explain.gave_up(c, first, target, user_text_only),
-        warnings=warnings,
+        gave_up=explain.gave_up(c, first, target, user_text_only, short_of_card, floor),
+        warnings=explain.pick_warnings(c, search, floor),
         estimate=e,
         fit=c.fit,
         command=serve.shell,
         argv=serve.argv,
         launch=launch,
-        reasons=reasons,
+        reasons=explain.reasons(c, search, loss),
     )

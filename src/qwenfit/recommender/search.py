@@ -25,7 +25,7 @@ from qwenfit.memory.context import max_context_on
 from qwenfit.memory.estimator import finish, with_speed
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
-from qwenfit.recommender import policy
+from qwenfit.recommender import policy, quality
 from qwenfit.specs.table import ModelSpec, SpecTable
 
 SpeedSource = Literal["estimated", "assumed RAM bandwidth", "unknown"]
@@ -119,6 +119,14 @@ class Search:
     quant: str | None = None  # only this precision (recommend --quant)
     configs: dict[tuple[str, str, str, bool], Config] = field(default_factory=dict)
     estimated: int = 0
+    moe_offload: bool = False  # also try MoE experts in RAM (llama.cpp --n-cpu-moe)
+    fp8_first: bool = False  # vLLM on FP8 GPUs: the official FP8 checkpoint, not BF16
+
+    def weight_loss(self, spec: ModelSpec, quant: str) -> float:
+        return quality.weight_loss(spec, quant, self.sizes()).value
+
+    def sizes(self) -> dict[str, int]:
+        return {m.name: m.params.total for m in self.table.models}
 
     def config(self, spec: ModelSpec, quant: str, kv: str, text_only: bool) -> Config:
         key = (spec.name, quant, kv, text_only)
@@ -142,6 +150,12 @@ class Search:
             update={"allow_offload": allow_offload, "context": context}
         )
         self.estimated += 1
+        if options.nodes > 1:  # one node before several: across nodes only when needed
+            one = finish(
+                cfg, options.model_copy(update={"nodes": 1}), self.machine, self.table, speed=False
+            )
+            if check_fit(one[1], self.machine, self.options.margin).fits:
+                return one
         return finish(cfg, options, self.machine, self.table, speed=False)
 
     def finished(self, est: Estimate) -> Estimate:
@@ -202,12 +216,15 @@ class Search:
             for quant in runtimes.loadable_precisions(self.table, spec, self.runtime):
                 if self.quant is not None and quant != self.quant:
                     continue
-                w_loss = self.table.precisions[quant].quality_loss
+                if self._skip(spec, quant):
+                    continue
+                w_loss = self.weight_loss(spec, quant)
+                experts = self._expert_offload(spec, allow_offload)
                 artifact = spec.artifact(quant, adapter(self.runtime).format)
                 if artifact is None:
                     continue
                 best_q = score * (1 - w_loss)
-                if artifact.text_bytes > pool:
+                if artifact.text_bytes > (self.pool_bytes(True) if experts else pool):
                     misses.append(Miss(spec, quant, best_q, None, None, None))
                     continue
                 got = self._first_fit(
@@ -221,11 +238,32 @@ class Search:
                     score,
                     w_loss,
                 )
+                if not isinstance(got, Candidate) and experts:
+                    got2 = self._first_fit(
+                        spec, quant, order, ctx_target, shrink, True, has_task, score, w_loss
+                    )
+                    got = got2 if isinstance(got2, Candidate) else got
                 if isinstance(got, Candidate):
                     found.append(got)
                 else:
                     misses.append(got)
         return found, misses
+
+    def _skip(self, spec: ModelSpec, quant: str) -> bool:
+        """BF16 where the vLLM recipe says to serve the official FP8 checkpoint instead."""
+        fmt = adapter(self.runtime).format
+        return self.fp8_first and quant == "bf16" and spec.artifact("fp8", fmt) is not None
+
+    def _expert_offload(self, spec: ModelSpec, allow_offload: bool) -> bool:
+        """Try routed experts in RAM for this MoE model (llama.cpp only: Ollama's scheduler
+        splits whole layers)."""
+        return (
+            self.moe_offload
+            and not allow_offload
+            and spec.is_moe
+            and adapter(self.runtime).expert_offload
+            and bool(self.machine.gpus)
+        )
 
     def _first_fit(
         self,

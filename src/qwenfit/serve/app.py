@@ -36,6 +36,7 @@ from qwenfit.serve.service import (
     one_line,
     request_model,
 )
+from qwenfit.settings import COMMANDS
 
 PAGE = Path(__file__).parent / "page"
 MAX_BODY = 64 * 1024  # bytes; the largest legitimate body (a probed machine) is a few KiB
@@ -47,6 +48,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
 
 def error_response(f: Failure) -> JSONResponse:
     return JSONResponse(f.document(), status_code=f.status)
@@ -217,7 +219,7 @@ def create_app(
     def probe() -> dict[str, Any]:
         return service.answer("probe", {})
 
-    for command in ("probe", "models", "estimate", "check", "recommend", "launch", "sweep"):
+    for command in COMMANDS:
         app.add_api_route(
             f"/v1/{command}",
             route(service, command),

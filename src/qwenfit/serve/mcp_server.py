@@ -34,6 +34,9 @@ TOOLS: dict[str, str] = {
     "Without a model: the top recommendation. Same as `qwenfit launch --json`.",
     "sweep": "Memory, speed and fit of one configuration at each context and KV cache type. "
     "Same as `qwenfit estimate MODEL --sweep --json`.",
+    "fleet": "Which node pool of a Kubernetes cluster runs which Qwen model, and the manifests "
+    "that run it there, from the cluster's node list (`kubectl get nodes -o json`). Same as "
+    "`qwenfit fleet --output json`.",
     "models": "The Qwen3.5 models qwenfit knows, with sizes and precisions.",
     "probe": "The GPUs, RAM and runtimes of the machine the server runs on (or the "
     "hypothetical machine the overrides describe). Same as `qwenfit probe --json`.",

@@ -44,6 +44,7 @@ from qwenfit.specs import ModelSpec, SpecTable
 
 if TYPE_CHECKING:
     from qwenfit.fit import CheckResult
+    from qwenfit.fleet import FleetResult
     from qwenfit.memory import Estimate, SweepResult
     from qwenfit.recommender import LaunchPlan, RecommendResult
 
@@ -82,10 +83,12 @@ def _annotation(s: Setting) -> Any:
         return Annotated[list[Text], Field(max_length=MAX_MODELS)]
     if s.kind == "machine":
         return Machine
+    if s.kind == "document":
+        return dict[str, Any]
     return Text  # text, reserve
 
 
-REQUIRED = {("estimate", "model"), ("check", "model"), ("sweep", "model")}
+REQUIRED = {("estimate", "model"), ("check", "model"), ("sweep", "model"), ("fleet", "nodes")}
 
 
 @functools.cache
@@ -94,14 +97,14 @@ def request_model(command: str) -> type[Request]:
     fields: dict[str, Any] = {}
     for s in settings_of(command):
         kind = _annotation(s)
-        if (command, s.name) in REQUIRED:
-            fields[s.name] = (kind, Field(description=s.help))
+        if (command, s.field) in REQUIRED:
+            fields[s.field] = (kind, Field(description=s.help))
         elif s.kind == "texts":
-            fields[s.name] = (kind, Field(default_factory=list, description=s.help))
+            fields[s.field] = (kind, Field(default_factory=list, description=s.help))
         elif s.default is None:
-            fields[s.name] = (kind | None, Field(None, description=s.help))
+            fields[s.field] = (kind | None, Field(None, description=s.help))
         else:
-            fields[s.name] = (kind, Field(s.default, description=s.help))
+            fields[s.field] = (kind, Field(s.default, description=s.help))
     name = command.capitalize() + "Request"
     model: type[Request] = create_model(name, __base__=Request, __doc__=_DOCS[command], **fields)
     return model
@@ -115,6 +118,7 @@ _DOCS = {
     "check": "Does the configuration fit? Answered with fits false too (qwenfit check).",
     "recommend": "The best picks for the machine (qwenfit recommend --json).",
     "launch": "The commands that start a model, or the top pick (qwenfit launch --json).",
+    "fleet": "Which node pool of a cluster runs which model, and its manifests (qwenfit fleet).",
 }
 
 
@@ -146,12 +150,14 @@ KEYS = {
     "check": "check",
     "recommend": "recommend",
     "launch": "launch",
+    "fleet": "fleet",
 }
 
 
 def document_models() -> dict[str, type[BaseModel]]:
     """The record of every printed document, for its JSON Schema (tools/docgen.py)."""
     from qwenfit.fit import CheckResult
+    from qwenfit.fleet import FleetResult
     from qwenfit.memory import Estimate, SweepResult
     from qwenfit.recommender import LaunchPlan, RecommendResult
 
@@ -163,6 +169,7 @@ def document_models() -> dict[str, type[BaseModel]]:
         "check": CheckResult,
         "recommend": RecommendResult,
         "launch": LaunchPlan,
+        "fleet": FleetResult,
     }
     return {command: _document_model(command, rec) for command, rec in records.items()}
 
@@ -307,6 +314,7 @@ class Service:
             ram=r.get("ram"),
             ram_bandwidth=r.get("ram_bandwidth"),
             reserve=r.get("reserve"),
+            gpu_bandwidth=r.get("gpu_bandwidth"),
         )
 
     def planned(self, r: dict[str, Any]) -> tuple[Machine, int]:
@@ -448,6 +456,7 @@ class Service:
             family=r["family"],
             task=r["task"],
             min_speed=r.get("min_speed"),
+            prefer=r["prefer"],
             allow_offload=r["allow_offload"],
             nodes=r["nodes"],
             margin=margin,
@@ -497,4 +506,25 @@ class Service:
             allow_offload=r["allow_offload"],
             margin=margin,
             table=table,
+        )
+
+    def fleet(self, r: dict[str, Any]) -> FleetResult:
+        """The plan of every node pool of a cluster, from its node (and pod) lists."""
+        from qwenfit.fleet import Settings, fleet
+
+        return fleet(
+            r["nodes"],
+            r.get("model"),
+            task=r["task"],
+            runtime=r.get("runtime"),
+            context=_context(r.get("context")),
+            pods=r.get("pods"),
+            pool=r.get("pool"),
+            settings=Settings(
+                name=r.get("name"),
+                namespace=r["namespace"],
+                image_tag=r.get("image_tag"),
+                cache_claim=r.get("cache_claim"),
+            ),
+            table=self.table,
         )
