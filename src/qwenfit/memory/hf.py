@@ -102,6 +102,14 @@ def _linear_state(r: HFRequest, vllm: bool) -> int:
     return (conv + ssm) * r.parallel
 
 
+def _vllm_live_state(r: HFRequest) -> int:
+    """The state vLLM's kernels read and write per step, all sequences: conv + SSM, unpadded."""
+    a = r.spec.architecture
+    conv = arch.conv_state_elements(a) * VLLM_CONV_STATE_BYTES
+    ssm = arch.recurrent_state_elements(a) * VLLM_SSM_STATE_BYTES
+    return (conv + ssm) * r.parallel
+
+
 def vllm_block_size(spec: ModelSpec, kv_type: str, multiple: int = VLLM_BLOCK_MULTIPLE) -> int:
     """Attention block (tokens) whose page is at least one GDN layer's state page, a multiple of
     the attention kernel's block (16 for FlashAttention; vLLM's CPU build uses 128)."""
@@ -262,7 +270,8 @@ def vllm_parts(r: HFRequest) -> list[Part]:
         f"mamba-style state (conv bf16 + SSM float32) per sequence: "
         f"{VLLM_STATE_PAGES_PER_REQUEST} pages per layer (prefix caching), each padded to the "
         f"attention page",
-        2 / r.parallel,
+        # a decode step reads and writes the live state only, not the padding or second page
+        2 * _vllm_live_state(r) / max(1, _linear_state(r, vllm=True)),
     )
     out.add(
         "compute",

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from qwenfit.datafiles import data_text
 from qwenfit.errors import SpecError, validation_message
-from qwenfit.memory.llamacpp_builds import Graph, graph_for, server_output_rows
+from qwenfit.memory.llamacpp_builds import Graph, assumed_build, graph_for, server_output_rows
 from qwenfit.memory.record import Layout, Part, PartName, parts_by_device, trusted
 from qwenfit.memory.runtimes import (
     LLAMACPP_CTX_PAD,
@@ -423,7 +423,8 @@ def parts(r: LlamaCppRequest) -> list[Part]:
             for d in holders | {out_dev}
         },
         f"compute buffer for a {min(r.ubatch, cells)}-token ubatch, flash attention "
-        f"{'on' if r.flash_attn else 'off'}",
+        f"{'on' if r.flash_attn else 'off'}, llama.cpp b{assumed_build(r.build)}"
+        + ("" if server_output_rows(r.build, 1) else ": logits for every ubatch token"),
     )
     vision_dev = r.layout.devices[0] if r.layout.devices else None
     if not r.text_only:
