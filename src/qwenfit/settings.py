@@ -333,6 +333,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "task",
         "family",
         "min_speed",
+        "prefer",
         "allow_offload",
         "nodes",
         "margin",
