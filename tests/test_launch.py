@@ -206,3 +206,17 @@ def test_launch_quant_without_a_model_filters_the_top_pick() -> None:
     doc = json.loads(r.stdout)["launch"]
     assert r.exit_code == 0 and pick["quant"] == "q8_0"
     assert doc["launch"] == pick["launch"]
+
+
+def test_vllm_bf16_below_compute_capability_8_computes_in_half() -> None:
+    """vLLM refuses BF16 on a T4 or V100 unless told --dtype half; an A100 needs nothing."""
+    from qwenfit.hardware.catalog import with_overrides
+    from qwenfit.recommender.launching import launch_plan
+
+    def argv(gpu: str) -> list[str]:
+        m = with_overrides(None, gpu=gpu, ram="64GB")
+        plan = launch_plan("0.8b", m, runtime="vllm", quant="bf16", context=8192)
+        return plan.launch.steps[-1].argv
+
+    assert argv("T4")[-2:] == ["--dtype", "half"]
+    assert "--dtype" not in argv("A100 80GB")

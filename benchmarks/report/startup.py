@@ -58,6 +58,7 @@ def qwenfit_commands(py: Path) -> list[dict[str, Any]]:
     qf = [str(exe)] if exe.exists() else [str(py), "-m", "qwenfit"]
     return [
         {"tool": "baseline", "label": "python -c pass", "argv": [str(py), "-c", "pass"]},
+        {"tool": "baseline", "label": FLOOR_LABEL, "argv": [str(py), "-c", FLOOR]},
         {"tool": "qwenfit", "label": "python -c 'import qwenfit'",
          "argv": [str(py), "-c", "import qwenfit"]},
         {"tool": "qwenfit", "label": "qwenfit probe --json", "argv": [*qf, "probe", "--json"]},
@@ -69,6 +70,10 @@ def qwenfit_commands(py: Path) -> list[dict[str, Any]]:
 
 
 CHECK_LABEL = "qwenfit check 9b --vram 24GB --json"
+# The floor a command can start from: the interpreter and the three libraries every command
+# needs loaded (issue 23 measures start-up as a ratio to it, CPU time of the whole process).
+FLOOR = "import pydantic, click, psutil, json; from pydantic import BaseModel"
+FLOOR_LABEL = f"python -c '{FLOOR}'"
 # Single-machine plans timed in-process: (label, with_overrides kwargs, recommend kwargs).
 PLANS = [
     ("llama.cpp, RTX 4090 + 64 GB", {"gpu": "RTX 4090", "ram": "64GB"}, {"runtime": "llama.cpp"}),
@@ -117,8 +122,9 @@ def peer_commands(tmp: Path) -> list[dict[str, Any]]:
             if cmd["tool"] not in ("baseline", "qwenfit") and Path(cmd["argv"][0]).exists()]
 
 
-def run_once(cmd: dict[str, Any]) -> tuple[float, int, int]:
-    """Run one command: wall seconds, peak RSS bytes of that process, exit code."""
+def run_once(cmd: dict[str, Any]) -> tuple[float, int, int, float]:
+    """Run one command: wall seconds, peak RSS bytes of that process, exit code, CPU seconds
+    (user + system, from the kernel's accounting of the finished child)."""
     env = dict(os.environ, COLUMNS="10000", NO_COLOR="1")
     env.update(cmd.get("env", {}))
     data = Path(cmd["stdin"]).read_bytes() if cmd.get("stdin") else None
@@ -130,13 +136,14 @@ def run_once(cmd: dict[str, Any]) -> tuple[float, int, int]:
         proc.stdin.close()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    return wall, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status), cpu
 
 
 def measure(cmds: list[dict[str, Any]], runs: int) -> list[dict[str, Any]]:
     """Warm up, then `runs` interleaved rounds; one summary row per command."""
     warm = [run_once(cmd) for cmd in cmds]
-    samples: list[list[tuple[float, int, int]]] = [[] for _ in cmds]
+    samples: list[list[tuple[float, int, int, float]]] = [[] for _ in cmds]
     for rnd in range(runs):
         order = list(range(len(cmds)))
         order = order[rnd % len(order):] + order[:rnd % len(order)]
@@ -151,13 +158,16 @@ def measure(cmds: list[dict[str, Any]], runs: int) -> list[dict[str, Any]]:
         rows.append({
             "tool": cmd["tool"], "command": cmd["label"],
             "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+            "median_cpu_s": statistics.median(x[3] for x in s),
             "peak_rss_bytes": max(x[1] for x in s), "warmup_s": w[0], "runs": len(walls),
             "exit_codes": rcs, "ok": rcs == [0], "note": cmd.get("note", ""),
         })
-    base = next(r["median_s"] for r in rows if r["tool"] == "baseline")
+    base = next(r["median_s"] for r in rows if r["command"] == "python -c pass")
+    floor = next((r["median_cpu_s"] for r in rows if r["command"] == FLOOR_LABEL), None)
     by_label = {r["command"]: r for r in rows}
     for r in rows:
         r["x_python"] = r["median_s"] / base
+        r["x_floor_cpu"] = r["median_cpu_s"] / floor if floor else None
         twin = by_label.get(EQUIVALENT.get(r["command"], ""))
         r["qwenfit_equivalent"] = twin["command"] if twin else None
         r["x_qwenfit"] = r["median_s"] / twin["median_s"] if twin else None

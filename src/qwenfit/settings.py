@@ -342,6 +342,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "task",
         "family",
         "min_speed",
+        "prefer",
         "allow_offload",
         "nodes",
         "margin",

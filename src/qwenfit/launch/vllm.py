@@ -31,6 +31,9 @@ DEFAULT_SAMPLING_KEYS = ("repetition_penalty", "temperature", "top_k", "top_p", 
 # W8A16 through FP8 Marlin on >= 7.5.
 FP8_NATIVE_CC = (8, 9)
 FP8_MARLIN_CC = (7, 5)
+# BF16 needs compute capability 8.0 (Ampere); vLLM refuses a BF16 checkpoint on older GPUs
+# (T4, V100) unless told to compute in FP16 (docs.vllm.ai, engine arguments --dtype).
+BF16_CC = (8, 0)
 
 
 def max_num_seqs(est: Estimate, machine: Machine | None) -> int:
@@ -49,6 +52,12 @@ def _cc(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         return None
     return major, minor
+
+
+def _below(cc: tuple[int, int], est: Estimate, machine: Machine | None) -> bool:
+    """A GPU the plan uses has a compute capability below `cc`."""
+    gpus = common.pinned_gpus(est, machine) or []
+    return any((c := _cc(g.compute_capability)) is not None and c < cc for g in gpus)
 
 
 def fp8_notes(est: Estimate, machine: Machine | None) -> list[str]:
@@ -109,6 +118,9 @@ def command(
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", TOOL_CALL_PARSER]
     if est.kv_cache == "fp8":
         argv += ["--kv-cache-dtype", "fp8"]
+    half = est.quant == "bf16" and _below(BF16_CC, est, machine)
+    if half:
+        argv += ["--dtype", "half"]
     if est.text_only:
         argv.append("--language-model-only")
     if est.mtp and est.spec_draft_n_max is not None:
@@ -120,6 +132,11 @@ def command(
         f"no default presence penalty, so send presence_penalty={common.num(s['presence_penalty'])}"
         " with each request"
     ]
+    if half:
+        notes.append(
+            "--dtype half: these GPUs have no BF16 (compute capability < 8.0), so vLLM computes "
+            "the BF16 weights in FP16; the Qwen3.5 cards publish no FP16 quality figures"
+        )
     if seqs > est.parallel:
         notes.append(
             f"--max-num-seqs {seqs}: the KV memory left at {est.context} tokens each allows "

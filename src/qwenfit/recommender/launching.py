@@ -15,6 +15,7 @@ from qwenfit.launch.commands import launch_command
 from qwenfit.launch.common import Task
 from qwenfit.launch.record import LaunchCommand
 from qwenfit.memory.options import DEFAULT_MARGIN, FlashAttn
+from qwenfit.recommender.policy import Prefer
 from qwenfit.recommender.ranking import recommend
 from qwenfit.specs.table import DEFAULT_FAMILY, ModelSpec, SpecTable, load_specs
 
@@ -45,6 +46,7 @@ def launch_plan(
     mtp: bool = False,
     family: str = DEFAULT_FAMILY,
     min_speed: float | None = None,
+    prefer: Prefer = "quality",
     allow_offload: bool = False,
     nodes: int = 1,
     margin: int = DEFAULT_MARGIN,
@@ -74,6 +76,7 @@ def launch_plan(
         mtp=mtp,
         family=family,
         min_speed=min_speed,
+        prefer=prefer,
         kv_cache=kv_cache,
         parallel=parallel,
         ubatch=ubatch,

@@ -479,6 +479,7 @@ class Service:
             task=r["task"],
             family=r["family"],
             min_speed=r.get("min_speed"),
+            prefer=r["prefer"],
             allow_offload=r["allow_offload"],
             nodes=r["nodes"],
             margin=margin,
