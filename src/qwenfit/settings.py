@@ -291,13 +291,14 @@ _CONFIG = (
     "flash_attn",
     "text_only",
     "mtp",
+    "llama_cpp_build",
 )
 
 # Which options each question takes, on every face.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "probe": _HARDWARE,
     "models": ("family",),
-    "estimate": ("model", "mmproj", *_CONFIG, "nodes", "margin", "llama_cpp_build", *_HARDWARE),
+    "estimate": ("model", "mmproj", *_CONFIG, "nodes", "margin", *_HARDWARE),
     "sweep": (
         "model",
         "mmproj",

@@ -200,6 +200,7 @@ def recommend(
     task: Task = "chat",
     text_only: bool = False,
     mtp: bool = False,
+    llama_cpp_build: int | None = None,
     family: str = DEFAULT_FAMILY,
     kv_cache: str | None = None,
     parallel: int = 1,
@@ -241,6 +242,7 @@ def recommend(
             runtimes.check_quant(table, spec, rt, q)
     options = Options.of(
         mtp=mtp,
+        llama_cpp_build=llama_cpp_build,
         kv_cache=runtimes.check_kv_cache(table, rt, kv_cache) if kv_cache else None,
         parallel=parallel,
         ubatch=ubatch,

@@ -244,7 +244,17 @@ def _context(value: int | str | None) -> int | None:
 
 def _config(r: dict[str, Any]) -> dict[str, Any]:
     """The configuration keywords of the library's entry points, from a request's values."""
-    keys = ("runtime", "quant", "kv_cache", "parallel", "ubatch", "flash_attn", "text_only", "mtp")
+    keys = (
+        "runtime",
+        "quant",
+        "kv_cache",
+        "parallel",
+        "ubatch",
+        "flash_attn",
+        "text_only",
+        "mtp",
+        "llama_cpp_build",
+    )
     out = {k: r[k] for k in keys if k in r}
     out["context"] = _context(r.get("context"))
     return out
@@ -400,8 +410,7 @@ class Service:
         machine, margin = self.planned(r)
         table, spec = self.resolve(r["model"], r.get("mmproj"))
         return estimate(
-            spec, **_config(r), machine=machine, nodes=r["nodes"], margin=margin, table=table,
-            llama_cpp_build=r.get("llama_cpp_build"),
+            spec, **_config(r), machine=machine, nodes=r["nodes"], margin=margin, table=table
         )
 
     def check(self, r: dict[str, Any]) -> CheckResult:
