@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures
 def _property(strategy: Any, run: Any, counts: Any, examples: int) -> Any:
     from hypothesis import HealthCheck, given, settings
 
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(strategy)
     def prop(case: Any) -> None:
         counts[run(case)] += 1

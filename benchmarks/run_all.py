@@ -35,8 +35,7 @@ def refresh_peers() -> None:
     """Re-run the peer rig's estimate and pick collection (writes benchmarks/results)."""
     for script in ("accuracy_peers.py", "picks.py"):
         print(f"[peers] {script} ...", flush=True)
-        subprocess.run([sys.executable, str(PEERS / script)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, str(PEERS / script)], check=True, stdout=subprocess.DEVNULL)
 
 
 def peer_versions() -> str:
@@ -44,9 +43,12 @@ def peer_versions() -> str:
     import _common as c
 
     names = ("llmfit", "whichllm", "hf-mem", "vllm-wizard", "accelerate")
-    return ", ".join(f"{t} {c.tool_version(t)}" if c.venv_python(t).exists()
-                     else f"{t} (not installed here: its figures are the saved ones)"
-                     for t in names)
+    return ", ".join(
+        f"{t} {c.tool_version(t)}"
+        if c.venv_python(t).exists()
+        else f"{t} (not installed here: its figures are the saved ones)"
+        for t in names
+    )
 
 
 def write(out: Path, data: dict[str, Any], plots: bool) -> None:
@@ -58,13 +60,14 @@ def write(out: Path, data: dict[str, Any], plots: bool) -> None:
         img_dir = out.parent / "img"
         rel = os.path.relpath(img_dir, out.parent)
         p.startup(data["startup"]["rows"], img_dir / "bench_startup.png")
-        by_ctx = {t: {int(c): v for c, v in pts.items()}
-                  for t, pts in data["accuracy"]["by_context"].items()}
+        by_ctx = {
+            t: {int(c): v for c, v in pts.items()}
+            for t, pts in data["accuracy"]["by_context"].items()
+        }
         p.accuracy(by_ctx, img_dir / "bench_accuracy.png")
         p.speed(data["speed"]["rows"], img_dir / "bench_speed.png")
         p.realworld(data["realworld"]["rows"], img_dir / "bench_realworld.png")
-        imgs = {k: f"{rel}/bench_{k}.png"
-                for k in ("startup", "accuracy", "speed", "realworld")}
+        imgs = {k: f"{rel}/bench_{k}.png" for k in ("startup", "accuracy", "speed", "realworld")}
     out.parent.mkdir(parents=True, exist_ok=True)
     # Sections other rigs write between their own markers (benchmarks/serve_load.py) are kept.
     kept = markdown.kept_sections(out.read_text() if out.exists() else "")
@@ -75,16 +78,25 @@ def main(argv: list[str] | None = None) -> int:
     """Parse options, run the parts, write the document (and plots unless smoke)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="qwenfit only, no peers, no plots")
-    ap.add_argument("--out", type=Path, help="Markdown file (default docs/benchmarks.md; "
-                    "smoke: a temp dir)")
+    ap.add_argument(
+        "--out", type=Path, help="Markdown file (default docs/benchmarks.md; smoke: a temp dir)"
+    )
     ap.add_argument("--runs", type=int, help="timed rounds per command (default 10; smoke 2)")
-    ap.add_argument("--reuse-peers", action="store_true",
-                    help="use benchmarks/results/peers_*.json as they are")
-    ap.add_argument("--reuse-startup", action="store_true",
-                    help="take the start-up timings from benchmarks/results/report.json (they "
-                    "time the peers' commands, which need benchmarks/peers/setup.sh)")
-    ap.add_argument("--from-json", type=Path, help="re-render the page and plots from a saved "
-                    "benchmarks/results/report.json, measuring nothing")
+    ap.add_argument(
+        "--reuse-peers", action="store_true", help="use benchmarks/results/peers_*.json as they are"
+    )
+    ap.add_argument(
+        "--reuse-startup",
+        action="store_true",
+        help="take the start-up timings from benchmarks/results/report.json (they "
+        "time the peers' commands, which need benchmarks/peers/setup.sh)",
+    )
+    ap.add_argument(
+        "--from-json",
+        type=Path,
+        help="re-render the page and plots from a saved "
+        "benchmarks/results/report.json, measuring nothing",
+    )
     args = ap.parse_args(argv)
     if args.from_json:
         data = json.loads(args.from_json.read_text())
@@ -94,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.perf_counter()
     runs = args.runs or (2 if args.smoke else 10)
-    out = args.out or (Path(tempfile.mkdtemp(prefix="qwenfit-bench-")) / "benchmarks.md"
-                       if args.smoke else REPO / "docs" / "benchmarks.md")
+    out = args.out or (
+        Path(tempfile.mkdtemp(prefix="qwenfit-bench-")) / "benchmarks.md"
+        if args.smoke
+        else REPO / "docs" / "benchmarks.md"
+    )
     if not args.smoke and not args.reuse_peers:
         refresh_peers()
     data: dict[str, Any]
@@ -116,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     data["picks"] = picks.run(args.smoke)
     data["targets"] = markdown.targets(data["startup"]) + markdown.targets_18(data)
     data["meta"] = {
-        "command": "python benchmarks/run_all.py" + (" --smoke" if args.smoke else "")
-                   + (" --reuse-peers" if args.reuse_peers else "")
-                   + (" --reuse-startup" if args.reuse_startup else ""),
+        "command": "python benchmarks/run_all.py"
+        + (" --smoke" if args.smoke else "")
+        + (" --reuse-peers" if args.reuse_peers else "")
+        + (" --reuse-startup" if args.reuse_startup else ""),
         "date": dt.date.today().isoformat(),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python "
-                   f"{platform.python_version()}, no GPU",
+        f"{platform.python_version()}, no GPU",
         "versions": "none (smoke run)" if args.smoke else peer_versions(),
         "llamacpp_commit": measured("llamacpp_memory")["llama_cpp_commit"][:10],
     }

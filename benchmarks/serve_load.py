@@ -127,9 +127,11 @@ def main() -> None:
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     r = run(args.requests, args.concurrency)
-    print(f"{r['requests']} requests, {r['concurrency']} concurrent: {len(r['errors'])} errors, "
-          f"p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-          f"{r['throughput']:.0f} requests/s")
+    print(
+        f"{r['requests']} requests, {r['concurrency']} concurrent: {len(r['errors'])} errors, "
+        f"p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+        f"{r['throughput']:.0f} requests/s"
+    )
     if args.write_docs:
         write_docs(r)
     sys.exit(1 if r["errors"] else 0)

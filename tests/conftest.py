@@ -19,13 +19,22 @@ from qwenfit.units import GiB
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory,
-              ) -> Iterator[None]:
+def _isolated(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
     """No user configuration leaks in, the cache is private to the test session, and any
     attempt to open a network socket fails."""
     monkeypatch.setenv("QWENFIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-    for var in ("QWENFIT_SPECS", "QWENFIT_VRAM", "QWENFIT_RAM", "QWENFIT_GPU",
-                "QWENFIT_RUNTIME", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):
+    for var in (
+        "QWENFIT_SPECS",
+        "QWENFIT_VRAM",
+        "QWENFIT_RAM",
+        "QWENFIT_GPU",
+        "QWENFIT_RUNTIME",
+        "CUDA_VISIBLE_DEVICES",
+        "NVIDIA_VISIBLE_DEVICES",
+    ):
         monkeypatch.delenv(var, raising=False)
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -45,22 +54,42 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def make_machine(vram_gib: float | None = None, ram_gib: float = 64, *, gpus: int = 1,
-                 bandwidth_gb_s: int | None = 1000, runtimes: dict[str, str | None] | None = None,
-                 free_gib: float | None = None, ram_gb_s: int | None = None) -> Machine:
+def make_machine(
+    vram_gib: float | None = None,
+    ram_gib: float = 64,
+    *,
+    gpus: int = 1,
+    bandwidth_gb_s: int | None = 1000,
+    runtimes: dict[str, str | None] | None = None,
+    free_gib: float | None = None,
+    ram_gb_s: int | None = None,
+) -> Machine:
     """A machine with `gpus` identical GPUs of `vram_gib` (None: no GPU) and `ram_gib` of RAM."""
     cards = []
     if vram_gib is not None:
         total = int(vram_gib * GiB)
         free = int((free_gib if free_gib is not None else vram_gib) * GiB)
-        cards = [GPU(index=i, name="Test GPU", vendor="nvidia", memory_total_bytes=total,
-                     memory_free_bytes=free,
-                     bandwidth_bytes_per_s=bandwidth_gb_s * 10**9 if bandwidth_gb_s else None)
-                 for i in range(gpus)]
+        cards = [
+            GPU(
+                index=i,
+                name="Test GPU",
+                vendor="nvidia",
+                memory_total_bytes=total,
+                memory_free_bytes=free,
+                bandwidth_bytes_per_s=bandwidth_gb_s * 10**9 if bandwidth_gb_s else None,
+            )
+            for i in range(gpus)
+        ]
     ram = int(ram_gib * GiB)
-    return Machine(source="hypothetical", ram_total_bytes=ram, ram_available_bytes=ram,
-                   ram_usable_bytes=ram, gpus=cards, runtimes=runtimes or {},
-                   ram_bandwidth_bytes_per_s=ram_gb_s * 10**9 if ram_gb_s else None)
+    return Machine(
+        source="hypothetical",
+        ram_total_bytes=ram,
+        ram_available_bytes=ram,
+        ram_usable_bytes=ram,
+        gpus=cards,
+        runtimes=runtimes or {},
+        ram_bandwidth_bytes_per_s=ram_gb_s * 10**9 if ram_gb_s else None,
+    )
 
 
 def assert_weights_are_the_files(est: Estimate, spec: ModelSpec) -> None:

@@ -13,9 +13,16 @@ from qwenfit.cli.render import heredoc_delimiter
 from qwenfit.launch.ollama import VERSIONS
 
 DOC = Path(__file__).parent.parent / "docs" / "launch.md"
-MACHINES = {id(ONE): "1x 24 GiB", id(TWO): "2x 24 GiB (CC 8.6)", id(H100): "8x 80 GiB (CC 9.0)",
-            id(A100): "4x 80 GiB (CC 8.0)", id(CPU): "CPU, 64 GiB", id(FOUR): "4x 24 GiB (CC 8.6)",
-            id(SMALL): "1x 8 GiB", id(TIGHT_RAM): "1x 24 GiB, 16 GiB RAM"}
+MACHINES = {
+    id(ONE): "1x 24 GiB",
+    id(TWO): "2x 24 GiB (CC 8.6)",
+    id(H100): "8x 80 GiB (CC 9.0)",
+    id(A100): "4x 80 GiB (CC 8.0)",
+    id(CPU): "CPU, 64 GiB",
+    id(FOUR): "4x 24 GiB (CC 8.6)",
+    id(SMALL): "1x 8 GiB",
+    id(TIGHT_RAM): "1x 24 GiB, 16 GiB RAM",
+}
 
 HEAD = """# Launch commands
 
@@ -79,10 +86,13 @@ VERSION_ROWS = [
     ("qwen3.5 architecture", "qwen3.5", "da70c3222, #14378"),
     ("OLLAMA_KV_CACHE_TYPE (quantized KV)", "kv_cache_type", "1bdab9fdb, #6279"),
     ("OLLAMA_FLASH_ATTENTION", "flash_attention", "38255d2af, #4580"),
-    ("hf.co GGUFs of qwen35 (llama-server engine); quantized KV without the flash-attention "
-     "switch", "llama_server", "9db4bdbad, #16031"),
+    (
+        "hf.co GGUFs of qwen35 (llama-server engine); quantized KV without the flash-attention "
+        "switch",
+        "llama_server",
+        "9db4bdbad, #16031",
+    ),
 ]
-
 
 
 def _case(case: dict[str, Any]) -> str:
@@ -99,14 +109,19 @@ def started() -> list[str]:
     import json
 
     doc = json.loads(SERVER_FIXTURE.read_text())
-    out = ["", f"## Started on llama-server (build {doc['build']})", "",
-           "`benchmarks/llamaserver/rig.py` starts each llama.cpp command below with `-hf` swapped",
-           "for a local zero-weight GGUF of the same shapes, plus `-v --no-warmup`, on a CPU-only",
-           "build of release b11434 (2 cores, 24 GiB), and reads the server's own log",
-           f"(`tests/fixtures/measured/{SERVER_FIXTURE.name}`; GPU flags are ignored by that",
-           "build). `tests/test_llamaserver.py` holds the estimate to these figures.", "",
-           "| case | started | slots x ctx | KV MiB | state MiB | output MiB | compute MiB |",
-           "|---|---|---|---:|---:|---:|---:|"]
+    out = [
+        "",
+        f"## Started on llama-server (build {doc['build']})",
+        "",
+        "`benchmarks/llamaserver/rig.py` starts each llama.cpp command below with `-hf` swapped",
+        "for a local zero-weight GGUF of the same shapes, plus `-v --no-warmup`, on a CPU-only",
+        "build of release b11434 (2 cores, 24 GiB), and reads the server's own log",
+        f"(`tests/fixtures/measured/{SERVER_FIXTURE.name}`; GPU flags are ignored by that",
+        "build). `tests/test_llamaserver.py` holds the estimate to these figures.",
+        "",
+        "| case | started | slots x ctx | KV MiB | state MiB | output MiB | compute MiB |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for r in doc["records"]:
         if r["source"] != "panel":
             continue
@@ -116,12 +131,16 @@ def started() -> list[str]:
             out.append(f"| {case} | no | | | | | |")
             continue
         st = t["settings"]
-        out.append(f"| {case} | {r['seconds_to_ready']} s | {st['n_seq_max']} x "
-                   f"{st['n_ctx_seq']} | {t['kv_mib']:.2f} | {t['rs_mib']:.2f} | "
-                   f"{t['output_mib']:.2f} | {t['compute_exact_mib'] or t['compute_mib']} |")
+        out.append(
+            f"| {case} | {r['seconds_to_ready']} s | {st['n_seq_max']} x "
+            f"{st['n_ctx_seq']} | {t['kv_mib']:.2f} | {t['rs_mib']:.2f} | "
+            f"{t['output_mib']:.2f} | {t['compute_exact_mib'] or t['compute_mib']} |"
+        )
     out += ["", "Not started on this machine:", ""]
-    out += [f"- {r['label'].removeprefix('panel: runtime=llama.cpp, ')}: {r['reason']}"
-            for r in doc["skipped"]]
+    out += [
+        f"- {r['label'].removeprefix('panel: runtime=llama.cpp, ')}: {r['reason']}"
+        for r in doc["skipped"]
+    ]
     return out
 
 

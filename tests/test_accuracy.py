@@ -34,8 +34,12 @@ def test_parameter_counts_equal_transformers_classes(table: SpecTable, name: str
     measured = TRANSFORMERS[name]
     p = table.get(name).params
     assert (p.text, p.vision, p.mtp, p.embedding, p.text_active) == (
-        measured["text"], measured["vision"], measured["mtp"], measured["embedding"],
-        measured["text_active_per_token"])
+        measured["text"],
+        measured["vision"],
+        measured["mtp"],
+        measured["embedding"],
+        measured["text_active_per_token"],
+    )
     assert p.total == measured["total_with_mtp"]
 
 
@@ -59,15 +63,19 @@ ROWS = [compare(r) for r in records()]
 
 
 def _id(r: dict[str, Any]) -> str:
-    return (f"{r['model']}-{r['weights_type']}-{r['n_ctx']}-{r['seqs']}-{r['kv_type']}-"
-            f"{r['ubatch']}-{r['fa']}-{r['reservation']}")
+    return (
+        f"{r['model']}-{r['weights_type']}-{r['n_ctx']}-{r['seqs']}-{r['kv_type']}-"
+        f"{r['ubatch']}-{r['fa']}-{r['reservation']}"
+    )
 
 
 def test_the_grid_covers_issue_18() -> None:
     """All eight sizes, 4k-262k, three KV types, 1 and 4 sequences, ubatch 512 and 2048, flash
     attention auto/on/off, BF16, Q8_0 and Q4_K_M weights, both output reservations."""
+
     def values(key: str) -> set[object]:
         return {r[key] for r in ROWS}
+
     assert len(values("model")) == 8
     assert {4096, 32768, 131072, 262144} <= values("n_ctx")  # type: ignore[operator]
     assert {"f16", "q8_0", "q4_0"} <= values("kv_type")  # type: ignore[operator]
@@ -120,26 +128,44 @@ def test_vision_encoder_against_mtmd(table: SpecTable, record: dict[str, Any]) -
     assert abs(vision_compute_bytes(spec) - measured) / measured < 0.05
 
 
-TRANSFORMERS_CACHE = [r for r in _load("transformers_cache.json")["records"]
-                      if r["after"] == "prefill"]
+TRANSFORMERS_CACHE = [
+    r for r in _load("transformers_cache.json")["records"] if r["after"] == "prefill"
+]
 
 
-@pytest.mark.parametrize("r", TRANSFORMERS_CACHE,
-                         ids=lambda r: f"{r['model']}-{r['batch']}x{r['prompt_tokens']}")
+@pytest.mark.parametrize(
+    "r", TRANSFORMERS_CACHE, ids=lambda r: f"{r['model']}-{r['batch']}x{r['prompt_tokens']}"
+)
 def test_transformers_cache_and_prefill_peak(r: dict[str, Any]) -> None:
     """KV and GDN state to the byte; the prefill peak within 30 % (it errs low, by up to 27 %,
     only at 512-token prompts, where weights dominate); total within 5 %."""
     from qwenfit import estimate
     from qwenfit.hardware.machine import Machine
 
-    cpu = Machine(source="hypothetical", ram_total_bytes=1 << 40, ram_available_bytes=1 << 40,
-                  ram_usable_bytes=1 << 40)
-    e = estimate(r["model"], runtime="transformers", quant="bf16", context=r["prompt_tokens"],
-                 parallel=r["batch"], text_only=True, machine=cpu)
+    cpu = Machine(
+        source="hypothetical",
+        ram_total_bytes=1 << 40,
+        ram_available_bytes=1 << 40,
+        ram_usable_bytes=1 << 40,
+    )
+    e = estimate(
+        r["model"],
+        runtime="transformers",
+        quant="bf16",
+        context=r["prompt_tokens"],
+        parallel=r["batch"],
+        text_only=True,
+        machine=cpu,
+    )
     assert e.kv_cache_bytes == r["kv_bytes"]
     assert e.linear_state_bytes == r["conv_state_bytes"] + r["recurrent_state_bytes"]
     peak = r["torch_alloc_peak_bytes"]
     assert abs(e.compute_bytes - peak) / peak < 0.30
-    measured = TRANSFORMERS[r["model"]]["load_bytes_bf16"]["text"] + r["kv_bytes"] + \
-        r["conv_state_bytes"] + r["recurrent_state_bytes"] + peak
+    measured = (
+        TRANSFORMERS[r["model"]]["load_bytes_bf16"]["text"]
+        + r["kv_bytes"]
+        + r["conv_state_bytes"]
+        + r["recurrent_state_bytes"]
+        + peak
+    )
     assert abs(e.total_bytes - measured) / measured < 0.05

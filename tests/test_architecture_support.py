@@ -29,9 +29,17 @@ def official_35b() -> dict[str, Any]:
 def test_same_layout_configs_pass() -> None:
     cfg = official_35b()
     assert unsupported_reason(cfg) is None
-    flat = {"model_type": "qwen3_5_moe_text", "num_hidden_layers": 92,
-            "layer_types": ["linear_attention", "linear_attention", "linear_attention",
-                            "full_attention"] * 23}
+    flat = {
+        "model_type": "qwen3_5_moe_text",
+        "num_hidden_layers": 92,
+        "layer_types": [
+            "linear_attention",
+            "linear_attention",
+            "linear_attention",
+            "full_attention",
+        ]
+        * 23,
+    }
     assert unsupported_reason(flat) is None  # Qwen3.8-2.4T-A95B's flat text-only form
 
 
@@ -48,9 +56,16 @@ def test_every_official_qwen35_config_passes() -> None:
 
 # Qwen3.8-Flash-Next: transformers models/qwen4_exp/configuration_qwen4_exp.py defaults.
 FLASH_NEXT_FIELDS = {
-    "hc_count": 4, "hc_lowrank": 320, "ple_layer_ids": [2], "ple_embed_dim": 2560,
-    "ngram_size": 3, "heads_per_ngram": 8, "ngram_vocab_size_base": 20_000_000,
-    "indexer_n_heads": 4, "indexer_head_dim": 128, "indexer_budget": 2048,
+    "hc_count": 4,
+    "hc_lowrank": 320,
+    "ple_layer_ids": [2],
+    "ple_embed_dim": 2560,
+    "ngram_size": 3,
+    "heads_per_ngram": 8,
+    "ngram_vocab_size_base": 20_000_000,
+    "indexer_n_heads": 4,
+    "indexer_head_dim": 128,
+    "indexer_budget": 2048,
 }
 
 
@@ -61,10 +76,15 @@ def test_flash_next_is_refused_by_its_model_type() -> None:
     assert reason and "'qwen4_exp'" in reason and "Flash-Next" in reason
 
 
-@pytest.mark.parametrize(("field", "what"), [("hc_count", "hyper-connection"),
-                                             ("ngram_size", "n-gram"),
-                                             ("indexer_n_heads", "sparse-attention indexer"),
-                                             ("ple_layer_ids", "per-layer embeddings")])
+@pytest.mark.parametrize(
+    ("field", "what"),
+    [
+        ("hc_count", "hyper-connection"),
+        ("ngram_size", "n-gram"),
+        ("indexer_n_heads", "sparse-attention indexer"),
+        ("ple_layer_ids", "per-layer embeddings"),
+    ],
+)
 def test_extra_components_are_refused_under_a_familiar_model_type(field: str, what: str) -> None:
     """A config that keeps `qwen3_5_moe` but carries one of Flash-Next's extra components."""
     cfg = copy.deepcopy(official_35b())

@@ -20,8 +20,7 @@ def run(runner: CliRunner, *args: str) -> tuple[int, str, str]:
     return r.exit_code, r.stdout, r.stderr
 
 
-@pytest.mark.parametrize("command", ["probe", "models", "estimate", "check", "recommend",
-                                     "launch"])
+@pytest.mark.parametrize("command", ["probe", "models", "estimate", "check", "recommend", "launch"])
 def test_every_command_has_help(runner: CliRunner, command: str) -> None:
     code, out, _ = run(runner, command, "--help")
     assert code == 0 and "Usage:" in out
@@ -39,17 +38,40 @@ def test_models_json(runner: CliRunner) -> None:
 
 
 def test_estimate_json_has_integer_parts_that_sum(runner: CliRunner) -> None:
-    code, out, err = run(runner, "estimate", "qwen3.5-9b", "--quant", "q4_k_m", "--context",
-                         "128k", "--runtime", "llama.cpp", "--json", *HW)
+    code, out, err = run(
+        runner,
+        "estimate",
+        "qwen3.5-9b",
+        "--quant",
+        "q4_k_m",
+        "--context",
+        "128k",
+        "--runtime",
+        "llama.cpp",
+        "--json",
+        *HW,
+    )
     assert code == 0, err
     e = json.loads(out)["estimate"]
-    parts = ["weights_bytes", "vision_bytes", "kv_cache_bytes", "linear_state_bytes",
-             "compute_bytes", "overhead_bytes", "mtp_bytes", "checkpoints_bytes",
-             "prompt_cache_bytes"]
+    parts = [
+        "weights_bytes",
+        "vision_bytes",
+        "kv_cache_bytes",
+        "linear_state_bytes",
+        "compute_bytes",
+        "overhead_bytes",
+        "mtp_bytes",
+        "checkpoints_bytes",
+        "prompt_cache_bytes",
+    ]
     assert all(isinstance(e[p], int) for p in [*parts, "total_bytes"])
     assert e["total_bytes"] == sum(e[p] for p in parts)
-    assert (e["model"], e["runtime"], e["quant"], e["context"]) == \
-        ("qwen3.5-9b", "llama.cpp", "q4_k_m", 131072)
+    assert (e["model"], e["runtime"], e["quant"], e["context"]) == (
+        "qwen3.5-9b",
+        "llama.cpp",
+        "q4_k_m",
+        131072,
+    )
 
 
 def test_estimate_human_table(runner: CliRunner) -> None:
@@ -73,8 +95,9 @@ def test_estimate_human_table(runner: CliRunner) -> None:
         (["estimate", "9b", "--vram", "99999999999999GB", "--ram", "8GB"], "at most 2^60 bytes"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_nothing_on_stdout(runner: CliRunner, args: list[str],
-                                                             needle: str) -> None:
+def test_bad_input_is_one_line_exit_2_and_nothing_on_stdout(
+    runner: CliRunner, args: list[str], needle: str
+) -> None:
     code, out, err = run(runner, *args)
     assert code == 2
     assert out == ""
@@ -83,11 +106,23 @@ def test_bad_input_is_one_line_exit_2_and_nothing_on_stdout(runner: CliRunner, a
 
 
 def test_check_exit_codes(runner: CliRunner) -> None:
-    code, out, _ = run(runner, "check", "9b", "--runtime", "llama.cpp", "--context", "32k",
-                       "--json", *HW)
+    code, out, _ = run(
+        runner, "check", "9b", "--runtime", "llama.cpp", "--context", "32k", "--json", *HW
+    )
     assert code == 0 and json.loads(out)["check"]["fits"] is True
-    code, out, _ = run(runner, "check", "27b", "--runtime", "llama.cpp", "--quant", "q8_0",
-                       "--context", "32k", "--json", *HW)
+    code, out, _ = run(
+        runner,
+        "check",
+        "27b",
+        "--runtime",
+        "llama.cpp",
+        "--quant",
+        "q8_0",
+        "--context",
+        "32k",
+        "--json",
+        *HW,
+    )
     doc = json.loads(out)["check"]
     assert code == 3 and doc["fits"] is False and doc["fit"]["missing_bytes"] > 0
     assert doc["nearest"] is not None
@@ -133,8 +168,9 @@ def test_bad_machine_file_and_bad_specs(runner: CliRunner, tmp_path: Path) -> No
     assert code == 1 and out == "" and "specs.json" in err
 
 
-def test_environment_variables_configure_options(runner: CliRunner,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variables_configure_options(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("QWENFIT_VRAM", "24GB")
     monkeypatch.setenv("QWENFIT_RAM", "64GB")
     monkeypatch.setenv("QWENFIT_RUNTIME", "vllm")
@@ -143,6 +179,7 @@ def test_environment_variables_configure_options(runner: CliRunner,
 
 
 def test_python_dash_m_and_version() -> None:
-    r = subprocess.run([sys.executable, "-m", "qwenfit", "--version"], capture_output=True,
-                       text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "qwenfit", "--version"], capture_output=True, text=True, check=True
+    )
     assert "version" in r.stdout

@@ -61,9 +61,7 @@ questions = st.tuples(
     st.sampled_from(["chat", "agent", "code"]),
     st.sampled_from([1, 1, 4]),
     st.sampled_from([None, 16384, 65536]),
-).flatmap(
-    lambda q: st.tuples(st.just(q), st.sampled_from(q[0][2]))
-)
+).flatmap(lambda q: st.tuples(st.just(q), st.sampled_from(q[0][2])))
 
 
 def same_settings(pick: Recommendation) -> dict[str, Any]:
@@ -84,12 +82,14 @@ def same_settings(pick: Recommendation) -> dict[str, Any]:
 def test_every_pick_is_what_estimate_and_check_say(q: Any) -> None:
     (((gpu, ram, _), task, parallel, context), runtime) = q
     m = machine_of(gpu, ram)
-    result = recommend(m, runtime=runtime, task=task, parallel=parallel, context=context,
-                       limit=3, table=TABLE)
+    result = recommend(
+        m, runtime=runtime, task=task, parallel=parallel, context=context, limit=3, table=TABLE
+    )
     for pick in result.recommendations:
         offload = pick.placement == "offload"
-        est = estimate(pick.model, **same_settings(pick), machine=m, allow_offload=offload,
-                       table=TABLE)
+        est = estimate(
+            pick.model, **same_settings(pick), machine=m, allow_offload=offload, table=TABLE
+        )
         assert est.model_dump() == pick.estimate.model_dump()
         checked = check(pick.model, m, **same_settings(pick), allow_offload=offload, table=TABLE)
         assert checked.fits and checked.fit == pick.fit
@@ -104,22 +104,30 @@ def test_every_pick_is_what_estimate_and_check_say(q: Any) -> None:
 def test_launch_is_the_pick(q: Any) -> None:
     (((gpu, ram, _), task, parallel, context), runtime) = q
     m = machine_of(gpu, ram)
-    result = recommend(m, runtime=runtime, task=task, parallel=parallel, context=context,
-                       limit=1, table=TABLE)
+    result = recommend(
+        m, runtime=runtime, task=task, parallel=parallel, context=context, limit=1, table=TABLE
+    )
     if not result.recommendations:
         return
     pick = result.recommendations[0]
-    top = launch_plan(None, m, runtime=runtime, task=task, parallel=parallel, context=context,
-                      table=TABLE)
+    top = launch_plan(
+        None, m, runtime=runtime, task=task, parallel=parallel, context=context, table=TABLE
+    )
     assert top.launch == pick.launch and top.fits
-    named = launch_plan(pick.model, m, task=task, **same_settings(pick),
-                        allow_offload=pick.placement == "offload", table=TABLE)
+    named = launch_plan(
+        pick.model,
+        m,
+        task=task,
+        **same_settings(pick),
+        allow_offload=pick.placement == "offload",
+        table=TABLE,
+    )
     assert named.launch == pick.launch and named.fit == pick.fit
     # launch MODEL alone completes the rest as recommend --model MODEL does
-    alone = launch_plan(pick.model, m, runtime=runtime, task=task, parallel=parallel,
-                        table=TABLE)
-    one = recommend(m, models=[pick.model], runtime=runtime, task=task, parallel=parallel,
-                    limit=1, table=TABLE).recommendations[0]
+    alone = launch_plan(pick.model, m, runtime=runtime, task=task, parallel=parallel, table=TABLE)
+    one = recommend(
+        m, models=[pick.model], runtime=runtime, task=task, parallel=parallel, limit=1, table=TABLE
+    ).recommendations[0]
     assert alone.launch == one.launch
 
 
@@ -151,8 +159,15 @@ ASKED = [
     ("sweep", {"model": "4b", "kv_cache": "q8_0", **HW}),
     ("probe", HW),
     ("models", {"family": "all"}),
-    ("fleet", {"nodes": json.loads((REPO / "tests/fixtures/fleet/h200-2node.json").read_text()),
-               "model": "27b", "task": "agent", "name": "qwen"}),
+    (
+        "fleet",
+        {
+            "nodes": json.loads((REPO / "tests/fixtures/fleet/h200-2node.json").read_text()),
+            "model": "27b",
+            "task": "agent",
+            "name": "qwen",
+        },
+    ),
 ]
 
 
@@ -302,10 +317,17 @@ def _values(command: str) -> st.SearchStrategy[dict[str, Any]]:
     ).map(lambda d: {**base, **d})
 
 
-@settings(max_examples=10, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(["estimate", "check", "recommend", "launch"]).flatmap(
-    lambda c: st.tuples(st.just(c), _values(c))))
+@settings(
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.sampled_from(["estimate", "check", "recommend", "launch"]).flatmap(
+        lambda c: st.tuples(st.just(c), _values(c))
+    )
+)
 def test_generated_questions_get_one_document_on_every_face(q: tuple[str, dict[str, Any]]) -> None:
     command, values = q
     r = CliRunner().invoke(main, cli_argv(command, values))

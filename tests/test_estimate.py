@@ -20,8 +20,16 @@ RUNTIMES = ["llama.cpp", "ollama", "vllm", "transformers"]
 
 @pytest.mark.parametrize(
     ("size", "kib_per_token"),
-    [("0.8b", 12), ("2b", 12), ("4b", 32), ("9b", 32), ("27b", 64), ("35b-a3b", 20),
-     ("122b-a10b", 24), ("397b-a17b", 30)],
+    [
+        ("0.8b", 12),
+        ("2b", 12),
+        ("4b", 32),
+        ("9b", 32),
+        ("27b", 64),
+        ("35b-a3b", 20),
+        ("122b-a10b", 24),
+        ("397b-a17b", 30),
+    ],
 )
 def test_kv_only_on_full_attention_layers(table: SpecTable, size: str, kib_per_token: int) -> None:
     """f16 K+V per token = full layers (1 in 4) x 2 x kv heads x 256 x 2 bytes."""
@@ -53,8 +61,9 @@ def test_quantized_kv_uses_ggml_block_sizes(table: SpecTable, kv: str, ratio: fl
 
 def test_quantized_kv_needs_flash_attention(table: SpecTable) -> None:
     with pytest.raises(UnsupportedError, match="flash attention"):
-        estimate("9b", runtime="llama.cpp", kv_cache="q8_0", flash_attn="off", context=4096,
-                 table=table)
+        estimate(
+            "9b", runtime="llama.cpp", kv_cache="q8_0", flash_attn="off", context=4096, table=table
+        )
 
 
 def test_weights_are_the_artifact_bytes_without_mtp(table: SpecTable) -> None:
@@ -104,10 +113,14 @@ def test_unsupported_combinations_name_what_is_allowed(table: SpecTable) -> None
 
 
 def test_quant_names_are_case_insensitive(table: SpecTable) -> None:
-    assert estimate("9b", runtime="llama.cpp", quant="Q4_K_M", context=4096, table=table).quant \
+    assert (
+        estimate("9b", runtime="llama.cpp", quant="Q4_K_M", context=4096, table=table).quant
         == "q4_k_m"
-    assert estimate("27b", runtime="vllm", quant="GPTQ-Int4", context=4096, table=table).quant \
+    )
+    assert (
+        estimate("27b", runtime="vllm", quant="GPTQ-Int4", context=4096, table=table).quant
         == "gptq-int4"
+    )
 
 
 def test_beyond_native_context_is_noted(table: SpecTable) -> None:
@@ -125,11 +138,21 @@ def test_beyond_native_context_is_noted(table: SpecTable) -> None:
     text_only=st.booleans(),
 )
 def test_longer_context_never_gives_a_smaller_estimate(
-    size: str, runtime: str, ctx: int, extra: int, parallel: int, text_only: bool,
+    size: str,
+    runtime: str,
+    ctx: int,
+    extra: int,
+    parallel: int,
+    text_only: bool,
 ) -> None:
     short = estimate(size, runtime=runtime, context=ctx, parallel=parallel, text_only=text_only)
-    longer = estimate(size, runtime=runtime, context=min(262144, ctx + extra),
-                      parallel=parallel, text_only=text_only)
+    longer = estimate(
+        size,
+        runtime=runtime,
+        context=min(262144, ctx + extra),
+        parallel=parallel,
+        text_only=text_only,
+    )
     assert longer.total_bytes >= short.total_bytes
     assert short.total_bytes == sum(p.bytes for p in short.parts)
     assert short.gpu_bytes + short.ram_bytes == short.total_bytes
@@ -151,8 +174,9 @@ def test_max_context_is_the_largest_that_fits(size: str, budget_gib: float) -> N
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_fast_construction_equals_the_validated_record(table: SpecTable, size: str,
-                                                       runtime: str) -> None:
+def test_fast_construction_equals_the_validated_record(
+    table: SpecTable, size: str, runtime: str
+) -> None:
     """Estimates are built without re-validation (the hot path); validating the same values
     must give the same record, on one GPU and offloaded, so the shortcut hides no error."""
     from qwenfit import Estimate
@@ -174,15 +198,20 @@ def test_layer_runs_cover_every_layer_once() -> None:
     from qwenfit.memory.llamacpp import layer_segments
     from qwenfit.memory.record import Layout
 
-    cases = [Layout(kind="gpu", devices=[0]), Layout(kind="cpu"),
-             Layout(kind="offload", devices=[0], gpu_layers=20),
-             Layout(kind="multi_gpu", devices=[0, 1, 2], tensor_split=[10, 30, 25])]
+    cases = [
+        Layout(kind="gpu", devices=[0]),
+        Layout(kind="cpu"),
+        Layout(kind="offload", devices=[0], gpu_layers=20),
+        Layout(kind="multi_gpu", devices=[0, 1, 2], tensor_split=[10, 30, 25]),
+    ]
     for layout in cases:
         runs = layer_segments(layout, 64)
         assert runs[0][1] == 0 and runs[-1][2] == 65
         assert all(a[2] == b[1] for a, b in itertools.pairwise(runs))
     assert layer_segments(Layout(kind="offload", devices=[0], gpu_layers=20), 64) == [
-        (None, 0, 45), (0, 45, 65)]
+        (None, 0, 45),
+        (0, 45, 65),
+    ]
 
 
 @pytest.mark.parametrize("size", ["0.8b", "9b", "27b", "35b-a3b"])

@@ -64,7 +64,7 @@ def _flags(text: str) -> set[str]:
 
 def _choices(text: str, flag: str) -> set[str]:
     """Values an option allows, from its 'allowed values', {a,b} or [a|b] help."""
-    block = text[text.index(flag):][:600]
+    block = text[text.index(flag) :][:600]
     listed = re.search(r"allowed values: ([^\n]+)", block)
     if listed:
         return {v.strip() for v in listed.group(1).split(",")}
@@ -144,8 +144,9 @@ def _matches_command(argv: list[str]) -> bool:
 def check_transformers(code: str) -> None:
     compile(code, "<launch>", "exec")
     tree = ast.parse(code)
-    imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                for a in node.names}
+    imported = {
+        a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names
+    }
     assert imported and all(TRANSFORMERS["names"].get(n) for n in imported), imported
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "from_pretrained":
@@ -177,8 +178,10 @@ def check_command(cmd: LaunchCommand) -> None:
 
 
 def _with_gpu_details(m: Machine, cc: str) -> Machine:
-    gpus = [g.model_copy(update={"uuid": f"GPU-{g.index:08x}-test", "compute_capability": cc})
-            for g in m.gpus]
+    gpus = [
+        g.model_copy(update={"uuid": f"GPU-{g.index:08x}-test", "compute_capability": cc})
+        for g in m.gpus
+    ]
     return m.model_copy(update={"gpus": gpus})
 
 
@@ -191,8 +194,9 @@ def local_gguf_table(path: str = "/models/my fine-tune/Qwen3.5-9B-Q4_K_M.gguf") 
     assert gguf is not None
     local = gguf.model_copy(update={"repo": path, "source": "checkpoint-0123456789"})
     sources = {**table.sources, "checkpoint-0123456789": Source(title="local", path=path)}
-    model = spec.model_copy(update={"name": "my-9b", "aliases": [], "hf_repo": path,
-                                    "artifacts": [local]})
+    model = spec.model_copy(
+        update={"name": "my-9b", "aliases": [], "hf_repo": path, "artifacts": [local]}
+    )
     return table.model_copy(update={"models": [*table.models, model], "sources": sources})
 
 
@@ -208,8 +212,16 @@ TIGHT_RAM = make_machine(24, 16)
 PANEL: list[dict[str, Any]] = [
     # llama.cpp
     dict(runtime="llama.cpp", model="9b", context=32768, machine=ONE),
-    dict(runtime="llama.cpp", model="9b", context=32768, kv_cache="q8_0", parallel=4,
-         text_only=True, ubatch=1024, machine=ONE),
+    dict(
+        runtime="llama.cpp",
+        model="9b",
+        context=32768,
+        kv_cache="q8_0",
+        parallel=4,
+        text_only=True,
+        ubatch=1024,
+        machine=ONE,
+    ),
     dict(runtime="llama.cpp", model="9b", context=8192, flash_attn="off", task="code"),
     dict(runtime="llama.cpp", model="35b-a3b", context=32768, machine=make_machine(16, 64)),
     dict(runtime="llama.cpp", model="27b", context=32768, machine=make_machine(12, 64)),
@@ -218,15 +230,34 @@ PANEL: list[dict[str, Any]] = [
     dict(runtime="llama.cpp", model="4b", context=8192, machine=CPU),
     dict(runtime="llama.cpp", model="9b", context=1010000, kv_cache="q8_0", machine=H100),
     dict(runtime="llama.cpp", model="my-9b", context=16384, machine=ONE, local=True),
-    dict(runtime="llama.cpp", model="my-9b", context=16384, machine=ONE, local=True,
-         mmproj="/models/mmproj-F16.gguf"),
-    dict(runtime="llama.cpp", model="qwen3.6-27b", quant="q4_k_m", context=32768, mtp=True,
-         machine=TIGHT_RAM),  # MTP drafting, host RAM bounded
+    dict(
+        runtime="llama.cpp",
+        model="my-9b",
+        context=16384,
+        machine=ONE,
+        local=True,
+        mmproj="/models/mmproj-F16.gguf",
+    ),
+    dict(
+        runtime="llama.cpp",
+        model="qwen3.6-27b",
+        quant="q4_k_m",
+        context=32768,
+        mtp=True,
+        machine=TIGHT_RAM,
+    ),  # MTP drafting, host RAM bounded
     # Ollama
     dict(runtime="ollama", model="9b", context=16384, machine=ONE),
     dict(runtime="ollama", model="27b", quant="q8_0", context=32768, machine=TWO),
-    dict(runtime="ollama", model="9b", quant="q6_k", context=32768, kv_cache="q8_0",
-         machine=ONE, task="agent"),
+    dict(
+        runtime="ollama",
+        model="9b",
+        quant="q6_k",
+        context=32768,
+        kv_cache="q8_0",
+        machine=ONE,
+        task="agent",
+    ),
     dict(runtime="ollama", model="35b-a3b", context=8192, machine=make_machine(16, 64)),
     dict(runtime="ollama", model="4b", context=8192, machine=CPU, task="code"),
     dict(runtime="ollama", model="9b", context=524288, text_only=True, machine=H100),
@@ -234,10 +265,16 @@ PANEL: list[dict[str, Any]] = [
     dict(runtime="ollama", model="9b", context=8192, ubatch=256, flash_attn="off", machine=ONE),
     # vLLM
     dict(runtime="vllm", model="9b", context=32768, machine=ONE),
-    dict(runtime="vllm", model="27b", quant="fp8", context=65536, kv_cache="fp8",
-         text_only=True, machine=H100),
-    dict(runtime="vllm", model="397b-a17b", quant="fp8", context=32768, machine=H100,
-         task="agent"),
+    dict(
+        runtime="vllm",
+        model="27b",
+        quant="fp8",
+        context=65536,
+        kv_cache="fp8",
+        text_only=True,
+        machine=H100,
+    ),
+    dict(runtime="vllm", model="397b-a17b", quant="fp8", context=32768, machine=H100, task="agent"),
     dict(runtime="vllm", model="397b-a17b", quant="bf16", context=32768, machine=H100, nodes=2),
     dict(runtime="vllm", model="27b", context=1010000, machine=H100, task="code"),
     dict(runtime="vllm", model="35b-a3b", quant="fp8", context=32768, machine=A100),
@@ -257,8 +294,7 @@ def panel_command(case: dict[str, Any]) -> LaunchCommand:
     mmproj = case.pop("mmproj", None)
     table = local_gguf_table() if case.pop("local", False) else load_specs()
     est = estimate(table=table, **case)
-    return launch_command(est, table=table, task=task, machine=case.get("machine"),
-                          mmproj=mmproj)
+    return launch_command(est, table=table, task=task, machine=case.get("machine"), mmproj=mmproj)
 
 
 def _id(case: dict[str, Any]) -> str:
@@ -285,9 +321,20 @@ def test_the_checks_catch_a_flag_the_runtime_lacks() -> None:
     with pytest.raises(AssertionError):
         check_llama_server(["llama-server", "-hf", "a/b:Q4_K_M", "--no-such-flag"])
     with pytest.raises(AssertionError):
-        check_vllm_serve(["vllm", "serve", "a/b", "--max-num-seqs", "1", "--reasoning-parser",
-                          "qwen3", "--tool-call-parser", "not_a_parser",
-                          "--enable-auto-tool-choice"])
+        check_vllm_serve(
+            [
+                "vllm",
+                "serve",
+                "a/b",
+                "--max-num-seqs",
+                "1",
+                "--reasoning-parser",
+                "qwen3",
+                "--tool-call-parser",
+                "not_a_parser",
+                "--enable-auto-tool-choice",
+            ]
+        )
     with pytest.raises(AssertionError):
         check_modelfile("FROM x\nPARAMETER context_length 4096\n")
     assert not _matches_command(["ollama", "start", "x"])

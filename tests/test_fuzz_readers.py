@@ -37,8 +37,16 @@ def test_every_reader_gives_a_result_or_a_qwenfit_error(target: str) -> None:
     @EVERYDAY
     @given(strategy)
     def prop(case: Any) -> None:
-        assert run(case) in {"ok", "BadFileError", "UsageError", "UnknownModelError",
-                             "UnsupportedError", "SpecError", "NoFitError", "QwenfitError"}
+        assert run(case) in {
+            "ok",
+            "BadFileError",
+            "UsageError",
+            "UnknownModelError",
+            "UnsupportedError",
+            "SpecError",
+            "NoFitError",
+            "QwenfitError",
+        }
 
     prop()
 
@@ -47,17 +55,30 @@ def test_the_seeds_are_valid_inputs() -> None:
     """Mutations start from files that size fine, so every reader path is reached."""
     import json
 
-    assert fz.fuzz_folder(fz._folder(json.dumps(fz.SEED_CONFIG).encode(),
-                                     fz._header(fz.SEED_ENTRIES)), fz.TABLE) == "ok"
+    assert (
+        fz.fuzz_folder(
+            fz._folder(json.dumps(fz.SEED_CONFIG).encode(), fz._header(fz.SEED_ENTRIES)), fz.TABLE
+        )
+        == "ok"
+    )
     raw = fz.pack_gguf(fz.SEED_KVS, fz.SEED_TENSORS, None, fz.SEED_DATA)
     assert fz.fuzz_gguf(fz._gguf_file(raw), fz.TABLE) == "ok"
 
 
 def _benchmark(examples: int, timeout: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "fuzz_readers.py"), "--examples",
-         str(examples), "--memory-mib", "3072"],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "fuzz_readers.py"),
+            "--examples",
+            str(examples),
+            "--memory-mib",
+            "3072",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )
 

@@ -130,8 +130,9 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHu
     fake = FakeHub()
     server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
     # A short poll: shutdown() waits for the loop to notice, 0.5 s per test by default.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     for var in (
         "HTTP_PROXY",
@@ -317,10 +318,36 @@ def test_a_token_is_never_printed_or_cached(
     monkeypatch.setenv("HF_TOKEN", secret)
     _abliterated(fake_hub, table)
     runner = CliRunner()
-    ok = runner.invoke(main, ["estimate", ABLITERATED, "--online", "--runtime", "vllm",
-                              "--context", "4k", "--json", "--vram", "24GB", "--ram", "64GB"])
-    bad = runner.invoke(main, ["estimate", "someone/missing-repo", "--online", "--json",
-                               "--vram", "24GB", "--ram", "64GB"])
+    ok = runner.invoke(
+        main,
+        [
+            "estimate",
+            ABLITERATED,
+            "--online",
+            "--runtime",
+            "vllm",
+            "--context",
+            "4k",
+            "--json",
+            "--vram",
+            "24GB",
+            "--ram",
+            "64GB",
+        ],
+    )
+    bad = runner.invoke(
+        main,
+        [
+            "estimate",
+            "someone/missing-repo",
+            "--online",
+            "--json",
+            "--vram",
+            "24GB",
+            "--ram",
+            "64GB",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert bad.exit_code in (1, 2)
     for out in (ok.output, bad.output):

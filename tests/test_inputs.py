@@ -51,8 +51,11 @@ def one_line_error(err: str) -> str:
 def test_fifo_device_and_folder_are_refused_without_reading(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for path, why in [(fifo, "not a regular file"), (Path("/dev/zero"), "not a regular file"),
-                      (tmp_path, "a folder")]:
+    for path, why in [
+        (fifo, "not a regular file"),
+        (Path("/dev/zero"), "not a regular file"),
+        (tmp_path, "a folder"),
+    ]:
         with pytest.raises(BadFileError, match=why):
             read_text(path, what="test file")
 
@@ -116,8 +119,9 @@ def test_permission_denied_folder_is_one_line(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", ["--vram", "--ram", "--context", "--ram-bandwidth",
-                                    "--margin", "--parallel"])
+@pytest.mark.parametrize(
+    "option", ["--vram", "--ram", "--context", "--ram-bandwidth", "--margin", "--parallel"]
+)
 def test_400_digit_numbers_are_usage_errors(option: str) -> None:
     hw = [x for x in HW if x not in (option,)] if option in HW else HW
     if option in HW:
@@ -178,8 +182,13 @@ def test_stdout_full_is_one_line_exit_1() -> None:
     import subprocess
 
     with open("/dev/full", "w") as full:
-        r = subprocess.run([sys.executable, "-m", "qwenfit", "models"], stdout=full,
-                           stderr=subprocess.PIPE, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "qwenfit", "models"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0
     assert "cannot write the output" in r.stderr and "Traceback" not in r.stderr
 
@@ -189,10 +198,23 @@ def test_stdout_full_is_one_line_exit_1() -> None:
 # ---------------------------------------------------------------------------------------------
 
 BAD_VALUES: list[Any] = ["4096", [4096], None, float("inf"), 0, -8, 1e9, True, 2.5, 10**30]
-FIELDS = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-          "head_dim", "linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim",
-          "linear_value_head_dim", "linear_conv_kernel_dim", "intermediate_size", "vocab_size",
-          "full_attention_interval", "max_position_embeddings", "mtp_num_hidden_layers"]
+FIELDS = [
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "linear_num_key_heads",
+    "linear_num_value_heads",
+    "linear_key_head_dim",
+    "linear_value_head_dim",
+    "linear_conv_kernel_dim",
+    "intermediate_size",
+    "vocab_size",
+    "full_attention_interval",
+    "max_position_embeddings",
+    "mtp_num_hidden_layers",
+]
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -248,8 +270,10 @@ def test_safetensors_zero_offsets_and_bad_weight_map(tmp_path: Path, table: Spec
     d = tmp_path / "z"
     d.mkdir()
     (d / "config.json").write_text(json.dumps(q.nested_config(TINY)))
-    header = {name: {"dtype": dt, "shape": list(shape), "data_offsets": [0, 0]}
-              for name, shape, dt in q.text_tensors(TINY)}
+    header = {
+        name: {"dtype": dt, "shape": list(shape), "data_offsets": [0, 0]}
+        for name, shape, dt in q.text_tensors(TINY)
+    }
     raw = json.dumps(header).encode()
     (d / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw)
     with pytest.raises(QwenfitError):
@@ -296,13 +320,16 @@ def _raw() -> dict[str, Any]:
     return json.loads((Path(__file__).parents[1] / "data" / "model_specs.json").read_text())
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda d: d["runtimes"].pop("vllm"), "'vllm' is missing"),
-    (lambda d: d["runtimes"]["ollama"].update(kv_cache_types=[]), "at least one type"),
-    (lambda d: d["runtimes"]["ollama"].update(kv_cache_types=["q5_9"]), "kv_cache_types"),
-    (lambda d: d["sampling"].pop("thinking_general"), "thinking_general"),
-    (lambda d: d.update(models=[]), "at least one model"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: d["runtimes"].pop("vllm"), "'vllm' is missing"),
+        (lambda d: d["runtimes"]["ollama"].update(kv_cache_types=[]), "at least one type"),
+        (lambda d: d["runtimes"]["ollama"].update(kv_cache_types=["q5_9"]), "kv_cache_types"),
+        (lambda d: d["sampling"].pop("thinking_general"), "thinking_general"),
+        (lambda d: d.update(models=[]), "at least one model"),
+    ],
+)
 def test_incomplete_spec_tables_fail_at_load(tmp_path: Path, edit: Any, match: str) -> None:
     d = _raw()
     edit(d)
@@ -317,8 +344,13 @@ def test_a_table_with_one_model_runs_every_command(tmp_path: Path) -> None:
     d["models"] = [m for m in d["models"] if m["name"] == "qwen3.5-27b"]
     f = tmp_path / "specs.json"
     f.write_text(json.dumps(d))
-    for args in (["models"], ["recommend", *HW], ["check", "27b", *HW], ["launch", *HW],
-                 ["estimate", "27b", *HW]):
+    for args in (
+        ["models"],
+        ["recommend", *HW],
+        ["check", "27b", *HW],
+        ["launch", *HW],
+        ["estimate", "27b", *HW],
+    ):
         code, _, err = run("--specs", str(f), *args)
         assert code in (0, 3), (args, err)
 
@@ -339,7 +371,8 @@ API_CASES = {
     "check machine": lambda: qwenfit.check("9b", "x"),
     "check None": lambda: qwenfit.check(None, M24),
     "negative margin": lambda: qwenfit.check(
-        "397b-a17b", with_overrides(None, vram="8GB", ram="16GB"), margin=-(10**15)),
+        "397b-a17b", with_overrides(None, vram="8GB", ram="16GB"), margin=-(10**15)
+    ),
     "recommend machine": lambda: qwenfit.recommend("x"),
     "recommend None": lambda: qwenfit.recommend(None),
     "recommend context": lambda: qwenfit.recommend(M24, context="32k"),
@@ -371,14 +404,26 @@ def test_wrong_types_in_the_api_are_usage_errors(case: str) -> None:
 
 def _gpu(index: int, gib: float) -> GPU:
     size = int(gib * GiB)
-    return GPU(index=index, name=f"G{index}", vendor="nvidia", memory_total_bytes=size,
-               memory_free_bytes=size, bandwidth_bytes_per_s=10**12)
+    return GPU(
+        index=index,
+        name=f"G{index}",
+        vendor="nvidia",
+        memory_total_bytes=size,
+        memory_free_bytes=size,
+        bandwidth_bytes_per_s=10**12,
+    )
 
 
 def _machine(gpus: list[GPU], ram_gib: float = 64) -> Machine:
     ram = int(ram_gib * GiB)
-    return Machine(source="hypothetical", ram_total_bytes=ram, ram_available_bytes=ram,
-                   ram_usable_bytes=ram, gpus=gpus, ram_bandwidth_bytes_per_s=10**11)
+    return Machine(
+        source="hypothetical",
+        ram_total_bytes=ram,
+        ram_available_bytes=ram,
+        ram_usable_bytes=ram,
+        gpus=gpus,
+        ram_bandwidth_bytes_per_s=10**11,
+    )
 
 
 @pytest.mark.parametrize("runtime", ["llama.cpp", "vllm", "transformers"])
@@ -414,8 +459,19 @@ def test_margin_percentage_is_per_pool() -> None:
     assert margin == 0
     assert planned.gpus[0].memory_free_bytes == 40 * GiB
     assert planned.ram_usable_bytes == 16 * GiB  # half of RAM, not 40 GiB of it
-    _, out, _ = run("check", "9b", "--gpu", "H100", "--ram", "32GB", "--runtime", "llama.cpp",
-                       "--margin", "50%", "--json")
+    _, out, _ = run(
+        "check",
+        "9b",
+        "--gpu",
+        "H100",
+        "--ram",
+        "32GB",
+        "--runtime",
+        "llama.cpp",
+        "--margin",
+        "50%",
+        "--json",
+    )
     fit = json.loads(out)["check"]["fit"]
     assert fit["ram_budget_bytes"] == 32 * 10**9 - int(32 * 10**9 * 0.5)
 
@@ -429,8 +485,7 @@ def test_nodes_without_vllm_is_a_usage_error() -> None:
 
 def test_transformers_keeps_using_ram_when_a_gpu_exists() -> None:
     no_gpu = qwenfit.check("9b", _machine([], 128), runtime="transformers", context=4096)
-    small = qwenfit.check("9b", _machine([_gpu(0, 4)], 128), runtime="transformers",
-                          context=4096)
+    small = qwenfit.check("9b", _machine([_gpu(0, 4)], 128), runtime="transformers", context=4096)
     assert no_gpu.fits and small.fits  # more memory never gives "nothing fits"
 
 
@@ -473,9 +528,17 @@ def test_relative_xdg_cache_home_is_ignored(monkeypatch: pytest.MonkeyPatch) -> 
     assert cache_dir() == Path("/abs/cache/qwenfit")
 
 
-@pytest.mark.parametrize("content", ['{"key": K, "bytes_per_s": "x"}', "[[[[", "\xff",
-                                     '{"key": K, "bytes_per_s": 1e400}',
-                                     '{"key": K, "bytes_per_s": [1]}', "[" * 100_000])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"key": K, "bytes_per_s": "x"}',
+        "[[[[",
+        "\xff",
+        '{"key": K, "bytes_per_s": 1e400}',
+        '{"key": K, "bytes_per_s": [1]}',
+        "[" * 100_000,
+    ],
+)
 def test_corrupted_bandwidth_cache_is_measured_again(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str
 ) -> None:
@@ -516,7 +579,8 @@ def test_a_shard_name_with_a_newline_stays_one_line(tmp_path: Path) -> None:
     """Found by the fuzzer: an index naming a missing shard 'a\\nb' gave a two-line error."""
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors.index.json").write_text(
-        json.dumps({"weight_map": {"w": "shard\n.safetensors"}}))
+        json.dumps({"weight_map": {"w": "shard\n.safetensors"}})
+    )
     from qwenfit.specs.checkpoints.safetensors import safetensors_files
 
     with pytest.raises(QwenfitError) as e:

@@ -28,8 +28,16 @@ def test_launch_tasks_are_the_recommenders() -> None:
 
 
 def test_llama_server_gets_total_context_and_slots(table: SpecTable) -> None:
-    e = estimate("9b", runtime="llama.cpp", quant="q4_k_m", context=32768, parallel=2,
-                 kv_cache="q8_0", text_only=True, table=table)
+    e = estimate(
+        "9b",
+        runtime="llama.cpp",
+        quant="q4_k_m",
+        context=32768,
+        parallel=2,
+        kv_cache="q8_0",
+        text_only=True,
+        table=table,
+    )
     argv = launch_command(e, table=table).steps[0].argv
     assert argv[:3] == ["llama-server", "-hf", "unsloth/Qwen3.5-9B-GGUF:Q4_K_M"]
     assert argv[argv.index("-c") + 1] == "65536"
@@ -44,8 +52,14 @@ def test_llama_server_local_file_uses_m_and_its_projector() -> None:
     argv = launch_command(e, table=table, mmproj="/m/mmproj.gguf").steps[0].argv
     assert argv[1:5] == ["-m", "/m/x.gguf", "--mmproj", "/m/mmproj.gguf"]
     assert "-hf" not in argv and "--no-mmproj" not in argv
-    text = launch_command(estimate("my-9b", runtime="llama.cpp", context=8192, text_only=True,
-                                   table=table), table=table).steps[0].argv
+    text = (
+        launch_command(
+            estimate("my-9b", runtime="llama.cpp", context=8192, text_only=True, table=table),
+            table=table,
+        )
+        .steps[0]
+        .argv
+    )
     assert "--mmproj" not in text
 
 
@@ -54,7 +68,7 @@ def test_single_gpu_is_pinned_on_a_multi_gpu_machine() -> None:
     e = estimate("9b", runtime="llama.cpp", context=32768, machine=m)
     argv = launch_command(e, machine=m).steps[0].argv
     i = argv.index("--split-mode")
-    assert argv[i:i + 4] == ["--split-mode", "none", "--main-gpu", str(e.layout.devices[0])]
+    assert argv[i : i + 4] == ["--split-mode", "none", "--main-gpu", str(e.layout.devices[0])]
     gpus = [g.model_copy(update={"uuid": f"GPU-{g.index}"}) for g in m.gpus]
     probed = m.model_copy(update={"gpus": gpus})
     step = launch_command(e, machine=probed).steps[0]
@@ -62,8 +76,9 @@ def test_single_gpu_is_pinned_on_a_multi_gpu_machine() -> None:
     assert step.argv[step.argv.index("--main-gpu") + 1] == "0"  # renumbered by the variable
 
 
-@pytest.mark.parametrize(("context", "factor"), [(262144, None), (300000, 2), (524288, 2),
-                                                  (1010000, 4)])
+@pytest.mark.parametrize(
+    ("context", "factor"), [(262144, None), (300000, 2), (524288, 2), (1010000, 4)]
+)
 def test_yarn_factor_follows_the_card(table: SpecTable, context: int, factor: int | None) -> None:
     e = estimate("9b", runtime="vllm", context=context, table=table)
     assert yarn_factor(e, table.get("9b")) == factor
@@ -72,18 +87,31 @@ def test_yarn_factor_follows_the_card(table: SpecTable, context: int, factor: in
         assert "--hf-overrides" not in step.argv and not step.env
         return
     rope = json.loads(step.argv[step.argv.index("--hf-overrides") + 1])["text_config"][
-        "rope_parameters"]
+        "rope_parameters"
+    ]
     assert rope["rope_type"] == "yarn" and rope["factor"] == factor
     assert rope["original_max_position_embeddings"] == 262144
     assert step.env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] == "1"
-    llama = launch_command(estimate("9b", runtime="llama.cpp", context=context, table=table),
-                           table=table).steps[0].argv
+    llama = (
+        launch_command(
+            estimate("9b", runtime="llama.cpp", context=context, table=table), table=table
+        )
+        .steps[0]
+        .argv
+    )
     assert llama[llama.index("--rope-scale") + 1] == str(factor)
 
 
 def test_vllm_flags(table: SpecTable) -> None:
-    e = estimate("27b", runtime="vllm", quant="fp8", context=65536, kv_cache="fp8",
-                 text_only=True, table=table)
+    e = estimate(
+        "27b",
+        runtime="vllm",
+        quant="fp8",
+        context=65536,
+        kv_cache="fp8",
+        text_only=True,
+        table=table,
+    )
     argv = launch_command(e, table=table).steps[0].argv
     assert argv[:3] == ["vllm", "serve", "Qwen/Qwen3.5-27B-FP8"]
     assert argv[argv.index("--max-model-len") + 1] == "65536"
@@ -127,8 +155,11 @@ def test_ollama_pins_settings_in_a_modelfile(table: SpecTable) -> None:
     cmd = launch_command(e, table=table)
     text = cmd.files[0].text
     assert text.startswith("FROM qwen3.5:9b\n") and "PARAMETER num_ctx 16384\n" in text
-    assert [s.argv[:2] for s in cmd.steps] == [["ollama", "pull"], ["ollama", "create"],
-                                                ["ollama", "run"]]
+    assert [s.argv[:2] for s in cmd.steps] == [
+        ["ollama", "pull"],
+        ["ollama", "create"],
+        ["ollama", "run"],
+    ]
     assert not any(s.env for s in cmd.steps)  # nothing server-wide was assumed
 
 
@@ -156,31 +187,47 @@ def test_check_offers_the_q8_0_tag() -> None:
 
 def test_shell_form_round_trips_hostile_arguments(table: SpecTable) -> None:
     spec = table.get("9b")
-    hostile = "org/it's a $(rm -rf ~); `x` \"model\""
-    artifacts = [a.model_copy(update={"repo": hostile}) if a.format == "safetensors" else a
-                 for a in spec.artifacts]
-    evil = table.model_copy(update={"models": [spec.model_copy(
-        update={"artifacts": artifacts})]})
+    hostile = 'org/it\'s a $(rm -rf ~); `x` "model"'
+    artifacts = [
+        a.model_copy(update={"repo": hostile}) if a.format == "safetensors" else a
+        for a in spec.artifacts
+    ]
+    evil = table.model_copy(update={"models": [spec.model_copy(update={"artifacts": artifacts})]})
     e = estimate("9b", runtime="vllm", context=4096, table=evil)
     for step in launch_command(e, table=evil).steps:
         assert shlex.split(step.shell) == step.argv
         assert hostile in step.argv
-    code = launch_command(estimate("9b", runtime="transformers", context=4096, table=evil),
-                          table=evil).steps[0]
+    code = launch_command(
+        estimate("9b", runtime="transformers", context=4096, table=evil), table=evil
+    ).steps[0]
     assert shlex.split(code.shell) == code.argv
     compile(code.argv[2], "<launch>", "exec")  # the repo id is a Python literal, not code
 
 
 def test_cli_launch_exits_3_with_its_document_when_it_does_not_fit() -> None:
-    r = CliRunner().invoke(main, ["launch", "397b-a17b", "--vram", "1GB", "--ram", "8GB",
-                                  "--json"])
+    r = CliRunner().invoke(main, ["launch", "397b-a17b", "--vram", "1GB", "--ram", "8GB", "--json"])
     assert json.loads(r.stdout)["schema_version"] == 2
     doc = json.loads(r.stdout)["launch"]
     assert r.exit_code == 3 and doc["fits"] is False
     assert doc["launch"]["steps"] and doc["fit"]["missing_bytes"] > 0
-    r = CliRunner().invoke(main, ["launch", "9b", "--vram", "24GB", "--ram", "64GB",
-                                  "--task", "agent", "--runtime", "vllm", "--context", "32k",
-                                  "--json"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "launch",
+            "9b",
+            "--vram",
+            "24GB",
+            "--ram",
+            "64GB",
+            "--task",
+            "agent",
+            "--runtime",
+            "vllm",
+            "--context",
+            "32k",
+            "--json",
+        ],
+    )
     doc = json.loads(r.stdout)["launch"]
     assert r.exit_code == 0 and doc["fits"] and doc["launch"]["task"] == "agent"
 

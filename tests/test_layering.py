@@ -19,11 +19,27 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "qwenfit"
 STAGES = [
-    "hardware", "specs", "memory", "fit", "launch", "recommender", "fleet", "verify", "serve",
+    "hardware",
+    "specs",
+    "memory",
+    "fit",
+    "launch",
+    "recommender",
+    "fleet",
+    "verify",
+    "serve",
     "cli",
 ]
 FOUNDATION = {
-    "errors", "units", "cache", "datafiles", "lazy", "inputs", "settings", "adapters", "bounds"
+    "errors",
+    "units",
+    "cache",
+    "datafiles",
+    "lazy",
+    "inputs",
+    "settings",
+    "adapters",
+    "bounds",
 }
 
 

@@ -79,18 +79,28 @@ def test_two_gpus_split_layers_by_memory() -> None:
 
 def test_tied_embeddings_cost_a_gpu_copy_of_the_output() -> None:
     gpu = estimate("0.8b", runtime="llama.cpp", quant="bf16", context=4096, text_only=True)
-    cpu = estimate("0.8b", runtime="llama.cpp", quant="bf16", context=4096, text_only=True,
-                   machine=make_machine(None, 64))
+    cpu = estimate(
+        "0.8b",
+        runtime="llama.cpp",
+        quant="bf16",
+        context=4096,
+        text_only=True,
+        machine=make_machine(None, 64),
+    )
     assert gpu.weights_bytes > cpu.weights_bytes  # token_embd in RAM + its GPU copy as output
 
 
-@pytest.mark.parametrize(("size", "quant", "sizes"), [
-    ("27b", "bf16", [1, 2, 4, 8]),
-    ("35b-a3b", "fp8", [1, 2, 4]),  # 512-wide experts: 128-blocks allow TP <= 4
-    ("397b-a17b", "fp8", [1, 2, 4, 8]),
-])
-def test_vllm_tensor_parallel_sizes_respect_heads_and_blocks(table: SpecTable, size: str,
-                                                             quant: str, sizes: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("size", "quant", "sizes"),
+    [
+        ("27b", "bf16", [1, 2, 4, 8]),
+        ("35b-a3b", "fp8", [1, 2, 4]),  # 512-wide experts: 128-blocks allow TP <= 4
+        ("397b-a17b", "fp8", [1, 2, 4, 8]),
+    ],
+)
+def test_vllm_tensor_parallel_sizes_respect_heads_and_blocks(
+    table: SpecTable, size: str, quant: str, sizes: list[int]
+) -> None:
     assert valid_tensor_parallel(table.get(size), quant) == sizes
 
 
@@ -119,8 +129,9 @@ def test_check_requires_the_gpu_unless_offload_is_allowed() -> None:
     m = make_machine(16, 64)
     strict = check("35b-a3b", m, runtime="llama.cpp", quant="q4_k_m", context=32768)
     assert not strict.fits
-    loose = check("35b-a3b", m, runtime="llama.cpp", quant="q4_k_m", context=32768,
-                  allow_offload=True)
+    loose = check(
+        "35b-a3b", m, runtime="llama.cpp", quant="q4_k_m", context=32768, allow_offload=True
+    )
     assert loose.fits and loose.estimate.layout.kind == "offload"
 
 
@@ -134,6 +145,7 @@ def test_recommend_prefers_whole_gpu_and_offloads_only_when_needed_or_asked() ->
     opted = recommend(m, runtime="llama.cpp", allow_offload=True, limit=20)
     assert any(r.placement == "offload" for r in opted.recommendations)
     tiny = recommend(make_machine(1, 64), runtime="llama.cpp")  # 1 GiB: nothing fits whole
-    assert tiny.recommendations and all(r.placement in ("offload", "cpu")
-                                        for r in tiny.recommendations)
+    assert tiny.recommendations and all(
+        r.placement in ("offload", "cpu") for r in tiny.recommendations
+    )
     assert any("RAM" in n for n in tiny.notes + tiny.warnings)

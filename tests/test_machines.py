@@ -25,8 +25,13 @@ def test_catalog_covers_nvidia_amd_and_apple_with_sources() -> None:
 
 @pytest.mark.parametrize(
     ("spec", "count", "name", "gib"),
-    [("RTX 4090", 1, "RTX 4090", 24), ("2x H100", 2, "H100", 80), ("nvidia geforce rtx 3090", 1,
-     "RTX 3090", 24), ("4 x A100 80GB", 4, "A100 80GB", 80), ("MI300X", 1, "MI300X", 192)],
+    [
+        ("RTX 4090", 1, "RTX 4090", 24),
+        ("2x H100", 2, "H100", 80),
+        ("nvidia geforce rtx 3090", 1, "RTX 3090", 24),
+        ("4 x A100 80GB", 4, "A100 80GB", 80),
+        ("MI300X", 1, "MI300X", 192),
+    ],
 )
 def test_catalog_lookup(spec: str, count: int, name: str, gib: int) -> None:
     gpus = catalog_gpus(spec)

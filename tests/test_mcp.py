@@ -51,13 +51,30 @@ async def session(server: Any) -> dict[str, Any]:
         wrong = await client.call_tool("estimate", {"model": "9b", "parallel": "many"})
         path = await client.call_tool("check", {"model": "/etc/passwd"})
         models = await client.call_tool("models", {})
-    return {"tools": tools, "ok": ok, "unknown": unknown, "wrong": wrong, "path": path,
-            "models": models}
+    return {
+        "tools": tools,
+        "ok": ok,
+        "unknown": unknown,
+        "wrong": wrong,
+        "path": path,
+        "models": models,
+    }
 
 
 def cli_estimate() -> dict[str, Any]:
-    argv = ["estimate", "9b", "--quant", "q4_k_m", "--context", "32k", "--gpu", "RTX 4090",
-            "--ram", "64GB", "--json"]
+    argv = [
+        "estimate",
+        "9b",
+        "--quant",
+        "q4_k_m",
+        "--context",
+        "32k",
+        "--gpu",
+        "RTX 4090",
+        "--ram",
+        "64GB",
+        "--json",
+    ]
     doc: dict[str, Any] = json.loads(CliRunner().invoke(main, argv).stdout)
     return doc
 
@@ -72,8 +89,11 @@ def check_session(got: dict[str, Any]) -> None:
     assert "task" in tools["recommend"].input_schema["properties"]
     assert not got["ok"].is_error
     assert json.loads(text(got["ok"])) == cli_estimate()
-    for key, words in (("unknown", "unknown model '9bb'"), ("wrong", "parallel"),
-                       ("path", "--allow-dir")):
+    for key, words in (
+        ("unknown", "unknown model '9bb'"),
+        ("wrong", "parallel"),
+        ("path", "--allow-dir"),
+    ):
         assert got[key].is_error, key
         message = text(got[key])
         assert words in message and "\n" not in message and "Traceback" not in message
@@ -101,6 +121,7 @@ def test_mcp_command_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 1
     expected = "Error: this command needs the serve extra: pip install 'qwenfit[serve]'"
     assert result.stderr.strip() == expected
+
 
 CALL_SECONDS = 10.0  # budget per tool call on 2 shared cores
 

@@ -64,8 +64,13 @@ def test_mtp_estimate_charges_measured_parts() -> None:
 def test_flags_launch_needs_exist_in_help_fixtures() -> None:
     server = (FIX / "runtime_help/llama-server.txt").read_text()
     vllm = (FIX / "runtime_help/vllm-serve.txt").read_text()
-    for flag in ("--spec-type", "draft-mtp", "--spec-draft-n-max", "--ctx-checkpoints",
-                 "--cache-ram"):
+    for flag in (
+        "--spec-type",
+        "draft-mtp",
+        "--spec-draft-n-max",
+        "--ctx-checkpoints",
+        "--cache-ram",
+    ):
         assert flag in server, flag
     assert "--speculative-config" in vllm
 
@@ -77,8 +82,9 @@ def test_launch_emits_the_mtp_and_host_ram_flags_the_estimate_assumed() -> None:
     from qwenfit.hardware.catalog import with_overrides
 
     tight = with_overrides(None, gpu="RTX 4090", ram="16GB")
-    e = estimate("qwen3.6-27b", runtime="llama.cpp", quant="q4_k_m", context=32768, mtp=True,
-                 machine=tight)
+    e = estimate(
+        "qwen3.6-27b", runtime="llama.cpp", quant="q4_k_m", context=32768, mtp=True, machine=tight
+    )
     argv = launch_command(e).steps[-1].argv
     assert argv[argv.index("--spec-type") + 1] == "draft-mtp"
     assert argv[argv.index("--spec-draft-n-max") + 1] == str(e.spec_draft_n_max)
@@ -86,12 +92,25 @@ def test_launch_emits_the_mtp_and_host_ram_flags_the_estimate_assumed() -> None:
     assert e.cache_ram_bytes is not None and e.ctx_checkpoints is not None
     assert argv[argv.index("--cache-ram") + 1] == str(e.cache_ram_bytes // 2**20)
     assert argv[argv.index("--ctx-checkpoints") + 1] == str(e.ctx_checkpoints)
-    roomy = estimate("27b", runtime="llama.cpp", quant="q4_k_m", context=32768,
-                     machine=with_overrides(None, gpu="RTX 4090", ram="128GB"))
+    roomy = estimate(
+        "27b",
+        runtime="llama.cpp",
+        quant="q4_k_m",
+        context=32768,
+        machine=with_overrides(None, gpu="RTX 4090", ram="128GB"),
+    )
     plain = launch_command(roomy).steps[-1].argv
     assert "--cache-ram" not in plain and "--spec-type" not in plain  # the defaults apply
-    v = estimate("27b", runtime="vllm", quant="fp8", context=32768, mtp=True,
-                 machine=with_overrides(None, gpu="H100", ram="256GB"))
+    v = estimate(
+        "27b",
+        runtime="vllm",
+        quant="fp8",
+        context=32768,
+        mtp=True,
+        machine=with_overrides(None, gpu="H100", ram="256GB"),
+    )
     vargv = launch_command(v).steps[-1].argv
     assert json.loads(vargv[vargv.index("--speculative-config") + 1]) == {
-        "method": "mtp", "num_speculative_tokens": v.spec_draft_n_max}
+        "method": "mtp",
+        "num_speculative_tokens": v.spec_draft_n_max,
+    }

@@ -47,13 +47,22 @@ def browser(width: int, height: int, phone: bool = False) -> Any:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}", "--no-first-run", "--disable-extensions"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
     if phone:  # a window cannot be narrower than 500 px; emulate the phone's viewport instead
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True},
+        )
     return driver
 
 
@@ -77,9 +86,17 @@ def plan(driver: Any, url: str) -> str:
 def test_form_shows_the_pick_bars_curve_and_commands(url: str) -> None:
     import httpx
 
-    expected = httpx.post(url + "/v1/recommend", json={
-        "gpu": "RTX 4090", "ram": "64GB", "runtime": "llama.cpp", "task": "code",
-        "context": "64k"}, timeout=30).json()["recommend"]["recommendations"]
+    expected = httpx.post(
+        url + "/v1/recommend",
+        json={
+            "gpu": "RTX 4090",
+            "ram": "64GB",
+            "runtime": "llama.cpp",
+            "task": "code",
+            "context": "64k",
+        },
+        timeout=30,
+    ).json()["recommend"]["recommendations"]
     IMG.mkdir(parents=True, exist_ok=True)
     driver = browser(1200, 2200)
     try:
@@ -103,17 +120,16 @@ def test_phone_width_and_an_error(url: str) -> None:
     driver = browser(390, 2400, phone=True)
     try:
         plan(driver, url)
-        widths = driver.execute_script("const e = document.documentElement; "
-                                       "return [window.innerWidth, e.scrollWidth];")
+        widths = driver.execute_script(
+            "const e = document.documentElement; return [window.innerWidth, e.scrollWidth];"
+        )
         assert widths == [390, 390]  # nothing wider than the phone's screen
         driver.save_screenshot(str(IMG / "serve-phone.png"))
         ram = driver.find_element(By.ID, "ram")
         ram.clear()
         ram.send_keys("lots")
         driver.find_element(By.ID, "go").click()
-        WebDriverWait(driver, 30).until(
-            lambda d: "lots" in d.find_element(By.ID, "status").text
-        )
+        WebDriverWait(driver, 30).until(lambda d: "lots" in d.find_element(By.ID, "status").text)
         assert driver.find_element(By.ID, "status").get_attribute("class") == "error"
     finally:
         driver.quit()

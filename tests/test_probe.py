@@ -97,8 +97,13 @@ class FakeNVML:
 
 
 def card(i: int, total_gib: float = 24, free_gib: float = 24, **extra: Any) -> dict[str, Any]:
-    return {"name": "NVIDIA GeForce RTX 4090", "uuid": f"GPU-{i}aaa-bbbb",
-            "total": int(total_gib * GiB), "free": int(free_gib * GiB), **extra}
+    return {
+        "name": "NVIDIA GeForce RTX 4090",
+        "uuid": f"GPU-{i}aaa-bbbb",
+        "total": int(total_gib * GiB),
+        "free": int(free_gib * GiB),
+        **extra,
+    }
 
 
 def test_two_gpus_with_free_memory_and_bandwidth() -> None:
@@ -136,15 +141,19 @@ def test_devices_are_numbered_as_cuda_numbers_them() -> None:
     lib = FakeNVML([card(0, 24, 10), card(1), card(2, 48, 48)])
     gpus, _, _ = nvml.list_gpus(lib, {"CUDA_VISIBLE_DEVICES": "2,0"})
     assert [(g.index, g.uuid, g.memory_free_bytes) for g in gpus] == [
-        (0, "GPU-2aaa-bbbb", 48 * GiB), (1, "GPU-0aaa-bbbb", 10 * GiB)]
+        (0, "GPU-2aaa-bbbb", 48 * GiB),
+        (1, "GPU-0aaa-bbbb", 10 * GiB),
+    ]
     by_uuid, _, _ = nvml.list_gpus(lib, {"CUDA_VISIBLE_DEVICES": "GPU-1aaa,GPU-0aaa"})
     assert [g.uuid for g in by_uuid] == ["GPU-1aaa-bbbb", "GPU-0aaa-bbbb"]
     assert [g.index for g in by_uuid] == [0, 1]
 
 
 def test_mig_instances_replace_the_whole_gpu_and_a_process_sees_one() -> None:
-    migs = [{"uuid": "MIG-aaaa", "total": 10 * GiB, "free": 10 * GiB},
-            {"uuid": "MIG-bbbb", "total": 20 * GiB, "free": 19 * GiB}]
+    migs = [
+        {"uuid": "MIG-aaaa", "total": 10 * GiB, "free": 10 * GiB},
+        {"uuid": "MIG-bbbb", "total": 20 * GiB, "free": 19 * GiB},
+    ]
     lib = FakeNVML([card(0, 80, 80, mig=migs)])
     gpus, warnings, _ = nvml.list_gpus(lib, {})
     # One CUDA process enumerates a single MIG device (MIG User Guide): never a split over two.
@@ -197,24 +206,31 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_cgroup_v2_takes_the_tightest_ancestor(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {
-        "proc/self/cgroup": "0::/kubepods/pod1/ctr\n",
-        "sys/fs/cgroup/kubepods/memory.max": "max\n",
-        "sys/fs/cgroup/kubepods/pod1/memory.max": str(8 * GiB),
-        "sys/fs/cgroup/kubepods/pod1/ctr/memory.max": str(12 * GiB),
-        "sys/fs/cgroup/kubepods/pod1/ctr/memory.current": str(1 * GiB),
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "proc/self/cgroup": "0::/kubepods/pod1/ctr\n",
+            "sys/fs/cgroup/kubepods/memory.max": "max\n",
+            "sys/fs/cgroup/kubepods/pod1/memory.max": str(8 * GiB),
+            "sys/fs/cgroup/kubepods/pod1/ctr/memory.max": str(12 * GiB),
+            "sys/fs/cgroup/kubepods/pod1/ctr/memory.current": str(1 * GiB),
+        },
+    )
     assert cgroup_memory_limit(root) == (8 * GiB, [])
 
 
 def test_cgroup_v1_and_its_unlimited_sentinel(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {
-        "proc/self/cgroup": "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n",
-        "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": str(4 * GiB),
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "proc/self/cgroup": "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n",
+            "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": str(4 * GiB),
+        },
+    )
     assert cgroup_memory_limit(root) == (4 * GiB, [])
     (root / "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes").write_text(
-        "9223372036854771712")
+        "9223372036854771712"
+    )
     assert cgroup_memory_limit(root) == (None, [])
 
 
@@ -229,12 +245,15 @@ def test_no_proc_means_no_limit(tmp_path: Path) -> None:
 
 
 def test_amd_vram_from_sysfs(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {
-        "sys/class/drm/card0/device/vendor": "0x1002\n",
-        "sys/class/drm/card0/device/mem_info_vram_total": str(24 * GiB),
-        "sys/class/drm/card0/device/mem_info_vram_used": str(2 * GiB),
-        "sys/class/drm/card1/device/vendor": "0x8086\n",
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "sys/class/drm/card0/device/vendor": "0x1002\n",
+            "sys/class/drm/card0/device/mem_info_vram_total": str(24 * GiB),
+            "sys/class/drm/card0/device/mem_info_vram_used": str(2 * GiB),
+            "sys/class/drm/card1/device/vendor": "0x8086\n",
+        },
+    )
     (gpu,) = amd_gpus(root, start=0)
     assert (gpu.vendor, gpu.memory_free_bytes) == ("amd", 22 * GiB)
 
@@ -300,16 +319,18 @@ def test_python_runtime_versions_agree_with_importlib_metadata() -> None:
 
 
 def test_probe_combines_sources_and_caps_ram_by_the_container(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {"proc/self/cgroup": "0::/ctr\n",
-                            "sys/fs/cgroup/ctr/memory.max": str(1 * GiB)})
+    root = _tree(
+        tmp_path, {"proc/self/cgroup": "0::/ctr\n", "sys/fs/cgroup/ctr/memory.max": str(1 * GiB)}
+    )
     m = probe(root=root, environ={}, nvml=FakeNVML([card(0)]), system="Linux")
     assert m.cgroup_limit_bytes == 1 * GiB
     assert m.ram_usable_bytes == min(m.ram_available_bytes, 1 * GiB)
     assert len(m.gpus) == 1 and m.nvidia_driver_version == "580.65.06"
 
 
-def test_probe_survives_every_source_failing(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probe_survives_every_source_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import psutil
 
     def broken() -> None:
@@ -317,8 +338,9 @@ def test_probe_survives_every_source_failing(tmp_path: Path,
 
     monkeypatch.setattr(psutil, "virtual_memory", broken)
     monkeypatch.setattr(psutil, "swap_memory", broken)
-    m = probe(root=tmp_path, environ={}, nvml=FakeNVML([], NVMLError("driver mismatch")),
-              system="Linux")
+    m = probe(
+        root=tmp_path, environ={}, nvml=FakeNVML([], NVMLError("driver mismatch")), system="Linux"
+    )
     assert m.ram_usable_bytes == 0 and m.gpus == []
     assert any("RAM could not be read" in w for w in m.warnings)
     assert any("driver mismatch" in w for w in m.warnings)
@@ -367,11 +389,11 @@ def test_ram_bandwidth_is_not_measured_on_a_busy_cpu_and_expires(
     late = 1e9 + bandwidth.MAX_AGE_S + 1
     stale = bandwidth.ram_bandwidth(measurer=fail, load=lambda: 3.0, now=lambda: late)
     assert stale.bytes_per_s == 40 * 10**9 and "expired" in stale.note
-    fresh = bandwidth.ram_bandwidth(measurer=lambda: 50 * 10**9, load=lambda: 0.0,
-                                    now=lambda: late)
+    fresh = bandwidth.ram_bandwidth(measurer=lambda: 50 * 10**9, load=lambda: 0.0, now=lambda: late)
     assert fresh.bytes_per_s == 50 * 10**9
-    forced = bandwidth.ram_bandwidth(True, measurer=lambda: 45 * 10**9, load=lambda: 0.0,
-                                     now=lambda: late + 1)
+    forced = bandwidth.ram_bandwidth(
+        True, measurer=lambda: 45 * 10**9, load=lambda: 0.0, now=lambda: late + 1
+    )
     assert forced.bytes_per_s == 45 * 10**9
 
 

@@ -58,8 +58,9 @@ def test_vision_task_refuses_text_only(table: SpecTable) -> None:
 
 
 def test_min_speed_filters_slow_picks(table: SpecTable) -> None:
-    r = recommend(make_machine(24, 64, bandwidth_gb_s=1000), runtime="llama.cpp",
-                  min_speed=60, table=table)
+    r = recommend(
+        make_machine(24, 64, bandwidth_gb_s=1000), runtime="llama.cpp", min_speed=60, table=table
+    )
     assert r.recommendations
     assert all((x.tokens_per_second or 0) >= 60 for x in r.recommendations)
 
@@ -72,15 +73,20 @@ def test_same_input_same_output(table: SpecTable) -> None:
 
 
 def test_check_reports_the_nearest_fit(table: SpecTable) -> None:
-    result = check("27b", make_machine(16, 32), runtime="llama.cpp", quant="q4_k_m",
-                   context=32768, table=table)
+    result = check(
+        "27b", make_machine(16, 32), runtime="llama.cpp", quant="q4_k_m", context=32768, table=table
+    )
     assert not result.fits and result.fit.missing_bytes > 0
     assert result.nearest is not None
     assert check_fit(
-        estimate(result.nearest.model, runtime="llama.cpp",
-                                       quant=result.nearest.quant,
-                                       context=result.nearest.context,
-                                       machine=make_machine(16, 32), table=table),
+        estimate(
+            result.nearest.model,
+            runtime="llama.cpp",
+            quant=result.nearest.quant,
+            context=result.nearest.context,
+            machine=make_machine(16, 32),
+            table=table,
+        ),
         make_machine(16, 32),
     ).fits
 
@@ -104,17 +110,22 @@ def _merit(r: RecommendResult) -> tuple[bool, int]:
 
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None)
-@given(machine=MACHINES, more=st.integers(1, 100),
-       runtime=st.sampled_from(["llama.cpp", "ollama", "vllm"]))
-def test_more_memory_never_gives_a_worse_pick(machine: tuple[int | None, int], more: int,
-                                              runtime: str) -> None:
+@given(
+    machine=MACHINES,
+    more=st.integers(1, 100),
+    runtime=st.sampled_from(["llama.cpp", "ollama", "vllm"]),
+)
+def test_more_memory_never_gives_a_worse_pick(
+    machine: tuple[int | None, int], more: int, runtime: str
+) -> None:
     """More memory never loses the floor or the GPU, and never costs quality beyond the
     benchmarks' noise (within a tie the faster pick may score a little less)."""
     vram, ram = machine
     assume(not (runtime == "vllm" and vram is None))  # a usage error (test_odd_machines.py)
     small = recommend(make_machine(vram, ram), runtime=runtime, limit=1)
-    big = recommend(make_machine(None if vram is None else vram + more, ram + more),
-                    runtime=runtime, limit=1)
+    big = recommend(
+        make_machine(None if vram is None else vram + more, ram + more), runtime=runtime, limit=1
+    )
     if small.recommendations:
         assert big.recommendations
         assert _merit(big) >= _merit(small)
@@ -125,10 +136,14 @@ def test_more_memory_never_gives_a_worse_pick(machine: tuple[int | None, int], m
 
 @pytest.mark.slow
 @settings(max_examples=20, deadline=None)
-@given(machine=MACHINES, runtime=st.sampled_from(["llama.cpp", "ollama", "vllm"]),
-       floor=st.sampled_from([None, 5.0, 30.0]))
-def test_the_floor_holds_unless_nothing_faster_fits(machine: tuple[int | None, int],
-                                                    runtime: str, floor: float | None) -> None:
+@given(
+    machine=MACHINES,
+    runtime=st.sampled_from(["llama.cpp", "ollama", "vllm"]),
+    floor=st.sampled_from([None, 5.0, 30.0]),
+)
+def test_the_floor_holds_unless_nothing_faster_fits(
+    machine: tuple[int | None, int], runtime: str, floor: float | None
+) -> None:
     assume(not (runtime == "vllm" and machine[0] is None))  # a usage error (test_odd_machines)
     r = recommend(make_machine(*machine), runtime=runtime, min_speed=floor, limit=1000)
     if not r.recommendations:
@@ -138,14 +153,14 @@ def test_the_floor_holds_unless_nothing_faster_fits(machine: tuple[int | None, i
         assert not any(x.meets_speed_floor for x in r.recommendations)
         speeds = [x.tokens_per_second for x in r.recommendations if x.tokens_per_second]
         assert best.tokens_per_second is None or best.tokens_per_second == max(speeds)
-    assert all(x.tokens_per_second is not None or not x.meets_speed_floor
-               for x in r.recommendations)
+    assert all(
+        x.tokens_per_second is not None or not x.meets_speed_floor for x in r.recommendations
+    )
 
 
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None)
-@given(machine=MACHINES, runtime=st.sampled_from(["llama.cpp", "ollama", "vllm",
-                                                  "transformers"]))
+@given(machine=MACHINES, runtime=st.sampled_from(["llama.cpp", "ollama", "vllm", "transformers"]))
 def test_every_recommendation_fits(machine: tuple[int | None, int], runtime: str) -> None:
     assume(not (runtime == "vllm" and machine[0] is None))  # a usage error (test_odd_machines)
     m = make_machine(*machine)
@@ -162,8 +177,10 @@ def test_cpu_only_pick_is_fast_enough_to_read() -> None:
     everything = recommend(m, runtime="llama.cpp", min_speed=0, limit=50)
     # bigger models fit, and were left out for speed (totals compare equal once llama-server's
     # checkpoints and prompt cache are bounded to the RAM left, so compare the weights)
-    assert max(x.estimate.weights_bytes for x in everything.recommendations) > \
-        best.estimate.weights_bytes
+    assert (
+        max(x.estimate.weights_bytes for x in everything.recommendations)
+        > best.estimate.weights_bytes
+    )
     assert best.tokens_per_second >= r.min_speed == 10
     assert r.why_not_bigger is None or "floor" in r.why_not_bigger or "more" in r.why_not_bigger
 
@@ -184,8 +201,9 @@ def test_ties_follow_the_benchmark_noise() -> None:
     # Miller 2024: SE = sqrt(p(1-p)/n); the chat mean over 8 benchmarks is tight, code's one
     # benchmark (no stated size, counted as GPQA Diamond's 198) is loose.
     assert 1 < policy.tie_threshold("chat") < 2.5
-    assert policy.tie_threshold("code") > policy.tie_threshold("agent") > \
-        policy.tie_threshold("chat")
+    assert (
+        policy.tie_threshold("code") > policy.tie_threshold("agent") > policy.tie_threshold("chat")
+    )
 
 
 def test_unknown_speed_never_reaches_the_floor(table: SpecTable) -> None:
@@ -228,11 +246,19 @@ def test_apple_never_gets_vllm(table: SpecTable) -> None:
         run_estimate("9b", runtime="vllm", machine=mac, table=table)
 
 
-@pytest.mark.parametrize(("gpu", "runtime"), [
-    ("H100", "vllm"), ("8x H100", "vllm"), ("MI300X", "vllm"), ("4x RTX 3090", "vllm"),
-    ("RTX 4090", "ollama"), ("2x RTX 4090", "ollama"), ("RX 7900 XTX", "ollama"),
-    ("M4 Max", "mlx"),
-])
+@pytest.mark.parametrize(
+    ("gpu", "runtime"),
+    [
+        ("H100", "vllm"),
+        ("8x H100", "vllm"),
+        ("MI300X", "vllm"),
+        ("4x RTX 3090", "vllm"),
+        ("RTX 4090", "ollama"),
+        ("2x RTX 4090", "ollama"),
+        ("RX 7900 XTX", "ollama"),
+        ("M4 Max", "mlx"),
+    ],
+)
 def test_the_runtime_follows_the_hardware(gpu: str, runtime: str) -> None:
     from qwenfit.hardware.catalog import with_overrides
     from qwenfit.memory.runtimes import default_runtime
@@ -245,7 +271,8 @@ def test_what_is_installed_wins() -> None:
     from qwenfit.memory.runtimes import default_runtime
 
     h100 = with_overrides(None, gpu="H100", ram="256GB").model_copy(
-        update={"runtimes": {"llama.cpp": None}})
+        update={"runtimes": {"llama.cpp": None}}
+    )
     assert default_runtime(h100) == "llama.cpp"
     mac = with_overrides(None, gpu="M4 Max", ram="64GB")
     assert default_runtime(mac.model_copy(update={"runtimes": {"vllm": "0.17.0"}})) == "mlx"
@@ -270,7 +297,8 @@ def test_vllm_plans_hold_their_max_num_seqs(table: SpecTable) -> None:
     assert one.max_num_seqs is not None and one.max_num_seqs >= 1
     assert many.aggregate_tokens_per_second is not None and many.tokens_per_second is not None
     assert many.aggregate_tokens_per_second == pytest.approx(
-        many.tokens_per_second * min(16, many.max_num_seqs or 16), rel=0.01)
+        many.tokens_per_second * min(16, many.max_num_seqs or 16), rel=0.01
+    )
 
 
 def test_fp8_on_ampere_is_flagged_weight_only(table: SpecTable) -> None:
@@ -280,8 +308,9 @@ def test_fp8_on_ampere_is_flagged_weight_only(table: SpecTable) -> None:
     r = recommend(m, runtime="vllm", limit=20, table=table)
     fp8 = [x for x in r.recommendations if x.quant == "fp8"]
     assert fp8 and all(any("weight-only" in w for w in x.warnings) for x in fp8)
-    h = recommend(with_overrides(None, gpu="H100", ram="256GB"), runtime="vllm", limit=20,
-                  table=table)
+    h = recommend(
+        with_overrides(None, gpu="H100", ram="256GB"), runtime="vllm", limit=20, table=table
+    )
     assert not any("weight-only" in w for x in h.recommendations for w in x.warnings)
 
 

@@ -19,10 +19,33 @@ def test_the_panel_in_the_docs_is_current() -> None:
 def test_the_panel_covers_the_machine_classes() -> None:
     labels = " ".join(r.label for r in panel.PANEL)
     assert len(panel.PANEL) >= 40
-    for kind in ("CPU laptop", "RTX 4060", "RTX 5090", "2x RTX", "4x RTX", "Apple M2 16",
-                 "M2 Ultra 192", "RX 7900", "MI300X", "H100", "8x H100", "2 nodes", "Laptop",
-                 "RTX 5070", "Strix Halo", "DGX Spark", "Jetson AGX Orin", "Jetson AGX Thor",
-                 "Apple M5", "512 GB", "T4", "A10", "B200", "MI355X", "llama.cpp"):
+    for kind in (
+        "CPU laptop",
+        "RTX 4060",
+        "RTX 5090",
+        "2x RTX",
+        "4x RTX",
+        "Apple M2 16",
+        "M2 Ultra 192",
+        "RX 7900",
+        "MI300X",
+        "H100",
+        "8x H100",
+        "2 nodes",
+        "Laptop",
+        "RTX 5070",
+        "Strix Halo",
+        "DGX Spark",
+        "Jetson AGX Orin",
+        "Jetson AGX Thor",
+        "Apple M5",
+        "512 GB",
+        "T4",
+        "A10",
+        "B200",
+        "MI355X",
+        "llama.cpp",
+    ):
         assert kind in labels
     tasks = {r.options.get("task", "chat") for r in panel.PANEL}
     assert tasks >= {"chat", "agent", "code"}
@@ -36,10 +59,18 @@ def test_every_panel_pick_is_defensible(row: panel.Row) -> None:
     best = r.recommendations[0]
     machine = with_overrides(None, gpu=row.gpu, ram=row.ram, ram_bandwidth=row.ram_bandwidth)
     assert check_fit(best.estimate, machine).fits
-    checked = check(best.model, machine, runtime=best.runtime, quant=best.quant,
-                    context=best.context, kv_cache=best.kv_cache, text_only=best.text_only,
-                    parallel=best.parallel, nodes=row.options.get("nodes", 1),
-                    allow_offload=best.placement in ("offload", "cpu"))
+    checked = check(
+        best.model,
+        machine,
+        runtime=best.runtime,
+        quant=best.quant,
+        context=best.context,
+        kv_cache=best.kv_cache,
+        text_only=best.text_only,
+        parallel=best.parallel,
+        nodes=row.options.get("nodes", 1),
+        allow_offload=best.placement in ("offload", "cpu"),
+    )
     assert checked.fits, row.label
     assert best.meets_speed_floor  # every panel machine has something usable
     if row.label.startswith("Apple") or "Strix" in row.label:

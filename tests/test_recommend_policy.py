@@ -102,8 +102,15 @@ def test_kv_types_are_all_priced_and_unknown_ones_are_errors(table: SpecTable) -
 def test_tiers_follow_size(table: SpecTable) -> None:
     tiers = {m.name: policy.tier(m) for m in table.models}
     assert tiers["qwen3.5-27b"] == tiers["qwen3.5-35b-a3b"]
-    order = ["qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b", "qwen3.5-27b",
-             "qwen3.5-122b-a10b", "qwen3.5-397b-a17b"]
+    order = [
+        "qwen3.5-0.8b",
+        "qwen3.5-2b",
+        "qwen3.5-4b",
+        "qwen3.5-9b",
+        "qwen3.5-27b",
+        "qwen3.5-122b-a10b",
+        "qwen3.5-397b-a17b",
+    ]
     assert [tiers[n] for n in order] == sorted(tiers[n] for n in order)
     assert len({tiers[n] for n in order}) == len(order)
 
@@ -111,13 +118,16 @@ def test_tiers_follow_size(table: SpecTable) -> None:
 def _assert_tier_rule(r: RecommendResult, table: SpecTable) -> None:
     fast = [p for p in r.recommendations if p.meets_speed_floor]
     for i, b in enumerate(fast):
-        for a in fast[i + 1:]:
+        for a in fast[i + 1 :]:
             spec_a, spec_b = table.get(a.model), table.get(b.model)
             has_a, card_a = task_score(spec_a, r.task)
             has_b, card_b = task_score(spec_b, r.task)
             wins = (
-                has_a and has_b and policy.tier(spec_a) > policy.tier(spec_b)
-                and policy.strong_enough(a.quant, a.kv_cache) and card_a > card_b
+                has_a
+                and has_b
+                and policy.tier(spec_a) > policy.tier(spec_b)
+                and policy.strong_enough(a.quant, a.kv_cache)
+                and card_a > card_b
             )
             assert not wins, f"{a.model} {a.quant} should come before {b.model} {b.quant}"
 
@@ -127,8 +137,7 @@ def _assert_tier_rule(r: RecommendResult, table: SpecTable) -> None:
 def test_a_larger_tier_with_a_higher_card_score_comes_first(
     table: SpecTable, task: str, vram: int
 ) -> None:
-    r = recommend(make_machine(vram, 128), runtime="llama.cpp", task=task, limit=200,
-                  table=table)
+    r = recommend(make_machine(vram, 128), runtime="llama.cpp", task=task, limit=200, table=table)
     _assert_tier_rule(r, table)
 
 
@@ -153,20 +162,33 @@ def test_big_nodes_get_the_big_model_for_agents(table: SpecTable) -> None:
         assert r.recommendations[0].model == "qwen3.5-397b-a17b", gpu
 
 
-@pytest.mark.parametrize(("gpu", "ram"), [("RTX 4090", "64GB"), ("H100", "256GB"),
-                                          ("M4 Max", "128GB"), (None, "64GB")])
-def test_more_memory_never_yields_a_smaller_tier(table: SpecTable, gpu: str | None,
-                                                 ram: str) -> None:
+@pytest.mark.parametrize(
+    ("gpu", "ram"), [("RTX 4090", "64GB"), ("H100", "256GB"), ("M4 Max", "128GB"), (None, "64GB")]
+)
+def test_more_memory_never_yields_a_smaller_tier(
+    table: SpecTable, gpu: str | None, ram: str
+) -> None:
     base = with_overrides(None, gpu=gpu, ram=ram) if gpu else make_machine(None, 64)
     last = -1
     for scale in (0.5, 0.75, 1.0, 1.5, 2.0):
-        gpus = [g.model_copy(update={"memory_total_bytes": int(g.memory_total_bytes * scale),
-                                     "memory_free_bytes": int(g.memory_free_bytes * scale)})
-                for g in base.gpus]
+        gpus = [
+            g.model_copy(
+                update={
+                    "memory_total_bytes": int(g.memory_total_bytes * scale),
+                    "memory_free_bytes": int(g.memory_free_bytes * scale),
+                }
+            )
+            for g in base.gpus
+        ]
         ram_bytes = int(base.ram_total_bytes * scale)
-        m = base.model_copy(update={"gpus": gpus, "ram_total_bytes": ram_bytes,
-                                    "ram_available_bytes": ram_bytes,
-                                    "ram_usable_bytes": ram_bytes})
+        m = base.model_copy(
+            update={
+                "gpus": gpus,
+                "ram_total_bytes": ram_bytes,
+                "ram_available_bytes": ram_bytes,
+                "ram_usable_bytes": ram_bytes,
+            }
+        )
         r = recommend(m, limit=1, table=table)
         if not r.recommendations:
             continue
@@ -179,11 +201,12 @@ def test_more_memory_never_yields_a_smaller_tier(table: SpecTable, gpu: str | No
 
 
 @settings(max_examples=12, deadline=None)
-@given(vram=st.sampled_from([8, 12, 16, 24, 32, 48, 80]),
-       task=st.sampled_from(["chat", "agent", "code"]),
-       runtime=st.sampled_from(["llama.cpp", "vllm"]))
-def test_the_pick_keeps_the_cards_context_when_it_fits(vram: int, task: str,
-                                                       runtime: str) -> None:
+@given(
+    vram=st.sampled_from([8, 12, 16, 24, 32, 48, 80]),
+    task=st.sampled_from(["chat", "agent", "code"]),
+    runtime=st.sampled_from(["llama.cpp", "vllm"]),
+)
+def test_the_pick_keeps_the_cards_context_when_it_fits(vram: int, task: str, runtime: str) -> None:
     r = recommend(make_machine(vram, 128), runtime=runtime, task=task, limit=1)
     if not r.recommendations:
         return
@@ -192,9 +215,15 @@ def test_the_pick_keeps_the_cards_context_when_it_fits(vram: int, task: str,
     if p.context < policy.CARD_CONTEXT and p.meets_speed_floor:
         assert p.gave_up and "model cards advise" in p.gave_up[0]
         # the same model and precision at the cards' context does not fit, or is too slow
-        at_card = check(p.model, make_machine(vram, 128), runtime=runtime, quant=p.quant,
-                        context=policy.CARD_CONTEXT, kv_cache=p.kv_cache,
-                        text_only=p.text_only)
+        at_card = check(
+            p.model,
+            make_machine(vram, 128),
+            runtime=runtime,
+            quant=p.quant,
+            context=policy.CARD_CONTEXT,
+            kv_cache=p.kv_cache,
+            text_only=p.text_only,
+        )
         assert not at_card.fits or "floor" in p.gave_up[0] or "users" in p.gave_up[0]
 
 
@@ -231,8 +260,9 @@ def test_gpu_bandwidth_sets_the_speed_of_an_unknown_gpu(table: SpecTable) -> Non
     plain = with_overrides(None, vram="24GB", ram="64GB")
     r = recommend(plain, runtime="llama.cpp", limit=1, table=table)
     assert r.recommendations[0].speed_source == "unknown"
-    fast = with_overrides(None, vram="24GB", ram="64GB", gpu_bandwidth="936GB/s",
-                          ram_bandwidth="90GB/s")
+    fast = with_overrides(
+        None, vram="24GB", ram="64GB", gpu_bandwidth="936GB/s", ram_bandwidth="90GB/s"
+    )
     assert all(g.bandwidth_bytes_per_s == 936 * 10**9 for g in fast.gpus)
     r = recommend(fast, runtime="llama.cpp", limit=1, table=table)
     assert r.recommendations[0].speed_source == "estimated"
@@ -246,17 +276,28 @@ def test_no_plan_across_nodes_that_one_node_holds(table: SpecTable) -> None:
         r = recommend(m, nodes=2, task=task, limit=5, table=table)
         for p in r.recommendations:
             if p.placement == "multi_node":
-                one = check(p.model, m, runtime="vllm", quant=p.quant, context=p.context,
-                            nodes=1, table=table)
+                one = check(
+                    p.model,
+                    m,
+                    runtime="vllm",
+                    quant=p.quant,
+                    context=p.context,
+                    nodes=1,
+                    table=table,
+                )
                 assert not one.fits, p.model
 
 
 def test_fp8_hardware_gets_the_official_fp8_checkpoint(table: SpecTable) -> None:
     r = recommend(with_overrides(None, gpu="8x H200", ram="2TB"), limit=20, table=table)
-    assert all(p.quant != "bf16" for p in r.recommendations
-               if table.get(p.model).artifact("fp8", "safetensors"))
-    old = recommend(with_overrides(None, gpu="8x A100 80GB", ram="1TB"), limit=20,
-                    quant="bf16", table=table)
+    assert all(
+        p.quant != "bf16"
+        for p in r.recommendations
+        if table.get(p.model).artifact("fp8", "safetensors")
+    )
+    old = recommend(
+        with_overrides(None, gpu="8x A100 80GB", ram="1TB"), limit=20, quant="bf16", table=table
+    )
     assert old.recommendations and all(p.quant == "bf16" for p in old.recommendations)
 
 
@@ -267,8 +308,7 @@ def test_bf16_below_cc8_warns_about_dtype_half(table: SpecTable) -> None:
 
 
 def test_quant_filter(table: SpecTable) -> None:
-    r = recommend(make_machine(24, 64), runtime="llama.cpp", quant="q8_0", limit=50,
-                  table=table)
+    r = recommend(make_machine(24, 64), runtime="llama.cpp", quant="q8_0", limit=50, table=table)
     assert r.recommendations and {p.quant for p in r.recommendations} == {"q8_0"}
     with pytest.raises(UsageError, match="q9"):
         recommend(make_machine(24, 64), quant="q9", table=table)

@@ -40,33 +40,59 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 
 FAULTS: dict[str, tuple[dict[str, str], Any, str | None]] = {
     "nvml library missing": ({}, FakeNVML([], NVMLError_LibraryNotFound()), None),
-    "nvmlInit fails": ({}, FakeNVML([], NVMLError("Driver/library version mismatch")),
-                       "NVML could not start"),
+    "nvmlInit fails": (
+        {},
+        FakeNVML([], NVMLError("Driver/library version mismatch")),
+        "NVML could not start",
+    ),
     "one device lost": ({}, FakeNVML([card(0), card(1, fail=True)]), "could not be read"),
-    "cgroup value garbage": ({"proc/self/cgroup": "0::/x\n",
-                              "sys/fs/cgroup/x/memory.max": "\x00\x01"}, None,
-                             "unreadable cgroup limit"),
-    "cgroup value max": ({"proc/self/cgroup": "0::/x\n", "sys/fs/cgroup/x/memory.max": "max"},
-                         None, None),
-    "cgroup value huge": ({"proc/self/cgroup": "0::/x\n",
-                           "sys/fs/cgroup/x/memory.max": "9" * 40}, None, None),
-    "cgroup v1 unlimited": ({"proc/self/cgroup": "3:memory:/\n",
-                             "sys/fs/cgroup/memory/memory.limit_in_bytes": str(2**63 - 4096)},
-                            None, None),
-    "cgroup file is a directory": ({"proc/self/cgroup": "0::/x\n",
-                                    "sys/fs/cgroup/x/memory.max/inner": "1"}, None, None),
-    "garbled /proc/self/cgroup": ({"proc/self/cgroup": "nonsense without colons\n::::\n"},
-                                  None, None),
+    "cgroup value garbage": (
+        {"proc/self/cgroup": "0::/x\n", "sys/fs/cgroup/x/memory.max": "\x00\x01"},
+        None,
+        "unreadable cgroup limit",
+    ),
+    "cgroup value max": (
+        {"proc/self/cgroup": "0::/x\n", "sys/fs/cgroup/x/memory.max": "max"},
+        None,
+        None,
+    ),
+    "cgroup value huge": (
+        {"proc/self/cgroup": "0::/x\n", "sys/fs/cgroup/x/memory.max": "9" * 40},
+        None,
+        None,
+    ),
+    "cgroup v1 unlimited": (
+        {
+            "proc/self/cgroup": "3:memory:/\n",
+            "sys/fs/cgroup/memory/memory.limit_in_bytes": str(2**63 - 4096),
+        },
+        None,
+        None,
+    ),
+    "cgroup file is a directory": (
+        {"proc/self/cgroup": "0::/x\n", "sys/fs/cgroup/x/memory.max/inner": "1"},
+        None,
+        None,
+    ),
+    "garbled /proc/self/cgroup": (
+        {"proc/self/cgroup": "nonsense without colons\n::::\n"},
+        None,
+        None,
+    ),
     "no /proc at all": ({}, None, None),
-    "amd sysfs half written": ({"sys/class/drm/card0/device/vendor": "0x1002",
-                                "sys/class/drm/card0/device/mem_info_vram_total": "junk"},
-                               None, None),
+    "amd sysfs half written": (
+        {
+            "sys/class/drm/card0/device/vendor": "0x1002",
+            "sys/class/drm/card0/device/mem_info_vram_total": "junk",
+        },
+        None,
+        None,
+    ),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_fault_matrix_gives_a_partial_result_never_a_traceback(tmp_path: Path,
-                                                               fault: str) -> None:
+def test_fault_matrix_gives_a_partial_result_never_a_traceback(tmp_path: Path, fault: str) -> None:
     files, nvml, warning = FAULTS[fault]
     root = _tree(tmp_path, files)
     m = probe(root=root, environ={}, nvml=nvml or FakeNVML([]), system="Linux")
@@ -87,24 +113,58 @@ def test_sysctl_failing_on_a_mac_falls_back_to_metal_share() -> None:
 
 OPTION_VALUES = st.one_of(
     st.text(max_size=12),
-    st.integers(-10**12, 10**12).map(str),
-    st.sampled_from(["0", "-1", "1e9", "32k", "256k", "999999999", "nan", "inf", "24GB",
-                     "0GB", "-5GB", "2x H100", "$(reboot)", "q4_k_m", "fp8", "vllm", "%", "150%"]),
+    st.integers(-(10**12), 10**12).map(str),
+    st.sampled_from(
+        [
+            "0",
+            "-1",
+            "1e9",
+            "32k",
+            "256k",
+            "999999999",
+            "nan",
+            "inf",
+            "24GB",
+            "0GB",
+            "-5GB",
+            "2x H100",
+            "$(reboot)",
+            "q4_k_m",
+            "fp8",
+            "vllm",
+            "%",
+            "150%",
+        ]
+    ),
 )
-OPTIONS = ["--runtime", "--quant", "--context", "--kv-cache", "--parallel", "--ubatch",
-           "--flash-attn", "--vram", "--ram", "--gpu"]
-MODELS = st.one_of(st.sampled_from(["9b", "27b", "qwen3.5:35b", "397b-a17b"]),
-                   st.text(max_size=10))
+OPTIONS = [
+    "--runtime",
+    "--quant",
+    "--context",
+    "--kv-cache",
+    "--parallel",
+    "--ubatch",
+    "--flash-attn",
+    "--vram",
+    "--ram",
+    "--gpu",
+]
+MODELS = st.one_of(st.sampled_from(["9b", "27b", "qwen3.5:35b", "397b-a17b"]), st.text(max_size=10))
 
 
 @pytest.mark.slow
-@settings(max_examples=1000, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @example(command="estimate", model="~0", options=[])  # an unknown user's home: was a traceback
-@given(command=st.sampled_from(["estimate", "check", "launch"]), model=MODELS,
-       options=st.lists(st.tuples(st.sampled_from(OPTIONS), OPTION_VALUES), max_size=4))
-def test_fuzzed_command_lines_never_crash(command: str, model: str,
-                                          options: list[tuple[str, str]]) -> None:
+@given(
+    command=st.sampled_from(["estimate", "check", "launch"]),
+    model=MODELS,
+    options=st.lists(st.tuples(st.sampled_from(OPTIONS), OPTION_VALUES), max_size=4),
+)
+def test_fuzzed_command_lines_never_crash(
+    command: str, model: str, options: list[tuple[str, str]]
+) -> None:
     args = [command, model, "--json", "--ram", "64GB", "--vram", "24GB"]
     for opt, value in options:
         args += [opt, value]
@@ -119,9 +179,26 @@ def test_fuzzed_command_lines_never_crash(command: str, model: str,
 
 
 @settings(max_examples=100, deadline=None)
-@given(options=st.lists(st.tuples(st.sampled_from(["--runtime", "--context", "--task", "-n",
-                                                    "--min-speed", "--vram", "--ram", "--gpu"]),
-                                  OPTION_VALUES), max_size=4))
+@given(
+    options=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "--runtime",
+                    "--context",
+                    "--task",
+                    "-n",
+                    "--min-speed",
+                    "--vram",
+                    "--ram",
+                    "--gpu",
+                ]
+            ),
+            OPTION_VALUES,
+        ),
+        max_size=4,
+    )
+)
 def test_fuzzed_recommend_never_crashes(options: list[tuple[str, str]]) -> None:
     args = ["recommend", "--json", "--ram", "16GB", "--vram", "8GB"]
     for opt, value in options:
@@ -154,8 +231,7 @@ FIELDS = [
 
 
 @pytest.mark.parametrize("path", FIELDS)
-def test_each_field_of_the_spec_table_broken_in_turn(tmp_path: Path,
-                                                     path: tuple[Any, ...]) -> None:
+def test_each_field_of_the_spec_table_broken_in_turn(tmp_path: Path, path: tuple[Any, ...]) -> None:
     doc = json.loads(json.dumps(RAW))
     target = doc
     for key in path[:-1]:
@@ -176,8 +252,10 @@ def test_json_documents_round_trip_through_the_models() -> None:
     runner = CliRunner()
     hw = ["--vram", "24GB", "--ram", "64GB"]
     est = runner.invoke(main, ["estimate", "9b", "--json", *hw]).stdout
-    assert Estimate.model_validate(json.loads(est)["estimate"]).model_dump(mode="json") == \
-        json.loads(est)["estimate"]
+    assert (
+        Estimate.model_validate(json.loads(est)["estimate"]).model_dump(mode="json")
+        == json.loads(est)["estimate"]
+    )
     chk = runner.invoke(main, ["check", "27b", "--json", *hw]).stdout
     CheckResult.model_validate(json.loads(chk)["check"])
     probe_doc = runner.invoke(main, ["probe", "--json", *hw]).stdout
@@ -194,9 +272,14 @@ def test_offline_commands_open_no_socket(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(socket.socket, "__init__", spy)
     runner = CliRunner()
-    for args in (["probe", "--json"], ["models", "--json"], ["recommend", "--json"],
-                 ["estimate", "9b", "--json"], ["check", "9b", "--json"],
-                 ["launch", "9b", "--json"]):
+    for args in (
+        ["probe", "--json"],
+        ["models", "--json"],
+        ["recommend", "--json"],
+        ["estimate", "9b", "--json"],
+        ["check", "9b", "--json"],
+        ["launch", "9b", "--json"],
+    ):
         r = runner.invoke(main, args)
         assert r.exit_code in (0, 3), (args, r.stderr)
     assert opened == []

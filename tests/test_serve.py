@@ -69,14 +69,47 @@ def assert_error(r: httpx.Response, status: int, exit_code: int, *words: str) ->
     [
         (
             {"model": "9b", "quant": "q4_k_m", "context": "128k", "runtime": "llama.cpp", **HW},
-            ["estimate", "9b", "--quant", "q4_k_m", "--context", "128k", "--runtime",
-             "llama.cpp", "--gpu", "RTX 4090", "--ram", "64GB"],
+            [
+                "estimate",
+                "9b",
+                "--quant",
+                "q4_k_m",
+                "--context",
+                "128k",
+                "--runtime",
+                "llama.cpp",
+                "--gpu",
+                "RTX 4090",
+                "--ram",
+                "64GB",
+            ],
         ),
         (
-            {"model": "35b-a3b", "gpu": "RTX 4060 Ti 16GB", "ram": "64GB", "kv_cache": "q8_0",
-             "parallel": 2, "context": 65536, "runtime": "llama.cpp"},
-            ["estimate", "35b-a3b", "--gpu", "RTX 4060 Ti 16GB", "--ram", "64GB", "--kv-cache",
-             "q8_0", "--parallel", "2", "--context", "65536", "--runtime", "llama.cpp"],
+            {
+                "model": "35b-a3b",
+                "gpu": "RTX 4060 Ti 16GB",
+                "ram": "64GB",
+                "kv_cache": "q8_0",
+                "parallel": 2,
+                "context": 65536,
+                "runtime": "llama.cpp",
+            },
+            [
+                "estimate",
+                "35b-a3b",
+                "--gpu",
+                "RTX 4060 Ti 16GB",
+                "--ram",
+                "64GB",
+                "--kv-cache",
+                "q8_0",
+                "--parallel",
+                "2",
+                "--context",
+                "65536",
+                "--runtime",
+                "llama.cpp",
+            ],
         ),
     ],
 )
@@ -118,8 +151,7 @@ def test_gpus_is_the_catalog(url: str) -> None:
 
 
 def test_does_not_fit_is_200(url: str) -> None:
-    body = {"model": "27b", "quant": "q4_k_m", "runtime": "llama.cpp", "vram": "8GB",
-            "ram": "16GB"}
+    body = {"model": "27b", "quant": "q4_k_m", "runtime": "llama.cpp", "vram": "8GB", "ram": "16GB"}
     r = post(url, "/v1/check", body)
     assert r.status_code == 200 and r.json()["check"]["fits"] is False
     r = post(url, "/v1/recommend", {"vram": "1GB", "ram": "1GB"})
@@ -186,8 +218,11 @@ def test_wrong_types_and_huge_numbers_are_422(url: str, body: Any, field: str) -
 
 
 def test_recommend_min_speed_must_be_finite(url: str) -> None:
-    r = httpx.post(url + "/v1/recommend", content=b'{"min_speed": 1e999}',
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        url + "/v1/recommend",
+        content=b'{"min_speed": 1e999}',
+        headers={"content-type": "application/json"},
+    )
     assert_error(r, 422, 2, "min_speed")
 
 
@@ -216,8 +251,9 @@ def test_ten_megabyte_body_is_413(url: str) -> None:
         for _ in range(160):
             yield b"x" * 65536
 
-    r = httpx.post(url + "/v1/estimate", content=chunks(),
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        url + "/v1/estimate", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
 
 

@@ -130,8 +130,11 @@ def test_a_reviewed_copy_loads_like_the_shipped_table(tmp_path: Path) -> None:
 
 
 def test_schema_files_are_current() -> None:
-    stale = [str(p.relative_to(REPO)) for p, text in targets(REPO).items()
-             if not p.exists() or p.read_text() != text]
+    stale = [
+        str(p.relative_to(REPO))
+        for p, text in targets(REPO).items()
+        if not p.exists() or p.read_text() != text
+    ]
     assert not stale, f"run 'python tools/docgen.py' to refresh: {stale}"
 
 
@@ -155,8 +158,10 @@ def test_a_malformed_gguf_layers_file_is_a_spec_error(monkeypatch: pytest.Monkey
     from qwenfit.errors import SpecError
     from qwenfit.memory import llamacpp
 
-    bad = '{"note": "", "llama_cpp_commit": "x", "models": {"m": {"q": {"token_embd": -1, ' \
+    bad = (
+        '{"note": "", "llama_cpp_commit": "x", "models": {"m": {"q": {"token_embd": -1, '
         '"output": 0, "layer": [1], "experts": [0]}}}}'
+    )
     monkeypatch.setattr(llamacpp, "data_text", lambda name: bad)
     llamacpp.measured_groups.cache_clear()
     try:

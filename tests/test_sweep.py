@@ -25,8 +25,9 @@ def test_sweep_rows_are_estimates_and_mark_the_largest_fit() -> None:
     assert set(r.kv_types) == {"f16", "bf16", "q8_0", "q4_0"}
     assert len(r.rows) == len(r.contexts) * len(r.kv_types)
     row = next(x for x in r.rows if x.kv_cache == "q8_0" and x.context == 32768)
-    e = estimate("9b", runtime="llama.cpp", kv_cache="q8_0", context=32768, machine=m,
-                 allow_offload=False)
+    e = estimate(
+        "9b", runtime="llama.cpp", kv_cache="q8_0", context=32768, machine=m, allow_offload=False
+    )
     assert row.total_bytes == e.total_bytes and row.tokens_per_second == e.tokens_per_second
     for kv in r.kv_types:
         best = r.max_context[kv]
@@ -45,8 +46,9 @@ def test_sweep_without_machine_and_with_yarn() -> None:
 
 
 def test_cli_sweep_json_matches_library(runner: CliRunner) -> None:
-    out = runner.invoke(main, ["estimate", "4b", "--sweep", "--json", "--runtime", "llama.cpp",
-                               *CARD12])
+    out = runner.invoke(
+        main, ["estimate", "4b", "--sweep", "--json", "--runtime", "llama.cpp", *CARD12]
+    )
     assert out.exit_code == 0, out.stderr
     doc = json.loads(out.stdout)
     lib = sweep("4b", runtime="llama.cpp", machine=with_overrides(None, gpu="RTX 3060", ram="32GB"))
@@ -61,13 +63,18 @@ def test_cli_sweep_json_matches_library(runner: CliRunner) -> None:
 def test_plot(runner: CliRunner, tmp_path: Path, suffix: str) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / f"curve{suffix}"
-    r = runner.invoke(main, ["estimate", "9b", "--plot", str(path), "--runtime", "llama.cpp",
-                             *CARD12])
+    r = runner.invoke(
+        main, ["estimate", "9b", "--plot", str(path), "--runtime", "llama.cpp", *CARD12]
+    )
     assert r.exit_code == 0, r.stderr
     head = path.read_bytes()[:200]
     assert head.startswith(b"\x89PNG") if suffix == ".png" else b"<svg" in path.read_bytes()
-    assert runner.invoke(main, ["estimate", "9b", "--plot", str(tmp_path / "x.jpg"),
-                                *CARD12]).exit_code == 2
+    assert (
+        runner.invoke(
+            main, ["estimate", "9b", "--plot", str(tmp_path / "x.jpg"), *CARD12]
+        ).exit_code
+        == 2
+    )
 
 
 def test_reserve_applies_to_planned_and_shows_in_fit() -> None:
@@ -85,14 +92,19 @@ def test_reserve_applies_to_planned_and_shows_in_fit() -> None:
 
 
 def test_reserve_cli_fit_line(runner: CliRunner) -> None:
-    r = runner.invoke(main, ["check", "9b", "--vram", "12GB", "--ram", "32GB", "--reserve",
-                             "1.5GB"])
+    r = runner.invoke(
+        main, ["check", "9b", "--vram", "12GB", "--ram", "32GB", "--reserve", "1.5GB"]
+    )
     assert "1.40 GiB reserved" in r.stdout
 
 
 def test_download_bytes_in_every_estimate() -> None:
-    for rt, quant in [("llama.cpp", "q4_k_m"), ("vllm", "bf16"), ("ollama", None),
-                      ("mlx", "mlx-4bit")]:
+    for rt, quant in [
+        ("llama.cpp", "q4_k_m"),
+        ("vllm", "bf16"),
+        ("ollama", None),
+        ("mlx", "mlx-4bit"),
+    ]:
         e = estimate("9b", runtime=rt, quant=quant, context=8192)
         assert e.download_bytes and e.download_bytes > e.weights_bytes * 0.9
     gguf = estimate("9b", runtime="llama.cpp", context=8192)
@@ -108,8 +120,9 @@ def test_disk_check(runner: CliRunner, tmp_path: Path) -> None:
     assert check_disk(10, True, "vllm", disk=str(tmp_path)).fits
     r = runner.invoke(main, ["check", "9b", "--vram", "24GB", "--ram", "32GB", "--disk", "1GB"])
     assert r.exit_code == 3 and "more free space" in r.stdout
-    ok = runner.invoke(main, ["check", "9b", "--vram", "24GB", "--ram", "32GB", "--disk",
-                              "100GB", "--json"])
+    ok = runner.invoke(
+        main, ["check", "9b", "--vram", "24GB", "--ram", "32GB", "--disk", "100GB", "--json"]
+    )
     assert ok.exit_code == 0 and json.loads(ok.stdout)["check"]["disk"]["fits"]
 
 

@@ -32,8 +32,18 @@ VENDOR = RIG / "src/llama_cpp_python-0.3.36/vendor/llama.cpp"
 QUANTIZE = RIG / "build/bin/llama-quantize"
 OUT = make_gguf.REPO / "tests/fixtures/measured/llamacpp_quant_sizes.json"
 TYPES = [
-    "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "IQ4_XS", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M",
-    "Q6_K", "Q8_0",
+    "Q2_K",
+    "Q3_K_S",
+    "Q3_K_M",
+    "Q3_K_L",
+    "Q4_0",
+    "IQ4_XS",
+    "Q4_K_S",
+    "Q4_K_M",
+    "Q5_K_S",
+    "Q5_K_M",
+    "Q6_K",
+    "Q8_0",
 ]
 
 # "[  12/ 427]  blk.0.attn_qkv.weight  - [  4096,   8192,      1,      1], type =   bf16, ..."

@@ -280,8 +280,9 @@ def _add_placeholder_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
     """A SentencePiece-style vocabulary of n_vocab made-up tokens (256 byte tokens, then "t<i>"),
     so llama-server can tokenize and answer requests; memory is the same as without it."""
     w.add_tokenizer_model("llama")
-    w.add_token_list([f"<0x{i:02X}>" for i in range(256)] + [f"\u2581t{i}" for i in
-                                                              range(256, n_vocab)])
+    w.add_token_list(
+        [f"<0x{i:02X}>" for i in range(256)] + [f"\u2581t{i}" for i in range(256, n_vocab)]
+    )
     w.add_token_scores([0.0] * n_vocab)
     w.add_token_types([6] * 256 + [1] * (n_vocab - 256))  # BYTE, then NORMAL
     w.add_bos_token_id(256)

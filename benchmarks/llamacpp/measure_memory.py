@@ -433,9 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="4096/32768 only, no quantized loads")
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--mode", choices=("library", "server", "both"), default="both",
-                    help="library: llama.cpp's default context (logits for every ubatch token); "
-                    "server: n_outputs_max = slots, as llama-server sets it; both (default)")
+    ap.add_argument(
+        "--mode",
+        choices=("library", "server", "both"),
+        default="both",
+        help="library: llama.cpp's default context (logits for every ubatch token); "
+        "server: n_outputs_max = slots, as llama-server sets it; both (default)",
+    )
     args = ap.parse_args(argv)
     if args.one:
         print(json.dumps(_run_one(json.loads(args.one))))
@@ -450,8 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.time()
     runs = []
     if args.mode != "library":
-        runs += [(n, {**o, "n_outputs_max": o.get("n_seq_max", 1)})
-                 for n, o in build_grid(names, args.quick, server=True)]
+        runs += [
+            (n, {**o, "n_outputs_max": o.get("n_seq_max", 1)})
+            for n, o in build_grid(names, args.quick, server=True)
+        ]
     if args.mode != "server":
         runs += build_grid(names, args.quick, server=False)
     for name, over in runs:

@@ -139,37 +139,54 @@ BEGIN, END = "<!-- llama-server:begin -->", "<!-- llama-server:end -->"
 DOCS = REPO / "docs" / "benchmarks.md"
 
 
-def markdown(doc: dict[str, Any], rows: list[dict[str, Any]], before: list[dict[str, Any]],
-             old_build: int) -> list[str]:
+def markdown(
+    doc: dict[str, Any], rows: list[dict[str, Any]], before: list[dict[str, Any]], old_build: int
+) -> list[str]:
     """The section of docs/benchmarks.md this rig owns (kept by benchmarks/run_all.py)."""
-    out = [BEGIN, f"## llama-server {doc['build']}: qwenfit's commands started, the log against "
-           "the estimate", "",
-           f"`benchmarks/llamaserver/rig.py` on llama.cpp release b{doc['build']} "
-           "(`benchmarks/llamaserver/build.sh`, CPU, 2 cores, 24 GiB): "
-           f"{len(doc['records'])} llama-server commands from `qwenfit launch` (the panel's "
-           "llama.cpp commands that fit, and a grid) started on zero-weight GGUFs, each log "
-           f"read back (`tests/fixtures/measured/{FIXTURE.name}`). `=`: the estimate prints "
-           "the same MiB as the log. Regenerate: `python benchmarks/llamaserver/accuracy.py "
-           "--docs`.", "",
-           f"Compute buffer with build {old_build}'s graph: worst "
-           f"{max(abs(err(r['compute'])) for r in before):.2f} %; with build {doc['build']}'s: "
-           f"worst {max(abs(err(r['compute'])) for r in rows):.2f} %, "
-           f"{sum(abs(err(r['compute'])) <= 3 for r in rows)} of {len(rows)} runs within 3 %; "
-           f"total worst {max(abs(err(r['total'])) for r in rows):.2f} %.", "",
-           "| run | weights MiB | KV MiB | state MiB | output MiB | compute MiB (est / log) "
-           f"| compute err % | err % with {old_build} | total err % |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        BEGIN,
+        f"## llama-server {doc['build']}: qwenfit's commands started, the log against the estimate",
+        "",
+        f"`benchmarks/llamaserver/rig.py` on llama.cpp release b{doc['build']} "
+        "(`benchmarks/llamaserver/build.sh`, CPU, 2 cores, 24 GiB): "
+        f"{len(doc['records'])} llama-server commands from `qwenfit launch` (the panel's "
+        "llama.cpp commands that fit, and a grid) started on zero-weight GGUFs, each log "
+        f"read back (`tests/fixtures/measured/{FIXTURE.name}`). `=`: the estimate prints "
+        "the same MiB as the log. Regenerate: `python benchmarks/llamaserver/accuracy.py "
+        "--docs`.",
+        "",
+        f"Compute buffer with build {old_build}'s graph: worst "
+        f"{max(abs(err(r['compute'])) for r in before):.2f} %; with build {doc['build']}'s: "
+        f"worst {max(abs(err(r['compute'])) for r in rows):.2f} %, "
+        f"{sum(abs(err(r['compute'])) <= 3 for r in rows)} of {len(rows)} runs within 3 %; "
+        f"total worst {max(abs(err(r['total'])) for r in rows):.2f} %.",
+        "",
+        "| run | weights MiB | KV MiB | state MiB | output MiB | compute MiB (est / log) "
+        f"| compute err % | err % with {old_build} | total err % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r, b in zip(rows, before, strict=True):
-        same = ["=" if round(r[k][0], 2) == round(r[k][1], 2) else f"{r[k][0]:.2f}"
-                for k in ("weights", "kv", "state", "output")]
-        out.append(f"| {r['label']} | {r['weights'][1]:.2f} {same[0]} | {r['kv'][1]:.2f} "
-                   f"{same[1]} | {r['state'][1]:.2f} {same[2]} | {r['output'][1]:.2f} "
-                   f"{same[3]} | {r['compute'][0]:.2f} / {r['compute'][1]:.2f} | "
-                   f"{err(r['compute']):+.2f} | {err(b['compute']):+.2f} | "
-                   f"{err(r['total']):+.2f} |")
-    out += ["", "Not started here: " + "; ".join(
-        f"{s['label'].removeprefix('panel: runtime=llama.cpp, ')} ({s['reason']})"
-        for s in doc["skipped"]) + ".", END]
+        same = [
+            "=" if round(r[k][0], 2) == round(r[k][1], 2) else f"{r[k][0]:.2f}"
+            for k in ("weights", "kv", "state", "output")
+        ]
+        out.append(
+            f"| {r['label']} | {r['weights'][1]:.2f} {same[0]} | {r['kv'][1]:.2f} "
+            f"{same[1]} | {r['state'][1]:.2f} {same[2]} | {r['output'][1]:.2f} "
+            f"{same[3]} | {r['compute'][0]:.2f} / {r['compute'][1]:.2f} | "
+            f"{err(r['compute']):+.2f} | {err(b['compute']):+.2f} | "
+            f"{err(r['total']):+.2f} |"
+        )
+    out += [
+        "",
+        "Not started here: "
+        + "; ".join(
+            f"{s['label'].removeprefix('panel: runtime=llama.cpp, ')} ({s['reason']})"
+            for s in doc["skipped"]
+        )
+        + ".",
+        END,
+    ]
     return out
 
 
@@ -186,8 +203,11 @@ def main() -> None:
         text = DOCS.read_text()
         section = "\n".join(markdown(doc, rows, before, 11312))
         i, j = text.find(BEGIN), text.find(END)
-        text = (text[:i] + section + text[j + len(END):] if 0 <= i < j
-                else text.rstrip("\n") + "\n\n" + section + "\n")
+        text = (
+            text[:i] + section + text[j + len(END) :]
+            if 0 <= i < j
+            else text.rstrip("\n") + "\n\n" + section + "\n"
+        )
         DOCS.write_text(text)
     print(f"llama-server build {doc['build']} measured; estimate for build {build}")
     if "--markdown" in sys.argv:

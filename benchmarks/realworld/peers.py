@@ -40,12 +40,21 @@ def cases() -> list[dict[str, Any]]:
         dev = r["device"] or {}
         row = validate.compare(r)
         v = row["values"]["decode"]
-        out.append({"id": r["id"], "model": r["model"], "quant": r["quant"],
-                    "runtime": r["runtime"], "device": "cpu" if dev.get("cpu") else "gpu",
-                    "gpu": dev.get("gpu"), "context": r["settings"].get("context") or 4096,
-                    "kv_cache": r["settings"].get("kv_cache") or "f16",
-                    "bandwidth_bytes_per_s": dev.get("bandwidth_bytes_per_s"),
-                    "tokens_per_s": r["measured"]["decode_tps"], "qwenfit": v["qwenfit"]})
+        out.append(
+            {
+                "id": r["id"],
+                "model": r["model"],
+                "quant": r["quant"],
+                "runtime": r["runtime"],
+                "device": "cpu" if dev.get("cpu") else "gpu",
+                "gpu": dev.get("gpu"),
+                "context": r["settings"].get("context") or 4096,
+                "kv_cache": r["settings"].get("kv_cache") or "f16",
+                "bandwidth_bytes_per_s": dev.get("bandwidth_bytes_per_s"),
+                "tokens_per_s": r["measured"]["decode_tps"],
+                "qwenfit": v["qwenfit"],
+            }
+        )
     return out
 
 
@@ -75,8 +84,10 @@ def run() -> dict[str, Any]:
             errs = [abs(100 * (r[t] - r["tokens_per_s"]) / r["tokens_per_s"]) for r in cut]
             if errs:
                 summary[f"{t}, {size}"] = {
-                    "n": len(errs), "median_abs": statistics.median(errs),
-                    "within_35": sum(e <= 35 for e in errs) / len(errs)}
+                    "n": len(errs),
+                    "median_abs": statistics.median(errs),
+                    "within_35": sum(e <= 35 for e in errs) / len(errs),
+                }
     return {"rows": rows, "tools": tools, "summary": summary}
 
 
@@ -90,43 +101,62 @@ BEGIN, END = "<!-- speed-goals:begin -->", "<!-- speed-goals:end -->"
 
 
 def _row(name: str, s: dict[str, Any]) -> str:
-    return (f"| {name} | {s['n']} | {s['median_abs']:.1f} | {s['within_35']:.0%} | "
-            f"{s['max_abs']:.0f} |")
+    return (
+        f"| {name} | {s['n']} | {s['median_abs']:.1f} | {s['within_35']:.0%} | {s['max_abs']:.0f} |"
+    )
 
 
 def markdown(peers: dict[str, Any]) -> str:
     """The issue-25 goals section: validate.py's figures, then the peers on shared cases."""
     v = validate.run()
     goals = {"decode": (15, 0.85), "prefill": (25, 0.80)}
-    lines = [BEGIN, "## 6. Speed goals (issue 25): leave-one-device-out", "",
-             f"`python benchmarks/realworld/validate.py`: {v['speed_points']} speed "
-             f"points (published runs, and the project's own llama.cpp CPU rig) on {v['devices']} "
-             "devices (`benchmarks/realworld/measurements.json`). "
-             "LODO: each point predicted by a calibration refitted without any point of its "
-             "device (`qwenfit.memory.speed_fit.without_device`); in-sample: the shipped "
-             "`data/speed_calibration.json`. Prefill over stated prompt lengths.", "",
-             "| quantity | n | median abs % | within 35 % | max abs % | goal | met |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "## 6. Speed goals (issue 25): leave-one-device-out",
+        "",
+        f"`python benchmarks/realworld/validate.py`: {v['speed_points']} speed "
+        f"points (published runs, and the project's own llama.cpp CPU rig) on {v['devices']} "
+        "devices (`benchmarks/realworld/measurements.json`). "
+        "LODO: each point predicted by a calibration refitted without any point of its "
+        "device (`qwenfit.memory.speed_fit.without_device`); in-sample: the shipped "
+        "`data/speed_calibration.json`. Prefill over stated prompt lengths.",
+        "",
+        "| quantity | n | median abs % | within 35 % | max abs % | goal | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for q, (med, share) in goals.items():
         for label, summ in (("LODO", v["summary"]), ("in-sample", v["summary_in_sample"])):
             s = summ[q]
             met = s["median_abs"] <= med and s["within_35"] >= share
-            lines.append(f"| {q} ({label}) | {s['n']} | {s['median_abs']:.1f} | "
-                         f"{s['within_35']:.0%} | {s['max_abs']:.0f} | median <= {med} %, "
-                         f">= {share:.0%} within 35 % | {'yes' if met else 'no'} |")
+            lines.append(
+                f"| {q} ({label}) | {s['n']} | {s['median_abs']:.1f} | "
+                f"{s['within_35']:.0%} | {s['max_abs']:.0f} | median <= {med} %, "
+                f">= {share:.0%} within 35 % | {'yes' if met else 'no'} |"
+            )
     for title, key in (("device class", "by_class"), ("runtime", "by_runtime")):
-        lines += ["", f"LODO per {title}:", "",
-                  f"| {title} | n | median abs % | within 35 % | max abs % |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"LODO per {title}:",
+            "",
+            f"| {title} | n | median abs % | within 35 % | max abs % |",
+            "|---|---|---|---|---|",
+        ]
         for q, groups in v[key].items():
             lines += [_row(f"{q}: {g}", s) for g, s in groups.items()]
     if len(peers["tools"]) > 1:
-        lines += ["", "Decode on the cases every tool can be asked (GGUF on a catalog GPU or "
-                  "the CPU rig; the peers take neither the KV depth nor the runtime; qwenfit "
-                  "LODO):", "", "| tool, model sizes | n | median abs % | within 35 % |",
-                  "|---|---|---|---|"]
-        lines += [f"| {t} | {s['n']} | {s['median_abs']:.1f} | {s['within_35']:.0%} |"
-                  for t, s in peers["summary"].items()]
+        lines += [
+            "",
+            "Decode on the cases every tool can be asked (GGUF on a catalog GPU or "
+            "the CPU rig; the peers take neither the KV depth nor the runtime; qwenfit "
+            "LODO):",
+            "",
+            "| tool, model sizes | n | median abs % | within 35 % |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t} | {s['n']} | {s['median_abs']:.1f} | {s['within_35']:.0%} |"
+            for t, s in peers["summary"].items()
+        ]
     lines += ["", END]
     return "\n".join(lines) + "\n"
 
@@ -150,8 +180,10 @@ def main() -> None:
         print(json.dumps(data, indent=1, default=str))
         return
     for t, s in data["summary"].items():
-        print(f"{t:20} n={s['n']:3} median |err| {s['median_abs']:5.1f}%  "
-              f"within 35% {s['within_35']:.0%}")
+        print(
+            f"{t:20} n={s['n']:3} median |err| {s['median_abs']:5.1f}%  "
+            f"within 35% {s['within_35']:.0%}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,11 +31,25 @@ from qwenfit.specs.table import load_specs
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "measurements.json"
 TiB = 1 << 40
-QUANTITIES = ("kv", "state", "compute", "host_weights", "card_used", "ollama_total", "decode",
-              "prefill", "aggregate")
-MEMORY = {"kv": "kv_bytes", "state": "rs_bytes", "compute": "compute_bytes",
-          "host_weights": "host_weights_bytes", "card_used": "card_used_bytes",
-          "ollama_total": "ollama_total_bytes"}
+QUANTITIES = (
+    "kv",
+    "state",
+    "compute",
+    "host_weights",
+    "card_used",
+    "ollama_total",
+    "decode",
+    "prefill",
+    "aggregate",
+)
+MEMORY = {
+    "kv": "kv_bytes",
+    "state": "rs_bytes",
+    "compute": "compute_bytes",
+    "host_weights": "host_weights_bytes",
+    "card_used": "card_used_bytes",
+    "ollama_total": "ollama_total_bytes",
+}
 
 
 def records() -> list[dict[str, Any]]:
@@ -47,21 +61,39 @@ def machine(r: dict[str, Any]) -> Machine:
     stays on them (every speed record ran fully offloaded)."""
     dev = r["device"] or {"gpu": "RTX 4090"}  # memory-only records: any GPU
     if dev.get("cpu"):  # a CPU run: no GPU, the measured RAM bandwidth
-        return Machine(source="hypothetical", ram_total_bytes=TiB, ram_available_bytes=TiB,
-                       ram_usable_bytes=TiB, ram_bandwidth_bytes_per_s=dev["bandwidth_bytes_per_s"])
+        return Machine(
+            source="hypothetical",
+            ram_total_bytes=TiB,
+            ram_available_bytes=TiB,
+            ram_usable_bytes=TiB,
+            ram_bandwidth_bytes_per_s=dev["bandwidth_bytes_per_s"],
+        )
     count = dev.get("count", 1)
     if dev.get("gpu"):
         g = catalog_gpus(dev["gpu"], 128 << 30)[0]
     else:
         flops = dev.get("fp16_tensor_tflops")
-        g = GPU(index=0, name=dev["name"], vendor=vendor_of(dev["name"]), memory_total_bytes=TiB,
-                memory_free_bytes=TiB, bandwidth_bytes_per_s=int(dev["bandwidth_bytes_per_s"]),
-                fp16_tensor_flops=None if flops is None else int(flops * 1e12),
-                unified_memory=bool(dev.get("unified_memory")))
-    gpus = [g.model_copy(update={"index": i, "memory_total_bytes": TiB,
-                                 "memory_free_bytes": TiB}) for i in range(count)]
-    return Machine(source="hypothetical", ram_total_bytes=TiB, ram_available_bytes=TiB,
-                   ram_usable_bytes=TiB, gpus=gpus)
+        g = GPU(
+            index=0,
+            name=dev["name"],
+            vendor=vendor_of(dev["name"]),
+            memory_total_bytes=TiB,
+            memory_free_bytes=TiB,
+            bandwidth_bytes_per_s=int(dev["bandwidth_bytes_per_s"]),
+            fp16_tensor_flops=None if flops is None else int(flops * 1e12),
+            unified_memory=bool(dev.get("unified_memory")),
+        )
+    gpus = [
+        g.model_copy(update={"index": i, "memory_total_bytes": TiB, "memory_free_bytes": TiB})
+        for i in range(count)
+    ]
+    return Machine(
+        source="hypothetical",
+        ram_total_bytes=TiB,
+        ram_available_bytes=TiB,
+        ram_usable_bytes=TiB,
+        gpus=gpus,
+    )
 
 
 def _estimate(r: dict[str, Any], context: int | None = None, parallel: int | None = None) -> Any:
@@ -69,13 +101,23 @@ def _estimate(r: dict[str, Any], context: int | None = None, parallel: int | Non
     quant = r.get("quant") or "q4_k_m"
     kwargs: dict[str, Any] = {}
     if r.get("compare_runtime", r["runtime"]) in ("llama.cpp", "ollama"):
-        kwargs = {"kv_cache": s.get("kv_cache", "f16"), "ubatch": s.get("ubatch"),
-                  "flash_attn": {True: "on", False: "off"}.get(s.get("flash_attn"), "auto"),
-                  "llama_cpp_build": llama_cpp_build(r)}
+        kwargs = {
+            "kv_cache": s.get("kv_cache", "f16"),
+            "ubatch": s.get("ubatch"),
+            "flash_attn": {True: "on", False: "off"}.get(s.get("flash_attn"), "auto"),
+            "llama_cpp_build": llama_cpp_build(r),
+        }
     n = parallel or s.get("parallel", 1)
-    return estimate(r["model"], runtime=r.get("compare_runtime", r["runtime"]), quant=quant,
-                    context=(context or s.get("context") or 4096) // 1, parallel=n,
-                    text_only=True, machine=machine(r), **kwargs)
+    return estimate(
+        r["model"],
+        runtime=r.get("compare_runtime", r["runtime"]),
+        quant=quant,
+        context=(context or s.get("context") or 4096) // 1,
+        parallel=n,
+        text_only=True,
+        machine=machine(r),
+        **kwargs,
+    )
 
 
 def llama_cpp_build(r: dict[str, Any]) -> int | None:
@@ -129,8 +171,9 @@ def _speed(r: dict[str, Any], what: str) -> float | None:
     t = load_specs()
     if what == "decode":
         depth = s.get("depth")
-        return speed.decode_rate(e, machine(r), t, SHORT_PROMPT_DEPTH if depth is None else depth,
-                                 backend=_backend(r))
+        return speed.decode_rate(
+            e, machine(r), t, SHORT_PROMPT_DEPTH if depth is None else depth, backend=_backend(r)
+        )
     prompt = m.get("prompt_tokens") or UNSTATED_PROMPT
     rate = speed.prefill_rate(e, machine(r), t, prompt, m.get("depth") or 0)
     if rate is None or not s.get("server"):
@@ -148,54 +191,79 @@ def _both(r: dict[str, Any], what: str) -> tuple[float | None, float | None]:
 def compare(r: dict[str, Any]) -> dict[str, Any]:
     """Measured vs qwenfit for one record: {quantity: (measured, ours, error %)}."""
     m = r["measured"]
-    row: dict[str, Any] = {"id": r["id"], "model": r["model"], "runtime": r["runtime"],
-                           "backend": r["backend"],
-                           "device": (r["device"] or {}).get("name", "not stated"),
-                           "source": r["source"], "explain": r.get("explain"),
-                           "reservation": m.get("reservation"),
-                           "prompt_stated": "prefill_tps" not in m or bool(m.get("prompt_tokens")),
-                           "values": {}}
+    row: dict[str, Any] = {
+        "id": r["id"],
+        "model": r["model"],
+        "runtime": r["runtime"],
+        "backend": r["backend"],
+        "device": (r["device"] or {}).get("name", "not stated"),
+        "source": r["source"],
+        "explain": r.get("explain"),
+        "reservation": m.get("reservation"),
+        "prompt_stated": "prefill_tps" not in m or bool(m.get("prompt_tokens")),
+        "values": {},
+    }
     e = _estimate(r) if any(k in m for k in MEMORY.values()) else None
     if e is not None:
         gpu_compute = sum(p.bytes for p in e.parts if p.part == "compute" and p.device is not None)
         if m.get("reservation") == "library":  # the daemon's own context: every-token logits
             spec = load_specs().get(r["model"])
             cells = llamacpp.kv_cells(e.context, e.parallel)
-            gpu_compute = llamacpp.compute_bytes(spec, cells, e.ubatch or 512, bool(e.flash_attn),
-                                                 outputs=None)
+            gpu_compute = llamacpp.compute_bytes(
+                spec, cells, e.ubatch or 512, bool(e.flash_attn), outputs=None
+            )
         # a whole-card reading holds what qwenfit places on the GPU, the published file's
         # weights where the source states them
         card = e.gpu_bytes
         if r.get("weights_bytes"):
             on_gpu = sum(p.bytes for p in e.parts if p.part == "weights" and p.device is not None)
             card += int(on_gpu * (r["weights_bytes"] / e.weights_bytes - 1))
-        ours = {"kv": e.kv_cache_bytes, "state": e.linear_state_bytes, "compute": gpu_compute,
-                "host_weights": sum(p.bytes for p in e.parts
-                                    if p.part == "weights" and p.device is None),
-                "card_used": card, "ollama_total": e.total_bytes}
+        ours = {
+            "kv": e.kv_cache_bytes,
+            "state": e.linear_state_bytes,
+            "compute": gpu_compute,
+            "host_weights": sum(
+                p.bytes for p in e.parts if p.part == "weights" and p.device is None
+            ),
+            "card_used": card,
+            "ollama_total": e.total_bytes,
+        }
         for q, key in MEMORY.items():
             if key in m:
-                row["values"][q] = {"measured": m[key], "qwenfit": ours[q],
-                                    "error": _err(ours[q], m[key]),
-                                    "kind": "estimate" if q in ("card_used", "ollama_total")
-                                    else "exact formula"}
-    for q, key in (("decode", "decode_tps"), ("prefill", "prefill_tps"),
-                   ("aggregate", "aggregate_tps")):
+                row["values"][q] = {
+                    "measured": m[key],
+                    "qwenfit": ours[q],
+                    "error": _err(ours[q], m[key]),
+                    "kind": "estimate" if q in ("card_used", "ollama_total") else "exact formula",
+                }
+    for q, key in (
+        ("decode", "decode_tps"),
+        ("prefill", "prefill_tps"),
+        ("aggregate", "aggregate_tps"),
+    ):
         if key in m:
             inside, lodo = _both(r, q)
-            row["values"][q] = {"measured": m[key], "qwenfit": lodo, "in_sample": inside,
-                                "error": _err(lodo, m[key]),
-                                "error_in_sample": _err(inside, m[key]),
-                                "kind": "leave-one-device-out"}
+            row["values"][q] = {
+                "measured": m[key],
+                "qwenfit": lodo,
+                "in_sample": inside,
+                "error": _err(lodo, m[key]),
+                "error_in_sample": _err(inside, m[key]),
+                "kind": "leave-one-device-out",
+            }
     return row
 
 
 def _stats(a: list[float]) -> dict[str, Any]:
-    return {"n": len(a), "median_abs": statistics.median(a), "max_abs": max(a),
-            "within_35": sum(x <= 35 for x in a) / len(a),
-            "within_40": sum(x <= 40 for x in a) / len(a),
-            "within_10": sum(x <= 10 for x in a) / len(a),
-            "within_1": sum(x <= 1 for x in a) / len(a)}
+    return {
+        "n": len(a),
+        "median_abs": statistics.median(a),
+        "max_abs": max(a),
+        "within_35": sum(x <= 35 for x in a) / len(a),
+        "within_40": sum(x <= 40 for x in a) / len(a),
+        "within_10": sum(x <= 10 for x in a) / len(a),
+        "within_1": sum(x <= 1 for x in a) / len(a),
+    }
 
 
 def summary(rows: list[dict[str, Any]], key: str = "error") -> dict[str, dict[str, Any]]:
@@ -203,13 +271,22 @@ def summary(rows: list[dict[str, Any]], key: str = "error") -> dict[str, dict[st
     leave-one-device-out for speeds, error_in_sample the shipped calibration)."""
     out: dict[str, dict[str, Any]] = {}
     for q in QUANTITIES:
-        a = [abs(e) for r in rows if (v := r["values"].get(q))
-             and (e := v.get(key, v["error"])) is not None
-             and (q != "prefill" or r["prompt_stated"])]
+        a = [
+            abs(e)
+            for r in rows
+            if (v := r["values"].get(q))
+            and (e := v.get(key, v["error"])) is not None
+            and (q != "prefill" or r["prompt_stated"])
+        ]
         if a:
             out[q] = _stats(a)
-    unstated = [abs(e) for r in rows if not r["prompt_stated"] and (v := r["values"].get("prefill"))
-                and (e := v.get(key, v["error"])) is not None]
+    unstated = [
+        abs(e)
+        for r in rows
+        if not r["prompt_stated"]
+        and (v := r["values"].get("prefill"))
+        and (e := v.get(key, v["error"])) is not None
+    ]
     if unstated:  # a rate for a prompt of unknown length: 512 tokens assumed
         out["prefill, prompt not stated"] = _stats(unstated)
     return out
@@ -245,18 +322,24 @@ def by_group(rows: list[dict[str, Any]], group: Any) -> dict[str, dict[str, dict
 def run() -> dict[str, Any]:
     rows = [compare(r) for r in records()]
     speed_rows = [r for r in rows if "decode" in r["values"] or "prefill" in r["values"]]
-    return {"rows": rows, "summary": summary(rows),
-            "summary_in_sample": summary(rows, "error_in_sample"),
-            "by_runtime": by_group(rows, lambda r: r["runtime"]),
-            "by_class": by_group(rows, device_class),
-            "devices": len({r["device"] for r in speed_rows}),
-            "speed_points": sum(("decode" in r["values"]) + ("prefill" in r["values"])
-                                for r in speed_rows)}
+    return {
+        "rows": rows,
+        "summary": summary(rows),
+        "summary_in_sample": summary(rows, "error_in_sample"),
+        "by_runtime": by_group(rows, lambda r: r["runtime"]),
+        "by_class": by_group(rows, device_class),
+        "devices": len({r["device"] for r in speed_rows}),
+        "speed_points": sum(
+            ("decode" in r["values"]) + ("prefill" in r["values"]) for r in speed_rows
+        ),
+    }
 
 
 def _line(q: str, s: dict[str, Any]) -> str:
-    return (f"{q:28} n={s['n']:3} median |err| {s['median_abs']:6.1f}%  max {s['max_abs']:7.1f}%"
-            f"  within 10% {s['within_10']:4.0%}  35% {s['within_35']:4.0%}")
+    return (
+        f"{q:28} n={s['n']:3} median |err| {s['median_abs']:6.1f}%  max {s['max_abs']:7.1f}%"
+        f"  within 10% {s['within_10']:4.0%}  35% {s['within_35']:4.0%}"
+    )
 
 
 def main() -> None:
@@ -270,10 +353,13 @@ def main() -> None:
             if v["error"] is None:
                 continue
             inside = v.get("error_in_sample")
-            cells.append(f"{q}={v['error']:+.1f}%" + (f" (in {inside:+.1f}%)"
-                                                     if inside is not None else ""))
-        print(f"{r['id']:20} {r['model']:16} {r['runtime']:9} {r['device'][:26]:26} "
-              + " ".join(cells))
+            cells.append(
+                f"{q}={v['error']:+.1f}%" + (f" (in {inside:+.1f}%)" if inside is not None else "")
+            )
+        print(
+            f"{r['id']:20} {r['model']:16} {r['runtime']:9} {r['device'][:26]:26} "
+            + " ".join(cells)
+        )
     print("(speeds: leave-one-device-out, in parentheses in-sample)")
     print(f"{data['speed_points']} speed points on {data['devices']} devices")
     for q, s in data["summary"].items():

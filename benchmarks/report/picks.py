@@ -36,22 +36,31 @@ class Need:
     def __init__(self) -> None:
         self.sizes = measured("llamacpp_quant_sizes")["models"]
         self.groups = measured("llamacpp_tensor_groups")["models"]
-        self.mmproj = {r["model"]: r["exact"]["weights_plus_compute"]
-                       for r in measured("llamacpp_mmproj")["records"]}
+        self.mmproj = {
+            r["model"]: r["exact"]["weights_plus_compute"]
+            for r in measured("llamacpp_mmproj")["records"]
+        }
         self.mem = {}
         for r in measured("llamacpp_memory")["records"]:
-            if (r["n_seq_max"], r["n_ubatch"], r["flash_attn"], r["weights"]) == \
-                    (1, 512, "on", "bf16"):
+            if (r["n_seq_max"], r["n_ubatch"], r["flash_attn"], r["weights"]) == (
+                1,
+                512,
+                "on",
+                "bf16",
+            ):
                 self.mem[(r["model"], r["n_ctx"], r["type_k"])] = r["buffers_bytes"]
 
-    def __call__(self, model: str, quant: str, context: int, kv: str = "f16",
-                 vision: bool = False) -> dict[str, Any]:
+    def __call__(
+        self, model: str, quant: str, context: int, kv: str = "f16", vision: bool = False
+    ) -> dict[str, Any]:
         quant = quant.lower()
         sizes = self.sizes.get(model, {}).get("tensor_bytes", {})
         if quant not in sizes:
             return {"error": f"{quant} not in llamacpp_quant_sizes.json"}
-        out: dict[str, Any] = {"weights": sizes[quant],
-                               "token_embd": self.groups[model][quant]["token_embd"]}
+        out: dict[str, Any] = {
+            "weights": sizes[quant],
+            "token_embd": self.groups[model][quant]["token_embd"],
+        }
         b = self.mem.get((model, context, kv))
         if b is not None:
             out |= {"kv": b["kv"], "state": b["rs"], "compute": b["compute"] + b["output"]}
@@ -77,8 +86,15 @@ def _qwenfit_parts(model: str, quant: str, context: int, kv: str) -> dict[str, i
 
     from qwenfit import estimate
 
-    e = estimate(model, runtime="llama.cpp", quant=quant, context=context, kv_cache=kv,
-                 text_only=True, machine=CPU_ONLY)
+    e = estimate(
+        model,
+        runtime="llama.cpp",
+        quant=quant,
+        context=context,
+        kv_cache=kv,
+        text_only=True,
+        machine=CPU_ONLY,
+    )
     return {"kv": e.kv_cache_bytes, "state": e.linear_state_bytes, "compute": e.compute_bytes}
 
 
@@ -87,8 +103,9 @@ def _qwenfit_vision(model: str) -> int:
 
     from qwenfit import estimate
 
-    return estimate(model, runtime="llama.cpp", quant="q4_k_m", context=4096,
-                    machine=CPU_ONLY).vision_bytes
+    return estimate(
+        model, runtime="llama.cpp", quant="q4_k_m", context=4096, machine=CPU_ONLY
+    ).vision_bytes
 
 
 def verdict(need: dict[str, Any], placement: str, gpu_bytes: int, ram_bytes: int) -> str:
@@ -101,8 +118,11 @@ def verdict(need: dict[str, Any], placement: str, gpu_bytes: int, ram_bytes: int
         return "fits in RAM" if left >= 0 else f"does not fit (RAM short {-left / GiB:.1f} GiB)"
     if placement == "offload":
         left = gpu_bytes + ram_bytes - total
-        return ("fits only with offload to RAM" if left >= 0
-                else f"does not fit (short {-left / GiB:.1f} GiB)")
+        return (
+            "fits only with offload to RAM"
+            if left >= 0
+            else f"does not fit (short {-left / GiB:.1f} GiB)"
+        )
     left = gpu_bytes - (total - need["token_embd"])
     if left < 0:
         return f"does not fit in VRAM (short {-left / GiB:.1f} GiB)"
@@ -129,19 +149,27 @@ def run(smoke: bool) -> dict[str, Any]:
     from qwenfit import recommend, with_overrides
 
     need = Need()
-    peers = {} if smoke else {m["machine"]: m for m in load(RESULTS / "peers_picks.json")
-                                ["machines"]}
+    peers = (
+        {} if smoke else {m["machine"]: m for m in load(RESULTS / "peers_picks.json")["machines"]}
+    )
     rows = []
     for mid, kw in MACHINES.items():
         machine = with_overrides(None, **kw)
         gpu_bytes = sum(g.memory_total_bytes or 0 for g in machine.gpus)
         ram_bytes = machine.ram_usable_bytes or 0
         rec = recommend(machine, runtime="llama.cpp").recommendations[0]
-        picks = {"qwenfit": {"model": rec.model, "quant": rec.quant, "context": rec.context,
-                             "kv": rec.estimate.kv_cache, "placement": rec.placement,
-                             "vision": not rec.estimate.text_only,
-                             "tokens_per_s": rec.tokens_per_second,
-                             "claimed_bytes": rec.estimate.total_bytes}}
+        picks = {
+            "qwenfit": {
+                "model": rec.model,
+                "quant": rec.quant,
+                "context": rec.context,
+                "kv": rec.estimate.kv_cache,
+                "placement": rec.placement,
+                "vision": not rec.estimate.text_only,
+                "tokens_per_s": rec.tokens_per_second,
+                "claimed_bytes": rec.estimate.total_bytes,
+            }
+        }
         peer = peers.get(mid, {})
         for tool in ("llmfit", "whichllm", "vllm-wizard"):
             p = peer.get(tool)
@@ -151,19 +179,27 @@ def run(smoke: bool) -> dict[str, Any]:
                 picks[tool] = {"error": p.get("error", "no pick")}
                 continue
             q = p["pick"]
-            picks[tool] = {"model": q["model"], "quant": q["quant"], "context": q["context"],
-                           "kv": "f16", "placement": _placement(tool, q), "vision": False,
-                           "tokens_per_s": q.get("estimated_tps") or
-                           q.get("estimated_tok_per_sec"),
-                           "claimed_bytes": (q["memory_required_gb"] * 1e9
-                                             if q.get("memory_required_gb") else
-                                             q.get("vram_required_bytes"))}
+            picks[tool] = {
+                "model": q["model"],
+                "quant": q["quant"],
+                "context": q["context"],
+                "kv": "f16",
+                "placement": _placement(tool, q),
+                "vision": False,
+                "tokens_per_s": q.get("estimated_tps") or q.get("estimated_tok_per_sec"),
+                "claimed_bytes": (
+                    q["memory_required_gb"] * 1e9
+                    if q.get("memory_required_gb")
+                    else q.get("vram_required_bytes")
+                ),
+            }
         for tool, p in picks.items():
             row = {"machine": mid, "tool": tool, "gpu_bytes": gpu_bytes, "ram_bytes": ram_bytes}
             if "error" in p:
                 rows.append(row | {"error": p["error"]})
                 continue
             n = need(p["model"], p["quant"], p["context"], p["kv"], p["vision"])
-            rows.append(row | p | {"need": n,
-                                   "verdict": verdict(n, p["placement"], gpu_bytes, ram_bytes)})
+            rows.append(
+                row | p | {"need": n, "verdict": verdict(n, p["placement"], gpu_bytes, ram_bytes)}
+            )
     return {"rows": rows, "machines": MACHINES}

@@ -5,9 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-COLORS = {"baseline": "#888888", "qwenfit": "#1f77b4", "llmfit": "#d62728",
-          "whichllm": "#2ca02c", "hf-mem": "#9467bd", "hf-mem-gguf": "#c5b0d5",
-          "vllm-wizard": "#ff7f0e", "vllm-wizard-params-b": "#ffbb78", "accelerate": "#8c564b"}
+COLORS = {
+    "baseline": "#888888",
+    "qwenfit": "#1f77b4",
+    "llmfit": "#d62728",
+    "whichllm": "#2ca02c",
+    "hf-mem": "#9467bd",
+    "hf-mem-gguf": "#c5b0d5",
+    "vllm-wizard": "#ff7f0e",
+    "vllm-wizard-params-b": "#ffbb78",
+    "accelerate": "#8c564b",
+}
 
 
 def _plt() -> Any:
@@ -33,8 +41,14 @@ def accuracy(by_context: dict[str, dict[int, float]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     for tool, pts in by_context.items():
         xs = sorted(pts)
-        ax.plot(xs, [max(pts[x], 0.01) for x in xs], marker="o", label=tool,
-                color=COLORS.get(tool), linewidth=2.5 if tool == "qwenfit" else 1.2)
+        ax.plot(
+            xs,
+            [max(pts[x], 0.01) for x in xs],
+            marker="o",
+            label=tool,
+            color=COLORS.get(tool),
+            linewidth=2.5 if tool == "qwenfit" else 1.2,
+        )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(sorted({x for p in by_context.values() for x in p}))
@@ -52,10 +66,12 @@ def startup(rows: list[dict[str, Any]], path: Path) -> Path:
     plt = _plt()
     rows = [r for r in rows if r["ok"]]
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.2))
-    labels = [r["command"] if len(r["command"]) < 60 else r["command"][:57] + "..."
-              for r in rows]
-    ax.barh(range(len(rows)), [r["median_s"] * 1000 for r in rows],
-            color=[COLORS.get(r["tool"], "#444") for r in rows])
+    labels = [r["command"] if len(r["command"]) < 60 else r["command"][:57] + "..." for r in rows]
+    ax.barh(
+        range(len(rows)),
+        [r["median_s"] * 1000 for r in rows],
+        color=[COLORS.get(r["tool"], "#444") for r in rows],
+    )
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(labels, fontsize=7)
     ax.invert_yaxis()
@@ -72,12 +88,16 @@ def speed(rows: list[dict[str, Any]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 5))
     marks = {"qwenfit": "o", "llmfit": "s", "whichllm": "^"}
     for tool, mark in marks.items():
-        pts = [(r["tokens_per_s"], r[tool]) for r in rows
-               if r.get(tool) and r.get("point", "decode") == "decode"]
+        pts = [
+            (r["tokens_per_s"], r[tool])
+            for r in rows
+            if r.get(tool) and r.get("point", "decode") == "decode"
+        ]
         if pts:
             label = "qwenfit (leave-one-out)" if tool == "qwenfit" else tool
-            ax.scatter(*zip(*pts, strict=True), marker=mark, label=label,
-                       color=COLORS[tool], alpha=0.8)
+            ax.scatter(
+                *zip(*pts, strict=True), marker=mark, label=label, color=COLORS[tool], alpha=0.8
+            )
     lo, hi = 2, 300
     ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8)
     ax.set_xscale("log")
@@ -95,8 +115,17 @@ def speed(rows: list[dict[str, Any]], path: Path) -> Path:
 def realworld(rows: list[dict[str, Any]], path: Path) -> Path:
     """Signed error % per record, one column per quantity (symlog y)."""
     plt = _plt()
-    quantities = ["kv", "state", "compute", "host_weights", "card_used", "ollama_total",
-                  "decode", "prefill", "aggregate"]
+    quantities = [
+        "kv",
+        "state",
+        "compute",
+        "host_weights",
+        "card_used",
+        "ollama_total",
+        "decode",
+        "prefill",
+        "aggregate",
+    ]
     fig, ax = plt.subplots(figsize=(9, 4))
     for i, q in enumerate(quantities):
         errs = [v["error"] for r in rows if (v := r["values"].get(q)) and v["error"] is not None]

@@ -22,13 +22,31 @@ from report.common import err, measured
 # The blog fills the context to 50% before generating, so qwenfit is asked at half the context.
 BLOG = "https://tianchengwu.com/2026/04/05/Running-Qwen-3.5-27B-on-RTX-4090"
 EXTRA: list[dict[str, Any]] = [
-    *({"model": "qwen3.5-27b", "quant": "q4_k_m", "gpu": "RTX 4090", "context": ctx // 2,
-       "kv_cache": "q4_0", "tokens_per_s": tps, "device": "gpu", "source": BLOG,
-       "note": f"{ctx // 1024}K context, 50% filled"}
-      for ctx, tps in ((8192, 37.7), (32768, 37.9), (65536, 36.4), (131072, 33.4))),
-    {"model": "qwen3.5-27b", "quant": "q5_k_m", "gpu": "RTX 4090", "context": 65536,
-     "kv_cache": "q4_0", "tokens_per_s": 29.9, "device": "gpu", "source": BLOG,
-     "note": "128K context, 50% filled"},
+    *(
+        {
+            "model": "qwen3.5-27b",
+            "quant": "q4_k_m",
+            "gpu": "RTX 4090",
+            "context": ctx // 2,
+            "kv_cache": "q4_0",
+            "tokens_per_s": tps,
+            "device": "gpu",
+            "source": BLOG,
+            "note": f"{ctx // 1024}K context, 50% filled",
+        }
+        for ctx, tps in ((8192, 37.7), (32768, 37.9), (65536, 36.4), (131072, 33.4))
+    ),
+    {
+        "model": "qwen3.5-27b",
+        "quant": "q5_k_m",
+        "gpu": "RTX 4090",
+        "context": 65536,
+        "kv_cache": "q4_0",
+        "tokens_per_s": 29.9,
+        "device": "gpu",
+        "source": BLOG,
+        "note": "128K context, 50% filled",
+    },
 ]
 CPU_BANDWIDTH = 39_300_000_000  # as data/speed_measurements.json records for this VM
 
@@ -38,13 +56,22 @@ def _extra_cpu() -> list[dict[str, Any]]:
     out = []
     for r in measured("llamacpp_cpu_speed")["records"]:
         if r.get("contended"):
-            out.append({"model": r["model"], "quant": r["quant"].lower(), "gpu": None,
-                        "context": 1024, "kv_cache": "f16", "tokens_per_s": r["tg_tokens_per_s"],
-                        "device": "cpu", "bandwidth_bytes_per_s": CPU_BANDWIDTH,
-                        "source": "tests/fixtures/measured/llamacpp_cpu_speed.json",
-                        "kind": "contended",
-                        "note": "contended run (other processes busy), left out of qwenfit's "
-                        "data: an unreliable reference"})
+            out.append(
+                {
+                    "model": r["model"],
+                    "quant": r["quant"].lower(),
+                    "gpu": None,
+                    "context": 1024,
+                    "kv_cache": "f16",
+                    "tokens_per_s": r["tg_tokens_per_s"],
+                    "device": "cpu",
+                    "bandwidth_bytes_per_s": CPU_BANDWIDTH,
+                    "source": "tests/fixtures/measured/llamacpp_cpu_speed.json",
+                    "kind": "contended",
+                    "note": "contended run (other processes busy), left out of qwenfit's "
+                    "data: an unreliable reference",
+                }
+            )
     return out
 
 
@@ -56,16 +83,22 @@ def _machine(point: dict[str, Any]) -> Any:
     if point["device"] == "gpu" and point.get("bandwidth_bytes_per_s"):  # not in the catalog
         flops = point.get("fp16_tensor_tflops")
         big = 1 << 40
-        gpu = GPU(index=0, name=point["gpu"], vendor=vendor_of(point["gpu"]),
-                  memory_total_bytes=big,
-                  memory_free_bytes=big, bandwidth_bytes_per_s=point["bandwidth_bytes_per_s"],
-                  fp16_tensor_flops=None if flops is None else int(flops * 1e12),
-                  unified_memory=bool(point.get("unified_memory")))
+        gpu = GPU(
+            index=0,
+            name=point["gpu"],
+            vendor=vendor_of(point["gpu"]),
+            memory_total_bytes=big,
+            memory_free_bytes=big,
+            bandwidth_bytes_per_s=point["bandwidth_bytes_per_s"],
+            fp16_tensor_flops=None if flops is None else int(flops * 1e12),
+            unified_memory=bool(point.get("unified_memory")),
+        )
         return with_overrides(None, ram="64GB").model_copy(update={"gpus": [gpu]})
     if point["device"] == "gpu":
         return with_overrides(None, gpu=point["gpu"], ram="64GB")
-    return with_overrides(None, vram=0, ram="24GB",
-                          ram_bandwidth=point["bandwidth_bytes_per_s"] or CPU_BANDWIDTH)
+    return with_overrides(
+        None, vram=0, ram="24GB", ram_bandwidth=point["bandwidth_bytes_per_s"] or CPU_BANDWIDTH
+    )
 
 
 def _qwenfit_tps(point: dict[str, Any]) -> float | None:
@@ -76,9 +109,15 @@ def _qwenfit_tps(point: dict[str, Any]) -> float | None:
 
     machine = _machine(point)
     runtime = point.get("runtime") or "llama.cpp"
-    est = estimate(point["model"], runtime=runtime, quant=point["quant"],
-                   context=point["context"], kv_cache=point["kv_cache"], text_only=True,
-                   machine=machine)
+    est = estimate(
+        point["model"],
+        runtime=runtime,
+        quant=point["quant"],
+        context=point["context"],
+        kv_cache=point["kv_cache"],
+        text_only=True,
+        machine=machine,
+    )
     if point.get("point") == "prefill":
         prompt = point["prompt_tokens"]
         rate = speed.prefill_rate(est, machine, load_specs(), prompt, point.get("depth") or 0)
@@ -99,10 +138,11 @@ def _rescale(est: Any, machine: Any, scale: float, depth: int) -> float | None:
     from qwenfit.memory import speed
     from qwenfit.specs.table import load_specs
 
-    parts = [p.model_copy(update={"read_per_token_bytes": int(p.read_per_token_bytes * scale)})
-             for p in est.parts]
-    return speed.decode_rate(est.model_copy(update={"parts": parts}), machine, load_specs(),
-                             depth)
+    parts = [
+        p.model_copy(update={"read_per_token_bytes": int(p.read_per_token_bytes * scale)})
+        for p in est.parts
+    ]
+    return speed.decode_rate(est.model_copy(update={"parts": parts}), machine, load_specs(), depth)
 
 
 def qwenfit_rows() -> list[dict[str, Any]]:
@@ -111,9 +151,11 @@ def qwenfit_rows() -> list[dict[str, Any]]:
     from qwenfit.memory import calibration, speed_fit
 
     full = calibration.measurements()
-    points = [m.model_dump() | {"point": m.kind, "kind": "calibration", "note": "",
-                                "device_name": m.device_name}
-              for m in full.measurements]
+    points = [
+        m.model_dump()
+        | {"point": m.kind, "kind": "calibration", "note": "", "device_name": m.device_name}
+        for m in full.measurements
+    ]
     points += [{"kind": "out-of-sample", "point": "decode"} | p for p in EXTRA + _extra_cpu()]
     fits: dict[str, Any] = {}
     rows = []
@@ -126,8 +168,14 @@ def qwenfit_rows() -> list[dict[str, Any]]:
                 fits[name] = speed_fit.fit(speed_fit.without_device(full, name))
             with calibration.calibrated_on(fits[name]):
                 loo = _qwenfit_tps(p)
-        rows.append(p | {"qwenfit_in_sample": in_sample, "qwenfit_loo": loo,
-                         "qwenfit": loo if loo is not None else in_sample})
+        rows.append(
+            p
+            | {
+                "qwenfit_in_sample": in_sample,
+                "qwenfit_loo": loo,
+                "qwenfit": loo if loo is not None else in_sample,
+            }
+        )
     return rows
 
 
@@ -153,17 +201,37 @@ def llmfit_tps(rows: list[dict[str, Any]], tmp: Path) -> None:
         if r["device"] == "gpu":
             name = "g" + "".join(ch for ch in r["gpu"].lower() if ch.isalnum())
             prof = tmp / f"{name}.json"
-            prof.write_text(json.dumps({
-                "schema_version": 1, "name": name, "match": {"gpu_name_contains": r["gpu"]},
-                "hardware": {"total_ram_gb": 64.0, "unified_memory": False,
-                             "gpu_memory_bandwidth_gbps": _gpu_bandwidth(r["gpu"]) / 1e9,
-                             "ddr_bandwidth_gbps": 89.6}}))
+            prof.write_text(
+                json.dumps(
+                    {
+                        "schema_version": 1,
+                        "name": name,
+                        "match": {"gpu_name_contains": r["gpu"]},
+                        "hardware": {
+                            "total_ram_gb": 64.0,
+                            "unified_memory": False,
+                            "gpu_memory_bandwidth_gbps": _gpu_bandwidth(r["gpu"]) / 1e9,
+                            "ddr_bandwidth_gbps": 89.6,
+                        },
+                    }
+                )
+            )
             argv += ["--profile", str(prof)]
             path = "gpu"
         repo = "Qwen/" + r["model"].replace("qwen3.5", "Qwen3.5").replace("b-a", "B-A")
         repo = repo[:-1] + "B" if repo.endswith("b") else repo
-        argv += ["plan", repo, "--context", str(r["context"]), "--quant", r["quant"].upper(),
-                 "--kv-quant", kvq.get(r["kv_cache"], "fp16"), "--json", "--no-dashboard"]
+        argv += [
+            "plan",
+            repo,
+            "--context",
+            str(r["context"]),
+            "--quant",
+            r["quant"].upper(),
+            "--kv-quant",
+            kvq.get(r["kv_cache"], "fp16"),
+            "--json",
+            "--no-dashboard",
+        ]
         res = c.run_cmd(argv)
         if res["rc"] != 0:
             r["llmfit"], r["llmfit_note"] = None, c.short_error(res)
@@ -183,10 +251,20 @@ def whichllm_tps(rows: list[dict[str, Any]], tmp: Path) -> None:
     for r in rows:
         spec = specs[r["model"]]
         gguf = next(a["repo"] for a in spec["artifacts"] if a["format"] == "gguf")
-        cases.append({"repo": spec["hf_repo"], "gguf_repo": gguf, "quant": r["quant"].upper(),
-                      "gpu": r["gpu"] if r["device"] == "gpu" else None})
-    out = c.run_driver("whichllm", "whichllm_driver.py", {"mode": "speed", "cases": cases},
-                       env={"XDG_CACHE_HOME": str(cache)})
+        cases.append(
+            {
+                "repo": spec["hf_repo"],
+                "gguf_repo": gguf,
+                "quant": r["quant"].upper(),
+                "gpu": r["gpu"] if r["device"] == "gpu" else None,
+            }
+        )
+    out = c.run_driver(
+        "whichllm",
+        "whichllm_driver.py",
+        {"mode": "speed", "cases": cases},
+        env={"XDG_CACHE_HOME": str(cache)},
+    )
     for r, o in zip(rows, out, strict=True):
         r["whichllm"] = o.get("tokens_per_s")
 
@@ -198,14 +276,26 @@ def summary(rows: list[dict[str, Any]], tools: list[str]) -> list[dict[str, Any]
     for tool in tools:
         for kind in ("calibration", "out-of-sample", "contended"):
             for point in ("decode", "prefill"):
-                errs = [abs(e) for r in rows if r["kind"] == kind
-                        and r.get("point", "decode") == point
-                        and (e := err(r.get(tool), r["tokens_per_s"])) is not None]
+                errs = [
+                    abs(e)
+                    for r in rows
+                    if r["kind"] == kind
+                    and r.get("point", "decode") == point
+                    and (e := err(r.get(tool), r["tokens_per_s"])) is not None
+                ]
                 if errs:
-                    out.append({"tool": tool, "kind": kind, "point": point, "n": len(errs),
-                                "mean": statistics.fmean(errs),
-                                "median": statistics.median(errs), "max": max(errs),
-                                "within_35": sum(e <= 35 for e in errs) / len(errs)})
+                    out.append(
+                        {
+                            "tool": tool,
+                            "kind": kind,
+                            "point": point,
+                            "n": len(errs),
+                            "mean": statistics.fmean(errs),
+                            "median": statistics.median(errs),
+                            "max": max(errs),
+                            "within_35": sum(e <= 35 for e in errs) / len(errs),
+                        }
+                    )
     return out
 
 
@@ -214,14 +304,21 @@ def calibration() -> dict[str, Any]:
     from qwenfit.memory import calibration as cal
 
     c = cal.shipped()
-    return {"decode": {f"weights {k}": v for k, v in c.weights.items()}
-            | {f"experts {k}": v for k, v in c.experts.items()} | {"kv": c.kv}
-            | ({"mlx weights": c.mlx_weights} if c.mlx_weights else {}),
-            "per_layer_us": {k: v * 1e6 for k, v in c.per_layer_s.items()}
-            | ({"mlx": c.mlx_per_layer_s * 1e6} if c.mlx_per_layer_s else {}),
-            "prefill": {f"{k} {f}": getattr(v, f) for k, v in c.prefill.items()
-                        for f in ("dense", "moe", "attention")},
-            "runtime": c.runtime, "server_request_s": c.server_request_s}
+    return {
+        "decode": {f"weights {k}": v for k, v in c.weights.items()}
+        | {f"experts {k}": v for k, v in c.experts.items()}
+        | {"kv": c.kv}
+        | ({"mlx weights": c.mlx_weights} if c.mlx_weights else {}),
+        "per_layer_us": {k: v * 1e6 for k, v in c.per_layer_s.items()}
+        | ({"mlx": c.mlx_per_layer_s * 1e6} if c.mlx_per_layer_s else {}),
+        "prefill": {
+            f"{k} {f}": getattr(v, f)
+            for k, v in c.prefill.items()
+            for f in ("dense", "moe", "attention")
+        },
+        "runtime": c.runtime,
+        "server_request_s": c.server_request_s,
+    }
 
 
 def run(smoke: bool) -> dict[str, Any]:
@@ -231,8 +328,12 @@ def run(smoke: bool) -> dict[str, Any]:
     if not smoke:
         with tempfile.TemporaryDirectory(prefix="qwenfit-speed-") as tmp:
             # the peers give decode only, and only for catalog GPUs and CPUs
-            peer_rows = [r for r in rows if r.get("point", "decode") == "decode"
-                         and not (r["device"] == "gpu" and r.get("bandwidth_bytes_per_s"))]
+            peer_rows = [
+                r
+                for r in rows
+                if r.get("point", "decode") == "decode"
+                and not (r["device"] == "gpu" and r.get("bandwidth_bytes_per_s"))
+            ]
             import _common as c
 
             for tool, fn in (("llmfit", llmfit_tps), ("whichllm", whichllm_tps)):

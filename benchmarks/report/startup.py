@@ -20,10 +20,23 @@ from typing import Any
 
 from report.common import REPO
 
-ESTIMATE_ARGS = ["estimate", "qwen3.5-9b", "--quant", "q4_k_m", "--context", "32k",
-                 "--runtime", "llama.cpp", "--json"]
-ESTIMATE_LABEL = ("qwenfit estimate qwen3.5-9b --quant q4_k_m --context 32k --runtime llama.cpp "
-                  "--json")
+ESTIMATE_ARGS = [
+    "estimate",
+    "qwen3.5-9b",
+    "--quant",
+    "q4_k_m",
+    "--context",
+    "32k",
+    "--runtime",
+    "llama.cpp",
+    "--json",
+]
+ESTIMATE_LABEL = (
+    "qwenfit estimate qwen3.5-9b --quant q4_k_m --context 32k --runtime llama.cpp --json"
+)
+VLLM_WIZARD_PLAN = (
+    "vllm-wizard plan --model <9B flat config> --max-model-len 32768 --gpu 'RTX 4090' --json"
+)
 # (what the peer command answers, qwenfit's command that answers the same question)
 EQUIVALENT = {
     "llmfit recommend -n 5 --json": "qwenfit recommend --json",
@@ -33,8 +46,7 @@ EQUIVALENT = {
     "vllm-wizard detect": "qwenfit probe --json",
     "llmfit plan Qwen/Qwen3.5-9B --context 32768 --quant Q4_K_M --json": ESTIMATE_LABEL,
     "whichllm plan Qwen/Qwen3.5-9B -c 32k --json": ESTIMATE_LABEL,
-    "vllm-wizard plan --model <9B flat config> --max-model-len 32768 --gpu 'RTX 4090' --json":
-        ESTIMATE_LABEL,
+    VLLM_WIZARD_PLAN: ESTIMATE_LABEL,
     "hf_mem.run() 9B 32k, local Hub stand-in (driver)": ESTIMATE_LABEL,
     "accelerate gather_data 9B, Hub look-up stubbed (driver)": ESTIMATE_LABEL,
 }
@@ -59,12 +71,18 @@ def qwenfit_commands(py: Path) -> list[dict[str, Any]]:
     return [
         {"tool": "baseline", "label": "python -c pass", "argv": [str(py), "-c", "pass"]},
         {"tool": "baseline", "label": FLOOR_LABEL, "argv": [str(py), "-c", FLOOR]},
-        {"tool": "qwenfit", "label": "python -c 'import qwenfit'",
-         "argv": [str(py), "-c", "import qwenfit"]},
+        {
+            "tool": "qwenfit",
+            "label": "python -c 'import qwenfit'",
+            "argv": [str(py), "-c", "import qwenfit"],
+        },
         {"tool": "qwenfit", "label": "qwenfit probe --json", "argv": [*qf, "probe", "--json"]},
         {"tool": "qwenfit", "label": ESTIMATE_LABEL, "argv": [*qf, *ESTIMATE_ARGS]},
-        {"tool": "qwenfit", "label": "qwenfit recommend --json",
-         "argv": [*qf, "recommend", "--json"]},
+        {
+            "tool": "qwenfit",
+            "label": "qwenfit recommend --json",
+            "argv": [*qf, "recommend", "--json"],
+        },
         {"tool": "qwenfit", "label": CHECK_LABEL, "argv": [*qf, *CHECK_LABEL.split()[1:]]},
     ]
 
@@ -80,8 +98,11 @@ PLANS = [
     ("ollama, RTX 4090 + 64 GB", {"gpu": "RTX 4090", "ram": "64GB"}, {"runtime": "ollama"}),
     ("default runtime, RTX 3060 + 32 GB", {"gpu": "RTX 3060", "ram": "32GB"}, {}),
     ("vllm, H100 + 256 GB", {"gpu": "H100", "ram": "256GB"}, {"runtime": "vllm"}),
-    ("llama.cpp, CPU only, 32 GB", {"vram": "0", "ram": "32GB", "ram_bandwidth": "60GB/s"},
-     {"runtime": "llama.cpp"}),
+    (
+        "llama.cpp, CPU only, 32 GB",
+        {"vram": "0", "ram": "32GB", "ram_bandwidth": "60GB/s"},
+        {"runtime": "llama.cpp"},
+    ),
     ("llama.cpp, M4 Max + 128 GB", {"gpu": "M4 Max", "ram": "128GB"}, {"runtime": "llama.cpp"}),
 ]
 _INPROCESS = """
@@ -103,8 +124,12 @@ print(json.dumps(out))
 
 def in_process(py: Path, runs: int) -> list[dict[str, Any]]:
     """`recommend()` wall time inside one warm process, per plan (median of `runs`)."""
-    proc = subprocess.run([str(py), "-c", _INPROCESS, json.dumps(PLANS), str(runs)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [str(py), "-c", _INPROCESS, json.dumps(PLANS), str(runs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows: list[dict[str, Any]] = json.loads(proc.stdout)
     return rows
 
@@ -118,8 +143,11 @@ def peer_commands(tmp: Path) -> list[dict[str, Any]]:
     if c.venv_python("whichllm").exists():
         c.seed_whichllm_cache(cache_home)
     # Peers whose venv is not built here (benchmarks/peers/setup.sh) are left out, not failed.
-    return [cmd for cmd in peers_startup.commands(tmp, cache_home)
-            if cmd["tool"] not in ("baseline", "qwenfit") and Path(cmd["argv"][0]).exists()]
+    return [
+        cmd
+        for cmd in peers_startup.commands(tmp, cache_home)
+        if cmd["tool"] not in ("baseline", "qwenfit") and Path(cmd["argv"][0]).exists()
+    ]
 
 
 def run_once(cmd: dict[str, Any]) -> tuple[float, int, int, float]:
@@ -129,8 +157,13 @@ def run_once(cmd: dict[str, Any]) -> tuple[float, int, int, float]:
     env.update(cmd.get("env", {}))
     data = Path(cmd["stdin"]).read_bytes() if cmd.get("stdin") else None
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd["argv"], stdin=subprocess.PIPE if data else subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        cmd["argv"],
+        stdin=subprocess.PIPE if data else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     if data is not None and proc.stdin is not None:
         proc.stdin.write(data)
         proc.stdin.close()
@@ -146,7 +179,7 @@ def measure(cmds: list[dict[str, Any]], runs: int) -> list[dict[str, Any]]:
     samples: list[list[tuple[float, int, int, float]]] = [[] for _ in cmds]
     for rnd in range(runs):
         order = list(range(len(cmds)))
-        order = order[rnd % len(order):] + order[:rnd % len(order)]
+        order = order[rnd % len(order) :] + order[: rnd % len(order)]
         if rnd % 2:
             order.reverse()
         for i in order:
@@ -155,13 +188,22 @@ def measure(cmds: list[dict[str, Any]], runs: int) -> list[dict[str, Any]]:
     for cmd, w, s in zip(cmds, warm, samples, strict=True):
         walls = [x[0] for x in s]
         rcs = sorted({x[2] for x in s})
-        rows.append({
-            "tool": cmd["tool"], "command": cmd["label"],
-            "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
-            "median_cpu_s": statistics.median(x[3] for x in s),
-            "peak_rss_bytes": max(x[1] for x in s), "warmup_s": w[0], "runs": len(walls),
-            "exit_codes": rcs, "ok": rcs == [0], "note": cmd.get("note", ""),
-        })
+        rows.append(
+            {
+                "tool": cmd["tool"],
+                "command": cmd["label"],
+                "median_s": statistics.median(walls),
+                "min_s": min(walls),
+                "max_s": max(walls),
+                "median_cpu_s": statistics.median(x[3] for x in s),
+                "peak_rss_bytes": max(x[1] for x in s),
+                "warmup_s": w[0],
+                "runs": len(walls),
+                "exit_codes": rcs,
+                "ok": rcs == [0],
+                "note": cmd.get("note", ""),
+            }
+        )
     base = next(r["median_s"] for r in rows if r["command"] == "python -c pass")
     floor = next((r["median_cpu_s"] for r in rows if r["command"] == FLOOR_LABEL), None)
     by_label = {r["command"]: r for r in rows}
@@ -183,8 +225,9 @@ def importtime(py: Path, argv: list[str], runs: int) -> dict[str, Any]:
     walls = []
     for _ in range(runs + 1):
         start = time.perf_counter()
-        proc = subprocess.run([str(py), "-X", "importtime", *argv], capture_output=True,
-                              text=True, check=False)
+        proc = subprocess.run(
+            [str(py), "-X", "importtime", *argv], capture_output=True, text=True, check=False
+        )
         walls.append(time.perf_counter() - start)
         agg: dict[str, float] = {}
         for m in _LINE.finditer(proc.stderr):
@@ -196,8 +239,12 @@ def importtime(py: Path, argv: list[str], runs: int) -> dict[str, Any]:
     med = {k: statistics.median(run.get(k, 0.0) for run in per_run) for k in names}
     total = statistics.median(sum(run.values()) for run in per_run)
     top = sorted(med.items(), key=lambda kv: -kv[1])
-    return {"argv": " ".join(argv), "total_import_ms": total,
-            "wall_ms": 1000 * statistics.median(walls), "by_package_ms": dict(top)}
+    return {
+        "argv": " ".join(argv),
+        "total_import_ms": total,
+        "wall_ms": 1000 * statistics.median(walls),
+        "by_package_ms": dict(top),
+    }
 
 
 def run(smoke: bool, runs: int) -> dict[str, Any]:
@@ -212,6 +259,11 @@ def run(smoke: bool, runs: int) -> dict[str, Any]:
         importtime(py, ["-m", "qwenfit", "recommend", "--json"], 1 if smoke else 5),
         importtime(py, ["-c", "import qwenfit"], 1 if smoke else 5),
     ]
-    return {"python": str(py), "runs": runs, "rows": rows, "importtime": attribution,
-            "in_process": in_process(py, 2 if smoke else 15),
-            "load_average": os.getloadavg()}
+    return {
+        "python": str(py),
+        "runs": runs,
+        "rows": rows,
+        "importtime": attribution,
+        "in_process": in_process(py, 2 if smoke else 15),
+        "load_average": os.getloadavg(),
+    }

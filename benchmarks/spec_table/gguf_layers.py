@@ -28,14 +28,15 @@ def main() -> None:
             models[name][quant] = {
                 "token_embd": groups["token_embd"],
                 "output": groups["output"] + groups["output_norm"],
-                "layer": [sum(v for k, v in x.items() if k not in ("index", "kind",
-                                                                     "ffn_experts"))
-                          for x in layers],
+                "layer": [
+                    sum(v for k, v in x.items() if k not in ("index", "kind", "ffn_experts"))
+                    for x in layers
+                ],
                 "experts": [x["ffn_experts"] for x in layers],
             }
     doc = {
         "note": "GGUF tensor bytes by placement group, stock llama.cpp quantization "
-                "(benchmarks/spec_table/gguf_layers.py from llama-quantize --dry-run).",
+        "(benchmarks/spec_table/gguf_layers.py from llama-quantize --dry-run).",
         "llama_cpp_commit": measured["llama_cpp_commit"],
         "models": models,
     }

@@ -31,8 +31,10 @@ def _linears(a: Architecture, routed_only: bool) -> list[tuple[int, int, int]]:
     if a.moe is not None:
         m = a.moe
         layers = a.num_hidden_layers
-        mods += [(m.moe_intermediate_size, h, 2 * m.num_experts * layers),
-                 (h, m.moe_intermediate_size, m.num_experts * layers)]
+        mods += [
+            (m.moe_intermediate_size, h, 2 * m.num_experts * layers),
+            (h, m.moe_intermediate_size, m.num_experts * layers),
+        ]
         if routed_only:
             return mods
         si = m.shared_expert_intermediate_size

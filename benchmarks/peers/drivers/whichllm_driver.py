@@ -83,24 +83,34 @@ def speed(cases: list[dict]) -> list[dict]:
         model = by_id.get(case["gguf_repo"])
         variant = None
         if model is not None:
-            variant = next((v for v in model.gguf_variants
-                            if v.quant_type.upper() == case["quant"].upper()), None)
+            variant = next(
+                (v for v in model.gguf_variants if v.quant_type.upper() == case["quant"].upper()),
+                None,
+            )
         if variant is None:
             out.append({**case, "error": "no such GGUF variant in whichllm's cache"})
             continue
         gpu = create_synthetic_gpus([case["gpu"]])[0] if case.get("gpu") else None
         fit = "full_gpu" if gpu is not None else "cpu_only"
-        out.append({**case, "tokens_per_s": estimate_tok_per_sec(model, variant, gpu, fit),
-                    "gpu_bandwidth_gbps": gpu.memory_bandwidth_gbps if gpu else None,
-                    "file_size_bytes": variant.file_size_bytes})
+        out.append(
+            {
+                **case,
+                "tokens_per_s": estimate_tok_per_sec(model, variant, gpu, fit),
+                "gpu_bandwidth_gbps": gpu.memory_bandwidth_gbps if gpu else None,
+                "file_size_bytes": variant.file_size_bytes,
+            }
+        )
     return out
 
 
 def main() -> None:
     """Dispatch on the request's mode."""
     req = json.load(sys.stdin)
-    modes = {"seed": lambda: seed(req["records"]), "estimate": lambda: estimate(req["cases"]),
-             "speed": lambda: speed(req["cases"])}
+    modes = {
+        "seed": lambda: seed(req["records"]),
+        "estimate": lambda: estimate(req["cases"]),
+        "speed": lambda: speed(req["cases"]),
+    }
     result = modes[req["mode"]]()
     json.dump(result, sys.stdout)
 

@@ -95,9 +95,11 @@ def main(specs: str | None) -> None:
 @main.command()
 @settings_options("probe")
 @json_option
-@click.option("--measure", is_flag=True,
-              help="Measure this machine's RAM bandwidth again now (refused while the CPU is "
-              "busy).")
+@click.option(
+    "--measure",
+    is_flag=True,
+    help="Measure this machine's RAM bandwidth again now (refused while the CPU is busy).",
+)
 @click.pass_context
 def probe(ctx: click.Context, values: dict[str, Any], as_json: bool, measure: bool) -> None:
     """Show the GPUs, RAM and runtimes qwenfit sees (or the hypothetical machine)."""

@@ -184,11 +184,15 @@ def speed_line(e: Estimate) -> str:
     prompt; TTFT X s for a P-token prompt)'."""
     line = f"speed: about {e.tokens_per_second:.0f} tokens/s decode at a full context"
     if e.decode_empty_tokens_per_second and e.decode_half_tokens_per_second:
-        line += (f" ({e.decode_empty_tokens_per_second:.0f} empty, "
-                 f"{e.decode_half_tokens_per_second:.0f} half full)")
+        line += (
+            f" ({e.decode_empty_tokens_per_second:.0f} empty, "
+            f"{e.decode_half_tokens_per_second:.0f} half full)"
+        )
     if e.prefill_tokens_per_second:
-        line += (f", {e.prefill_tokens_per_second:.0f} tokens/s prefill of a "
-                 f"{e.prefill_prompt_tokens}-token prompt")
+        line += (
+            f", {e.prefill_tokens_per_second:.0f} tokens/s prefill of a "
+            f"{e.prefill_prompt_tokens}-token prompt"
+        )
         if e.time_to_first_token_s is not None:
             line += (
                 f" (TTFT {e.time_to_first_token_s:.1f} s for a {e.ttft_prompt_tokens}-token prompt)"

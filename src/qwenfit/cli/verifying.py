@@ -77,7 +77,12 @@ def verify(
     timed = time_generation(observed) if bench else None
     result = run_verify(
         observed,
-        table=table, model=model, quant=quant, machine=machine, tolerance_pct=tolerance, bench=timed
+        table=table,
+        model=model,
+        quant=quant,
+        machine=machine,
+        tolerance_pct=tolerance,
+        bench=timed,
     )
     if as_json:
         emit({"schema_version": 1, "verify": result.model_dump(mode="json")})

@@ -66,8 +66,10 @@ class RamBandwidth:
 
 def _key() -> str:
     cpu = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8",
-                                            errors="replace") as f:
+    with (
+        contextlib.suppress(OSError),
+        open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f,
+    ):
         cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
     return f"{platform.node()}|{platform.machine()}|{os.cpu_count()}|{cpu or platform.processor()}"
 
@@ -109,8 +111,10 @@ def ram_bandwidth(
         return RamBandwidth(cached, described or "")
     busy = load()
     if busy is not None and busy > MAX_LOAD:
-        why = (f"CPU busy (load {busy:.2f} per CPU, over {MAX_LOAD}): RAM bandwidth not "
-               "measured; retry `qwenfit probe --measure` later or give --ram-bandwidth")
+        why = (
+            f"CPU busy (load {busy:.2f} per CPU, over {MAX_LOAD}): RAM bandwidth not "
+            "measured; retry `qwenfit probe --measure` later or give --ram-bandwidth"
+        )
         if cached is not None:
             return RamBandwidth(cached, f"{described}, expired; {why}")
         return RamBandwidth(None, why)
@@ -118,6 +122,8 @@ def ram_bandwidth(
     value = max(run() for _ in range(RUNS))
     when = dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")
     with contextlib.suppress(OSError):  # a read-only home must not stop the probe
-        write_atomic(cache_dir() / CACHE_NAME, json.dumps(
-            {"key": _key(), "bytes_per_s": value, "measured_at": when, "load": busy}))
+        write_atomic(
+            cache_dir() / CACHE_NAME,
+            json.dumps({"key": _key(), "bytes_per_s": value, "measured_at": when, "load": busy}),
+        )
     return RamBandwidth(value, _describe(value, when[:16].replace("T", " "), busy))

@@ -94,8 +94,9 @@ class Machine(BaseModel):
     )
     ram_bandwidth_bytes_per_s: int | None = Field(None, ge=0, le=MAX_BANDWIDTH)
     ram_bandwidth_note: str | None = Field(
-        None, description="Where ram_bandwidth_bytes_per_s comes from: when and at what CPU load "
-        "it was measured, --ram-bandwidth, or why none could be measured."
+        None,
+        description="Where ram_bandwidth_bytes_per_s comes from: when and at what CPU load "
+        "it was measured, --ram-bandwidth, or why none could be measured.",
     )
     gpus: list[GPU] = Field(default_factory=list, max_length=MAX_GPUS)
     nvidia_driver_version: str | None = None

@@ -242,8 +242,10 @@ def process_memory(lib: Any) -> dict[int, int]:
         for i in range(int(lib.nvmlDeviceGetCount())):
             handle = lib.nvmlDeviceGetHandleByIndex(i)
             seen: set[int] = set()
-            for getter in ("nvmlDeviceGetComputeRunningProcesses",
-                           "nvmlDeviceGetGraphicsRunningProcesses"):
+            for getter in (
+                "nvmlDeviceGetComputeRunningProcesses",
+                "nvmlDeviceGetGraphicsRunningProcesses",
+            ):
                 with contextlib.suppress(Exception):
                     for p in getattr(lib, getter)(handle):
                         used = getattr(p, "usedGpuMemory", None)

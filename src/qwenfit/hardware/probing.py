@@ -84,9 +84,7 @@ def cgroup_memory_limit(root: Path) -> tuple[int | None, list[str]]:
     return (min(limits) if limits else None), warnings
 
 
-def amd_gpus(
-    root: Path, start: int, environ: Mapping[str, str] | None = None
-) -> list[GPU]:
+def amd_gpus(root: Path, start: int, environ: Mapping[str, str] | None = None) -> list[GPU]:
     """AMD GPUs from amdgpu's sysfs files (no ROCm library needed), as a ROCm process sees
     them under ROCR_VISIBLE_DEVICES and HIP_VISIBLE_DEVICES (`amd_visible`)."""
     found: list[GPU] = []

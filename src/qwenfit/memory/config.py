@@ -183,9 +183,7 @@ class Config:
             download_bytes=size,
             download_exact=exact,
             llama_cpp_build=(
-                assumed_build(self.llama_cpp_build)
-                if self.runtime in (LLAMACPP, OLLAMA)
-                else None
+                assumed_build(self.llama_cpp_build) if self.runtime in (LLAMACPP, OLLAMA) else None
             ),
             notes=self.notes(),
         )

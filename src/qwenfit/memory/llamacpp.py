@@ -280,8 +280,7 @@ def compute_bytes(
         ffn = g.ffn_per_intermediate * (a.intermediate_size or 0)
     else:
         ffn = a.moe.num_experts_per_tok * (
-            g.moe_per_intermediate * a.moe.moe_intermediate_size
-            + g.moe_per_hidden * a.hidden_size
+            g.moe_per_intermediate * a.moe.moe_intermediate_size + g.moe_per_hidden * a.hidden_size
         )
     state_rows = max(sequences, outputs or 1)  # with MTP, 1 + draft tokens per slot
     layer = max(tokens * gdn + state_copies(spec, g, state_rows, recurrent), tokens * ffn)
@@ -289,8 +288,11 @@ def compute_bytes(
         mask = g.mask_bytes * span * tokens
     else:
         mask = g.score_bytes * span * tokens
-        scores = tokens * a.num_attention_heads * (
-            g.score_bytes * span + g.fa_off_per_query * a.head_dim)
+        scores = (
+            tokens
+            * a.num_attention_heads
+            * (g.score_bytes * span + g.fa_off_per_query * a.head_dim)
+        )
         layer = max(layer, scores)
     if outputs is None:
         not_reused = max(0, mask - 4 * a.hidden_size * tokens)
@@ -417,8 +419,14 @@ def parts(r: LlamaCppRequest) -> list[Part]:
         "compute",
         {
             d: compute_bytes(
-                r.spec, cells, r.ubatch, r.flash_attn, d == out_dev,
-                server_output_rows(r.build, seqs * rows), seqs, graph_for(r.build),
+                r.spec,
+                cells,
+                r.ubatch,
+                r.flash_attn,
+                d == out_dev,
+                server_output_rows(r.build, seqs * rows),
+                seqs,
+                graph_for(r.build),
             )
             for d in holders | {out_dev}
         },
@@ -449,9 +457,19 @@ def parts(r: LlamaCppRequest) -> list[Part]:
         )
         add(
             "mtp",
-            {out_dev: compute_bytes(
-                r.spec, cells, r.ubatch, r.flash_attn, True,
-                server_output_rows(r.build, seqs), seqs, graph_for(r.build), recurrent=False)},
+            {
+                out_dev: compute_bytes(
+                    r.spec,
+                    cells,
+                    r.ubatch,
+                    r.flash_attn,
+                    True,
+                    server_output_rows(r.build, seqs),
+                    seqs,
+                    graph_for(r.build),
+                    recurrent=False,
+                )
+            },
             "draft context compute buffer (same ubatch)",
         )
         add("mtp", {None: output_bytes(r.spec, r.parallel)}, "draft context output buffer")

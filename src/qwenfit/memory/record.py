@@ -181,16 +181,18 @@ class Estimate(BaseModel):
         "bandwidth of the devices read is known. Same as decode_full_tokens_per_second.",
     )
     decode_empty_tokens_per_second: float | None = Field(
-        None, description="Estimated decode speed of one sequence with an empty KV cache "
-        "(a fresh chat: what short-prompt benchmarks such as llama-bench tg128 time)."
+        None,
+        description="Estimated decode speed of one sequence with an empty KV cache "
+        "(a fresh chat: what short-prompt benchmarks such as llama-bench tg128 time).",
     )
     decode_half_tokens_per_second: float | None = Field(
-        None, description="Estimated decode speed of one sequence with half the context in "
-        "its KV cache."
+        None,
+        description="Estimated decode speed of one sequence with half the context in its KV cache.",
     )
     decode_full_tokens_per_second: float | None = Field(
-        None, description="Estimated decode speed of one sequence with the whole context in "
-        "its KV cache."
+        None,
+        description="Estimated decode speed of one sequence with the whole context in "
+        "its KV cache.",
     )
     speed_reason: str | None = Field(
         None, description="Why a speed figure above is null (one line), when one is."
@@ -221,8 +223,9 @@ class Estimate(BaseModel):
         "pp512), when the weights sit on GPUs whose FP16 throughput is known.",
     )
     prefill_prompt_tokens: int | None = Field(
-        None, description="The prompt length prefill_tokens_per_second is for (512, llama-bench's "
-        "pp512, processed from scratch)."
+        None,
+        description="The prompt length prefill_tokens_per_second is for (512, llama-bench's "
+        "pp512, processed from scratch).",
     )
     time_to_first_token_s: float | None = Field(
         None,

@@ -101,6 +101,27 @@ class ServerLog(BaseModel):
         return round(sum(self.model_mib.values()), 2)
 
 
+def _buffer(
+    log: ServerLog, current: ContextBuffers | None, m: re.Match[str]
+) -> ContextBuffers | None:
+    """One buffer line added where it belongs; returns the context being read (a model buffer
+    after contexts means a new load: what came before was --fit's dry run)."""
+    mib, kind = float(m["mib"]), m["kind"]
+    if m["func"] in ("alloc_compute_meta", "reserve_compute_meta"):
+        log.vision_compute_mib = round(log.vision_compute_mib + mib, 2)
+    elif kind == "model":
+        if log.contexts:
+            log.contexts.clear()
+            log.model_mib.clear()
+            current = None
+        if mib:
+            log.model_mib[m["buf"]] = round(log.model_mib.get(m["buf"], 0.0) + mib, 2)
+    elif current is not None:
+        attr = {"KV": "kv_mib", "RS": "rs_mib", "output": "output_mib"}.get(kind, "compute_mib")
+        setattr(current, attr, round(getattr(current, attr) + mib, 2))
+    return current
+
+
 def parse(lines: Iterable[str]) -> ServerLog:
     """Read a llama-server log; lines that say nothing about memory are skipped."""
     log = ServerLog()
@@ -130,22 +151,8 @@ def parse(lines: Iterable[str]) -> ServerLog:
             exact.append(float(m["mib"]))
             keep(line)
         elif m := _BUFFER.search(line):
-            mib, kind = float(m["mib"]), m["kind"]
             keep(line)
-            if m["func"] in ("alloc_compute_meta", "reserve_compute_meta"):
-                log.vision_compute_mib = round(log.vision_compute_mib + mib, 2)
-            elif kind == "model":
-                if log.contexts:  # a new load: what came before was --fit's dry run
-                    log.contexts.clear()
-                    log.model_mib.clear()
-                    current = None
-                if mib:
-                    log.model_mib[m["buf"]] = round(log.model_mib.get(m["buf"], 0.0) + mib, 2)
-            elif current is not None:
-                attr = {"KV": "kv_mib", "RS": "rs_mib", "output": "output_mib"}.get(
-                    kind, "compute_mib"
-                )
-                setattr(current, attr, round(getattr(current, attr) + mib, 2))
+            current = _buffer(log, current, m)
         elif (m := _KV_SIZE.search(line)) and current is not None:
             current.kv_cells, current.kv_layers = int(m["cells"]), int(m["layers"])
             current.type_k, current.type_v = m["k"], m["v"]
