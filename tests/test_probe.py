@@ -412,3 +412,21 @@ def test_probe_survives_a_failing_bandwidth_measure(tmp_path: Path) -> None:
     m = probe(root=tmp_path, environ={}, nvml=FakeNVML([]), system="Linux", bandwidth=boom)
     assert m.ram_bandwidth_bytes_per_s is None
     assert any("bandwidth" in w for w in m.warnings)
+
+
+def test_python_runtime_versions_come_from_the_dist_info_not_the_slow_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path must find an installed runtime's version by itself: the fallback
+    (importlib.metadata, ~20 ms a call) hid a name-parsing bug ('x-1.0.dist-info')."""
+    import importlib.metadata
+
+    from qwenfit.hardware import probing
+
+    expected = importlib.metadata.version("mlx-lm")
+
+    def slow(dist: str) -> str:
+        raise AssertionError(f"fell back to importlib.metadata for {dist}")
+
+    monkeypatch.setattr(importlib.metadata, "version", slow)
+    assert probing.installed_runtimes(lambda name: None)["mlx"] == expected

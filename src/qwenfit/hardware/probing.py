@@ -9,7 +9,6 @@ modules.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
 import platform
@@ -225,14 +224,17 @@ def _installed_version(module: str, dist: str) -> str | None:
     wanted = re.sub(r"[-_.]+", "_", dist).lower()
     for location in where:
         for info in Path(location).parent.glob("*.dist-info"):
-            if re.sub(r"[-_.]+", "_", info.name.rsplit("-", 1)[0]).lower() != wanted:
+            name = info.name.removesuffix(".dist-info").rsplit("-", 1)[0]  # NAME-VERSION
+            if re.sub(r"[-_.]+", "_", name).lower() != wanted:
                 continue
             for line in (_read(info / "METADATA") or "").splitlines():
                 if line.startswith("Version:"):
                     return line.split(":", 1)[1].strip()
+    from importlib import metadata  # ~15 ms to import: only for layouts the fast path misses
+
     try:  # an install layout without a neighbouring .dist-info: ask the slow way
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
         return None
 
 

@@ -247,14 +247,11 @@ def _tier_rule(
     the higher card score; otherwise as it was (a topological order, ties by position).
     Acyclic: each such constraint goes from a larger tier to a smaller one."""
     n = len(ordered)
+    tiers = [tier(x) for x in ordered]  # each once: the pairs below are n^2
+    cards = [card(x) for x in ordered]
+    strongs = [strong(x) for x in ordered]
     before = [
-        [
-            a
-            for a in range(n)
-            if tier(ordered[a]) > tier(ordered[b])
-            and strong(ordered[a])
-            and card(ordered[a]) > card(ordered[b])
-        ]
+        [a for a in range(n) if tiers[a] > tiers[b] and strongs[a] and cards[a] > cards[b]]
         for b in range(n)
     ]
     waiting = [len(p) for p in before]
