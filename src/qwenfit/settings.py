@@ -281,7 +281,8 @@ _ALL = (
 SETTINGS: dict[str, Setting] = {s.name: s for s in _ALL}
 
 _HARDWARE = ("gpu", "vram", "ram", "ram_bandwidth", "gpu_bandwidth", "machine", "reserve")
-_CONFIG = (
+# The configuration settings every sizing command takes (and the library's keywords for them).
+CONFIG = (
     "runtime",
     "quant",
     "context",
@@ -298,7 +299,7 @@ _CONFIG = (
 COMMANDS: dict[str, tuple[str, ...]] = {
     "probe": _HARDWARE,
     "models": ("family",),
-    "estimate": ("model", "mmproj", *_CONFIG, "nodes", "margin", *_HARDWARE),
+    "estimate": ("model", "mmproj", *CONFIG, "nodes", "margin", *_HARDWARE),
     "sweep": (
         "model",
         "mmproj",
@@ -315,7 +316,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "check": (
         "model",
         "mmproj",
-        *_CONFIG,
+        *CONFIG,
         "allow_offload",
         "nodes",
         "margin",
@@ -324,7 +325,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         *_HARDWARE,
     ),
     "recommend": (
-        *_CONFIG,
+        *CONFIG,
         "task",
         "family",
         "min_speed",
@@ -339,7 +340,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "launch": (
         "model",
         "mmproj",
-        *_CONFIG,
+        *CONFIG,
         "task",
         "family",
         "min_speed",

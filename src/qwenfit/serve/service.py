@@ -34,6 +34,7 @@ from qwenfit.errors import validation_message as describe
 from qwenfit.hardware import Machine
 from qwenfit.settings import (
     COMMANDS,
+    CONFIG,
     MAX_MODELS,
     MAX_SIZE,
     MAX_TEXT,
@@ -244,19 +245,8 @@ def _context(value: int | str | None) -> int | None:
 
 def _config(r: dict[str, Any]) -> dict[str, Any]:
     """The configuration keywords of the library's entry points, from a request's values."""
-    keys = (
-        "runtime",
-        "quant",
-        "kv_cache",
-        "parallel",
-        "ubatch",
-        "flash_attn",
-        "text_only",
-        "mtp",
-        "llama_cpp_build",
-    )
-    out = {k: r[k] for k in keys if k in r}
-    out["context"] = _context(r.get("context"))
+    out = {k: r[k] for k in CONFIG if k in r}
+    out["context"] = _context(r.get("context"))  # "32k" or tokens
     return out
 
 
