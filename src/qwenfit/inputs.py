@@ -239,14 +239,6 @@ def read_json(
     return parse_json(text, what=what, origin=shown(path), error=error)
 
 
-def is_regular(path: Path) -> bool:
-    """Whether `path` is a regular file (no FIFO, device or folder); False on any OS error."""
-    try:
-        return stat.S_ISREG(path.stat().st_mode)
-    except (OSError, ValueError):
-        return False
-
-
 def checked_int(
     value: Any,
     *,

@@ -38,7 +38,6 @@ LLAMACPP_FIT_TARGET_FREE = 1 * GiB
 # draft context's KV for the slot's tokens. The list grows to the cap; checkpoints closer than
 # checkpoint_min_step to an earlier one are evicted only once it is full.
 LLAMACPP_MAX_CHECKPOINTS = 32
-LLAMACPP_CHECKPOINT_MIN_STEP = 8192
 # llama-server --cache-ram (common/common.h: cache_ram_mib = 8192): the prompt cache of finished
 # slots' states (KV + recurrent state + their checkpoints), evicted oldest-first at the limit.
 LLAMACPP_CACHE_RAM = 8192 * MiB

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-# model_type values whose layout is the Qwen3.5 hybrid (Qwen3.6 and Qwen3.8 dense/MoE keep
-# `qwen3_5` / `qwen3_5_moe`; `_text` is the flat text-only form).
-SUPPORTED_MODEL_TYPES = ("qwen3_5", "qwen3_5_moe", "qwen3_5_text", "qwen3_5_moe_text")
 # Releases known to be another architecture, and what makes them so.
 OTHER_ARCHITECTURES = {
     "qwen4_exp": "Qwen3.8-Flash-Next's architecture (sparse attention, hyper-connections, "
