@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 from serve_support import allow_loopback
@@ -117,6 +118,8 @@ def test_ollama_replay(serve: Any, scale: float, verdict: str, code: int) -> Non
     assert result.exit_code in (0, 3)  # a CPU machine lays it out differently: only the shape
     doc = json.loads(result.output)
     assert doc["verify"]["observed"]["runtime"] == "ollama"
+    schema = Path(__file__).resolve().parents[1] / "docs" / "schema" / "verify.schema.json"
+    jsonschema.validate(doc, json.loads(schema.read_text()))  # the v2 envelope, as printed
 
 
 def test_ollama_cli_exit_codes_and_bench(serve: Any) -> None:

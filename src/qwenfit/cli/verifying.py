@@ -61,7 +61,7 @@ def verify(
     be reached. Only this machine's loopback address is contacted.
     """
     from qwenfit.inputs import read_bytes
-    from qwenfit.serve.service import Service
+    from qwenfit.serve.service import Service, document
     from qwenfit.specs import load_specs
     from qwenfit.verify import DEFAULT_URLS, device_bytes, parse, read_runtime, time_generation
     from qwenfit.verify import verify as run_verify
@@ -85,7 +85,7 @@ def verify(
         bench=timed,
     )
     if as_json:
-        emit({"schema_version": 1, "verify": result.model_dump(mode="json")})
+        emit(document("verify", result))
     else:
         click.echo(render(result))
     return ExitCode.DOES_NOT_FIT if result.verdict == "over" else ExitCode.OK

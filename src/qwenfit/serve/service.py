@@ -152,6 +152,7 @@ KEYS = {
     "recommend": "recommend",
     "launch": "launch",
     "fleet": "fleet",
+    "verify": "verify",  # the CLI's only: it reads runtimes on the user's own machine
 }
 
 
@@ -161,6 +162,7 @@ def document_models() -> dict[str, type[BaseModel]]:
     from qwenfit.fleet import FleetResult
     from qwenfit.memory import Estimate, SweepResult
     from qwenfit.recommender import LaunchPlan, RecommendResult
+    from qwenfit.verify import Verification
 
     records: dict[str, Any] = {
         "probe": Machine,
@@ -171,6 +173,7 @@ def document_models() -> dict[str, type[BaseModel]]:
         "recommend": RecommendResult,
         "launch": LaunchPlan,
         "fleet": FleetResult,
+        "verify": Verification,
     }
     return {command: _document_model(command, rec) for command, rec in records.items()}
 

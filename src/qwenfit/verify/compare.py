@@ -44,7 +44,6 @@ class Verification(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: int = 1
     observed: Observed
     estimate: Estimate
     rows: list[Row]
