@@ -1,10 +1,9 @@
-"""The `qwenfit` commands: each turns its options into one library call and prints the result.
+"""The `qwenfit` commands: each turns its options into its command's request, asks the handler
+every face asks (`serve.service.Service.record`), and prints the record.
 
 Options and their types live in `cli.options`; exit codes come from `QwenfitGroup` (a returned
 `ExitCode`, or the error table). Heavy modules are imported inside the commands so that
 `qwenfit --help` and shell completion stay fast.
-
-Over 400 lines because it holds one short function per command, each a single library call.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
-"""What every command shares: option types, option groups, and the error-to-exit-code table.
+"""What every command shares: option types, the click options derived from the one settings
+schema (`qwenfit.settings`), and the request values they make.
 
 Values are parsed by click `ParamType`s, so a bad `--vram` or `--context` fails inside click with
 its usual message and exit 2 before any work starts. Errors raised later by the library reach
-`QwenfitGroup`, the only place that turns an exception or a result into an exit code.
-
-Over 400 lines because it is the one place for every shared option and option type; splitting it
-would scatter the contract.
+`QwenfitGroup`, the only place that turns an exception or a result into an exit code (by
+`errors.ERROR_TABLE`, the table the service answers HTTP statuses from too).
 """
 
 from __future__ import annotations

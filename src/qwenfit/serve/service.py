@@ -5,11 +5,15 @@ names, defaults, bounds and help as the CLI's options, unknown keys refused. The
 same request from its options and calls the same handler as the REST API and the MCP server, so
 `qwenfit estimate ... --json`, `POST /v1/estimate` and the MCP tool `estimate` print one document
 for one question by construction. `document()` is the one JSON envelope
-(`{"schema_version": 2, "<command>": ...}`) and `DOCUMENTS` the records its schemas come from.
+(`{"schema_version": 2, "<command>": ...}`) and `document_models()` the records its schemas
+come from.
 
 Values are parsed by the same `qwenfit.units` functions on every face, so a bad value raises the
-library's one-line `UsageError`. `failure` is the one table from an exception to an HTTP status
-and the exit code the CLI gives.
+library's one-line `UsageError`. `failure` answers an exception with the HTTP status and exit
+code of `errors.ERROR_TABLE`.
+
+Over 400 lines because the request models, the one machine construction and one handler per
+command live together: the handlers are the contract every face shares.
 
 Model references: the CLI reads any local file (and the Hub with `--online`); the service reads
 only the spec table's names, or with `allow_dir` paths *below* that folder (resolved, symlinks
