@@ -97,9 +97,14 @@ def test_sigint_during_start_up_is_one_line_and_130() -> None:
             text=True,
             env=env,
         )
-        time.sleep(delay)
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=30)
+        try:
+            time.sleep(delay)
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=30)
+        finally:  # a server that missed the signal must not outlive the test
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         assert p.returncode == 130, err
         assert err.strip().splitlines()[-1] == "Error: interrupted"
         assert "Traceback" not in err
