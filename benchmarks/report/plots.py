@@ -114,18 +114,10 @@ def speed(rows: list[dict[str, Any]], path: Path) -> Path:
 
 def realworld(rows: list[dict[str, Any]], path: Path) -> Path:
     """Signed error % per record, one column per quantity (symlog y)."""
+    from report.realworld import quantities as measured_quantities
+
     plt = _plt()
-    quantities = [
-        "kv",
-        "state",
-        "compute",
-        "host_weights",
-        "card_used",
-        "ollama_total",
-        "decode",
-        "prefill",
-        "aggregate",
-    ]
+    quantities = measured_quantities()
     fig, ax = plt.subplots(figsize=(9, 4))
     for i, q in enumerate(quantities):
         errs = [v["error"] for r in rows if (v := r["values"].get(q)) and v["error"] is not None]

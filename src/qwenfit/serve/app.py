@@ -25,17 +25,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qwenfit.errors import QwenfitError, validation_message
 from qwenfit.inputs import json_depth_ok
-from qwenfit.serve.service import (
-    Failure,
-    Service,
-    one_line,
-    request_model,
-)
+from qwenfit.serve.service import Failure, Service, document, one_line, request_model
+from qwenfit.serve.service import Request as Question
 from qwenfit.settings import COMMANDS
 
 PAGE = Path(__file__).parent / "page"
@@ -123,8 +119,8 @@ def route(service: Service, command: str) -> Callable[..., dict[str, Any]]:
     OpenAPI document shows it), and the service answers as on every other face."""
     model = request_model(command)
 
-    def handler(req: BaseModel) -> dict[str, Any]:
-        return service.answer(command, dict(req))
+    def handler(req: Question) -> dict[str, Any]:
+        return document(command, service.handle(command, req))
 
     handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter("req", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model)],

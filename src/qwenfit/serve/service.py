@@ -383,7 +383,11 @@ class Service:
         """`command`'s answer as a record, for `values` checked against its request model."""
         if command not in COMMANDS:
             raise UsageError(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
-        request = parse_request(command, values)
+        return self.handle(command, parse_request(command, values))
+
+    def handle(self, command: str, request: Request) -> Any:
+        """`command`'s answer for a request already validated by its request model (the REST
+        routes receive one from FastAPI: no second validation)."""
         handler = getattr(self, command)
         return handler(dict(request))
 
