@@ -85,3 +85,14 @@ def test_real_probe_agrees_with_the_kernel() -> None:
     assert abs(m.ram_available_bytes - meminfo["MemAvailable"]) < 512 * MiB
     assert m.cpu_logical == os.cpu_count()
     assert 0 < m.ram_usable_bytes <= m.ram_available_bytes
+
+
+def test_catalog_aliases_name_the_same_part_and_never_collide() -> None:
+    """'Strix Halo' and 'GB10' are what people call these platforms; every name and alias
+    points at one catalog row."""
+    from qwenfit.hardware.catalog import catalog_gpus, gpu_catalog
+
+    assert catalog_gpus("Strix Halo", 128 * 10**9)[0].name == "Ryzen AI Max+ 395"
+    assert catalog_gpus("GB10", 128 * 10**9)[0].name == "DGX Spark"
+    names = [n.lower() for g in gpu_catalog().gpus for n in (g.name, *g.aliases)]
+    assert len(names) == len(set(names))

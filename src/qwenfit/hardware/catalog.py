@@ -42,6 +42,10 @@ class CatalogGPU(BaseModel):
         "(Apple's follows Metal, `apple_gpu_share`).",
     )
     gpu_share_source: str | None = None
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="Other names people use for the part (a platform name, the GPU's own).",
+    )
 
 
 class GPUCatalog(BaseModel):
@@ -107,8 +111,8 @@ def catalog_gpus(spec: str, ram_total: int = 0) -> list[GPU]:
 
 @functools.cache
 def catalog_index() -> dict[str, CatalogGPU]:
-    """The catalog by normalised name, built once per process."""
-    return {_key(g.name): g for g in gpu_catalog().gpus}
+    """The catalog by normalised name and alias, built once per process."""
+    return {_key(n): g for g in gpu_catalog().gpus for n in (g.name, *g.aliases)}
 
 
 def _lookup(name: str) -> CatalogGPU:
