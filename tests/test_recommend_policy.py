@@ -141,6 +141,56 @@ def test_a_larger_tier_with_a_higher_card_score_comes_first(
     _assert_tier_rule(r, table)
 
 
+def _assert_precision_rule(r: RecommendResult) -> None:
+    fast = [p for p in r.recommendations if p.meets_speed_floor]
+    for i, a in enumerate(fast):
+        for b in fast[i + 1 :]:
+            # the settled context may move a pick to a q8_0 KV cache (0.07 % of its score)
+            better = b.quality_score - a.quality_score >= policy.PRECISION_TIE + 0.1
+            assert not (a.model == b.model and better), (
+                f"{b.model} {b.quant} ({b.quality_score}) should come before {a.quant} "
+                f"({a.quality_score})"
+            )
+
+
+@pytest.mark.parametrize("task", ["chat", "agent", "code"])
+@pytest.mark.parametrize("vram", [12, 24, 48])
+@pytest.mark.parametrize("prefer", ["quality", "speed"])
+def test_a_better_precision_of_one_model_is_not_tied_by_card_noise(
+    table: SpecTable, task: str, vram: int, prefer: policy.Prefer
+) -> None:
+    m = make_machine(vram, 128)
+    r = recommend(m, runtime="llama.cpp", task=task, limit=200, prefer=prefer, table=table)
+    _assert_precision_rule(r)
+
+
+def test_precision_ties_are_narrower_than_card_noise() -> None:
+    # (model, quality, speed): one model at three precisions and another model, all within
+    # the 4.73-point agent band of each other
+    items = [("m", 79.5, 100.0), ("m", 77.2, 110.0), ("m", 79.9, 105.0), ("n", 76.0, 200.0)]
+    order = policy.rank(
+        items,
+        quality=lambda c: c[1],
+        speed=lambda c: c[2],
+        tiebreak=lambda c: (-c[2],),
+        floor=10,
+        threshold=4.73,
+        model=lambda c: c[0],
+    )
+    # another model inside the band still wins on speed; within one model, 77.2 is more than
+    # a point below 79.5 and 79.9, and 79.9 vs 79.5 is a tie the faster one wins
+    assert order == [items[3], items[2], items[0], items[1]]
+    unruled = policy.rank(
+        items,
+        quality=lambda c: c[1],
+        speed=lambda c: c[2],
+        tiebreak=lambda c: (-c[2],),
+        floor=10,
+        threshold=4.73,
+    )
+    assert unruled[1] == items[1]
+
+
 def test_noise_ties_stay_within_a_tier_unless_speed_is_preferred(table: SpecTable) -> None:
     # 12-16 GB and code: the 9B at 4 bits, not the 4B at 8 bits (LiveCodeBench 65.6 vs 55.8)
     m = make_machine(16, 32, bandwidth_gb_s=288)

@@ -405,6 +405,7 @@ def _rank(
         tier=lambda c: policy.tier(c.spec),
         card=card,
         strong=lambda c: policy.strong_enough(c.est.quant, c.est.kv_cache),
+        model=lambda c: c.spec.name,
         prefer=prefer,
     )
 
