@@ -277,6 +277,33 @@ def test_the_pick_keeps_the_cards_context_when_it_fits(vram: int, task: str, run
         assert not at_card.fits or "floor" in p.gave_up[0] or "users" in p.gave_up[0]
 
 
+def test_a_pick_below_the_floor_keeps_its_context_and_is_quoted_at_it(table: SpecTable) -> None:
+    # a CPU box where the better models run below 10 tokens/s: growing their context to the
+    # cards' 128k would only make them slower (the 2B read 9 tokens/s at 32k and was quoted
+    # at 5, at 128k, with "--min-speed 4 would take it" where 9 would)
+    m = make_machine(None, 16, ram_gb_s=20)
+    r = recommend(m, runtime="llama.cpp", limit=60, table=table)
+    slow = [p for p in r.recommendations if not p.meets_speed_floor]
+    assert slow, "the panel needs a pick below the floor"
+    for p in slow:
+        assert p.context == policy.THINKING_CONTEXT, (p.model, p.quant, p.context)
+        assert "below the 10 tokens/s floor already" in p.gave_up[0]
+    assert r.why_not_bigger is not None
+    quoted = re.search(r"runs about (\d+) tokens/s", r.why_not_bigger)
+    assert quoted is not None
+    named = re.search(r"Qwen3\.5-(\S+) (\S+) scores", r.why_not_bigger)
+    assert named is not None
+    at = check(
+        f"qwen3.5-{named[1].lower()}",
+        m,
+        runtime="llama.cpp",
+        quant=named[2],
+        context=policy.THINKING_CONTEXT,
+    )
+    assert at.estimate.tokens_per_second is not None
+    assert int(quoted[1]) == round(at.estimate.tokens_per_second)
+
+
 def test_a_user_context_is_kept(table: SpecTable) -> None:
     r = recommend(make_machine(80, 256), runtime="vllm", context=32768, table=table)
     assert all(p.context == 32768 for p in r.recommendations)
