@@ -433,3 +433,15 @@ def test_mlx_uses_the_task_preset_and_says_what_to_send(table: SpecTable) -> Non
         else:  # mlx_vlm.server takes sampling per request only
             assert f"temperature={temp}" in said
         assert "presence_penalty=" in said
+
+
+def test_a_score_borrowed_from_chat_says_so(table: SpecTable) -> None:
+    # the 0.8B's card has no LiveCodeBench: its code pick is ranked on its chat score, and the
+    # answer must not call that a code score
+    spec = table.get("qwen3.5-0.8b")
+    assert not task_score(spec, "code")[0]
+    r = recommend(make_machine(None, 16, ram_gb_s=20), task="code", models=["0.8b"], table=table)
+    line = r.recommendations[0].reasons[0]
+    assert line.startswith("chat score") and "reports none of the code benchmarks" in line
+    r = recommend(make_machine(None, 16, ram_gb_s=20), task="code", models=["9b"], table=table)
+    assert r.recommendations[0].reasons[0].startswith("code score")

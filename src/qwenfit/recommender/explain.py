@@ -263,10 +263,13 @@ def reasons(c: Candidate, search: Search, loss: Loss) -> list[str]:
             f"{e.ram_bytes / GiB:.1f} GiB of RAM{caches} of "
             f"{c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
         )
-    out = [
-        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks{lossy})",
-        "; ".join(need),
-    ]
+    scored = (
+        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks"
+        if c.has_task
+        else f"chat score {c.quality:.1f} ({c.spec.display_name}'s card reports none of the "
+        f"{search.task} benchmarks"
+    )
+    out = [f"{scored}{lossy})", "; ".join(need)]
     if c.speed is not None:
         how = (
             "memory-bandwidth estimate"
