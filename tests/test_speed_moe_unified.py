@@ -113,3 +113,26 @@ def test_apple_per_core_flops_meet_the_prefill_fit() -> None:
         )
         rate = speed.prefill_rate(e, machine, load_specs(), m.prompt_tokens or 512)
         assert rate is not None and abs(rate / m.tokens_per_s - 1) < 0.1, (m.model, rate)
+
+
+def test_every_apple_chip_uses_the_one_fitted_per_core_rate() -> None:
+    """The Apple rows of data/gpus.json are cores x the per-core rate their source states (one
+    rate for every chip, refitted when the prefill fit moves)."""
+    import json
+    import re
+
+    from qwenfit.datafiles import data_text
+
+    rows = [
+        g
+        for g in json.loads(data_text("gpus.json"))["gpus"]
+        if "TFLOPS per core" in (g.get("flops_source") or "")
+    ]
+    rates = set()
+    for g in rows:
+        found = re.search(r"(\d+) GPU cores.* x ([\d.]+) TFLOPS per core", g["flops_source"])
+        assert found, g["name"]
+        cores, rate = int(found[1]), float(found[2])
+        rates.add(rate)
+        assert g["fp16_tensor_tflops"] == pytest.approx(cores * rate, abs=0.05), g["name"]
+    assert len(rows) >= 16 and len(rates) == 1

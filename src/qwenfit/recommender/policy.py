@@ -186,6 +186,13 @@ def lacks_bf16(machine: Machine) -> bool:
 
 Prefer = Literal["quality", "speed"]
 
+# Two precisions of one model share one card score, so the benchmarks' noise cannot tie them:
+# they differ only by the measured cost of the precision. They tie (and the faster wins) when
+# those costs differ by less than one score point, the resolution of the finest measurement
+# the loss table holds for this family (0.8 points on Unsloth's 750-prompt suite, whose own
+# standard error is about 1.8 points). A product choice, stated in docs/recommending.md.
+PRECISION_TIE = 1.0
+
 C = TypeVar("C")
 
 
@@ -200,6 +207,7 @@ def rank(
     tier: Callable[[C], int] | None = None,
     card: Callable[[C], float] | None = None,
     strong: Callable[[C], bool] | None = None,
+    model: Callable[[C], str] | None = None,
     prefer: Prefer = "quality",
 ) -> list[C]:
     """Order `items` by the policy of this module.
@@ -208,7 +216,9 @@ def rank(
     throughput, negative speed, negative headroom, name). Tie groups are formed greedily: the
     best remaining score and everything within `threshold` of it, of the same `tier` unless
     `prefer` is "speed". With `tier`, `card` and `strong` the tier rule then moves every
-    strong larger-tier candidate with the higher card score ahead of the smaller one.
+    strong larger-tier candidate with the higher card score ahead of the smaller one; with
+    `model`, a precision of a model that scores `PRECISION_TIE` or more above another of the
+    same model goes ahead of it.
     """
     fast: list[C] = []
     slow: list[C] = []
@@ -227,9 +237,7 @@ def rank(
         ]
         ordered += sorted(tied, key=tiebreak)
         rest = [c for c in rest if not any(c is t for t in tied)]
-    if by_tier and card is not None and strong is not None:
-        assert tier is not None
-        ordered = _tier_rule(ordered, tier, card, strong)
+    ordered = _ahead(ordered, _rules(ordered, quality, tier, card, strong, model, by_tier))
     ordered += sorted(
         slow,
         key=lambda c: (speed(c) is None, -(speed(c) or 0.0), -quality(c), tiebreak(c)),
@@ -237,23 +245,43 @@ def rank(
     return ordered
 
 
-def _tier_rule(
+Rule = Callable[[int, int], bool]
+
+
+def _rules(
     ordered: list[C],
-    tier: Callable[[C], int],
-    card: Callable[[C], float],
-    strong: Callable[[C], bool],
-) -> list[C]:
-    """`ordered`, with every a ahead of every b where a is strong, of a larger tier and has
-    the higher card score; otherwise as it was (a topological order, ties by position).
-    Acyclic: each such constraint goes from a larger tier to a smaller one."""
+    quality: Callable[[C], float],
+    tier: Callable[[C], int] | None,
+    card: Callable[[C], float] | None,
+    strong: Callable[[C], bool] | None,
+    model: Callable[[C], str] | None,
+    by_tier: bool,
+) -> list[Rule]:
+    """Which of `ordered` (by index) must go ahead of which. The tier rule: a is strong, of a
+    larger tier and has the higher card score (an edge to a smaller tier). The precision rule:
+    the same model, `PRECISION_TIE` points or more better (an edge that keeps the tier and
+    lowers the score). Together they cannot form a cycle. Each key is computed once: the pairs
+    are n^2."""
+    rules: list[Rule] = []
+    if by_tier and tier is not None and card is not None and strong is not None:
+        tiers = [tier(x) for x in ordered]
+        cards = [card(x) for x in ordered]
+        strongs = [strong(x) for x in ordered]
+        rules.append(lambda a, b: tiers[a] > tiers[b] and strongs[a] and cards[a] > cards[b])
+    if model is not None:
+        models = [model(x) for x in ordered]
+        scores = [quality(x) for x in ordered]
+        rules.append(lambda a, b: models[a] == models[b] and scores[a] - scores[b] >= PRECISION_TIE)
+    return rules
+
+
+def _ahead(ordered: list[C], rules: list[Rule]) -> list[C]:
+    """`ordered`, with every a ahead of every b for which a rule says so; otherwise as it was
+    (a topological order, ties by position)."""
+    if not rules:
+        return ordered
     n = len(ordered)
-    tiers = [tier(x) for x in ordered]  # each once: the pairs below are n^2
-    cards = [card(x) for x in ordered]
-    strongs = [strong(x) for x in ordered]
-    before = [
-        [a for a in range(n) if tiers[a] > tiers[b] and strongs[a] and cards[a] > cards[b]]
-        for b in range(n)
-    ]
+    before = [[a for a in range(n) if a != b and any(r(a, b) for r in rules)] for b in range(n)]
     waiting = [len(p) for p in before]
     after: list[list[int]] = [[] for _ in range(n)]
     for b, preds in enumerate(before):
