@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import pytest
 from conftest import make_machine
@@ -167,28 +168,29 @@ def test_a_better_precision_of_one_model_is_not_tied_by_card_noise(
 def test_precision_ties_are_narrower_than_card_noise() -> None:
     # (model, quality, speed): one model at three precisions and another model, all within
     # the 4.73-point agent band of each other
-    items = [("m", 79.5, 100.0), ("m", 77.2, 110.0), ("m", 79.9, 105.0), ("n", 76.0, 200.0)]
-    order = policy.rank(
-        items,
-        quality=lambda c: c[1],
-        speed=lambda c: c[2],
-        tiebreak=lambda c: (-c[2],),
-        floor=10,
-        threshold=4.73,
-        model=lambda c: c[0],
-    )
+    Item = tuple[str, float, float]
+    items: list[Item] = [
+        ("m", 79.5, 100.0),
+        ("m", 77.2, 110.0),
+        ("m", 79.9, 105.0),
+        ("n", 76.0, 200.0),
+    ]
+
+    def ranked(**rules: Callable[[Item], str]) -> list[Item]:
+        return policy.rank(
+            items,
+            quality=lambda c: c[1],
+            speed=lambda c: c[2],
+            tiebreak=lambda c: (-c[2],),
+            floor=10,
+            threshold=4.73,
+            **rules,
+        )
+
     # another model inside the band still wins on speed; within one model, 77.2 is more than
     # a point below 79.5 and 79.9, and 79.9 vs 79.5 is a tie the faster one wins
-    assert order == [items[3], items[2], items[0], items[1]]
-    unruled = policy.rank(
-        items,
-        quality=lambda c: c[1],
-        speed=lambda c: c[2],
-        tiebreak=lambda c: (-c[2],),
-        floor=10,
-        threshold=4.73,
-    )
-    assert unruled[1] == items[1]
+    assert ranked(model=lambda c: c[0]) == [items[3], items[2], items[0], items[1]]
+    assert ranked()[1] == items[1]  # without the rule, card noise ties them all
 
 
 def test_noise_ties_stay_within_a_tier_unless_speed_is_preferred(table: SpecTable) -> None:
