@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 from conftest import make_machine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qwenfit import estimate
 from qwenfit.fit.preflight import check
 from qwenfit.fit.verdict import check_fit
 from qwenfit.launch.commands import launch_command
-from qwenfit.memory.layout import valid_tensor_parallel
+from qwenfit.memory.layout import smallest_within, valid_tensor_parallel
 from qwenfit.memory.llamacpp import groups, layer_segments
 from qwenfit.recommender.ranking import recommend
 from qwenfit.specs.table import SpecTable
@@ -149,3 +151,40 @@ def test_recommend_prefers_whole_gpu_and_offloads_only_when_needed_or_asked() ->
         r.placement in ("offload", "cpu") for r in tiny.recommendations
     )
     assert any("RAM" in n for n in tiny.notes + tiny.warnings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lo=st.integers(0, 8),
+    span=st.integers(0, 80),
+    steps=st.lists(st.integers(0, 5 * GiB), min_size=81, max_size=81),
+    start=st.integers(-GiB, 200 * GiB),
+)
+def test_smallest_finds_what_a_scan_finds(lo: int, span: int, steps: list[int], start: int) -> None:
+    """The offload planners' search (interpolated first guess, then bisection) returns the
+    smallest n whose bytes over budget are <= 0, for any non-increasing curve, and never
+    looks outside [lo, hi]."""
+    hi = lo + span
+    seen: list[int] = []
+
+    def over(n: int) -> int:
+        assert lo <= n <= hi
+        seen.append(n)
+        return start - sum(steps[: n - lo])
+
+    want = next((n for n in range(lo, hi + 1) if over(n) <= 0), None)
+    seen.clear()
+    assert smallest_within(lo, hi, over) == want
+
+
+def test_smallest_needs_few_estimates_when_each_layer_frees_the_same() -> None:
+    # 48 layers, each moving 1 GiB of experts off the GPU, 20.5 GiB too much at the start:
+    # the answer (21) in 4 estimates where a bisection takes 7
+    seen: list[int] = []
+
+    def over(n: int) -> int:
+        seen.append(n)
+        return int(20.5 * GiB) - n * GiB
+
+    assert smallest_within(1, 48, over) == 21
+    assert len(seen) <= 4

@@ -10,6 +10,7 @@ by how much the returned layout misses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from qwenfit.adapters import LLAMACPP, adapter
@@ -121,14 +122,35 @@ def _proportional(total: int, weights: list[int]) -> list[int]:
     return counts
 
 
-def _smallest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
-    """Smallest n in [lo, hi] with ok(n), for a monotone ok; None if none."""
-    if not ok(hi):
+def smallest_within(lo: int, hi: int, over: Callable[[int], int]) -> int | None:
+    """Smallest n in [lo, hi] with over(n) <= 0, for a non-increasing `over` (bytes over the
+    budget); None if none.
+
+    Each call of `over` is a whole estimate. Moving one more layer (or its experts) off the
+    GPU frees about the same bytes each time, so the first guess interpolates between the two
+    ends and is usually right or one off; bisection narrows whatever is left. The answer is
+    the one a plain bisection finds."""
+    o_hi = over(hi)
+    if o_hi > 0:
         return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid + 1, hi)
-    return lo
+    o_lo = over(lo)
+    if o_lo <= 0:
+        return lo
+    bad, good = lo, hi  # over(bad) > 0 >= over(good)
+    guess = min(max(lo + math.ceil((hi - lo) * o_lo / (o_lo - o_hi)), lo + 1), hi - 1)
+    for n in (guess, guess - 1, guess + 1):
+        if bad < n < good:
+            if over(n) <= 0:
+                good = n
+            else:
+                bad = n
+    while good - bad > 1:
+        mid = (bad + good) // 2
+        if over(mid) <= 0:
+            good = mid
+        else:
+            bad = mid
+    return good
 
 
 def plan_llamacpp(
@@ -165,22 +187,24 @@ def plan_llamacpp(
     if not allow_offload:
         return base
 
-    def gpu_ok(layout: Layout) -> bool:
-        return shortfall(measure(layout), machine, margin)[0] == 0
+    def gpu_over(layout: Layout) -> int:
+        """Bytes over budget on the fullest GPU (<= 0: the GPUs hold it)."""
+        *gpus, _ = shortfall_by_pool(measure(layout), machine, margin)
+        return max(gpus, default=0)
 
     if expert_offload and spec.is_moe:
-        k = _smallest(
+        k = smallest_within(
             1,
             n_layer,
-            lambda k: gpu_ok(base.model_copy(update={"kind": "offload", "cpu_moe_layers": k})),
+            lambda k: gpu_over(base.model_copy(update={"kind": "offload", "cpu_moe_layers": k})),
         )
         if k is not None:
             layout = base.model_copy(update={"kind": "offload", "cpu_moe_layers": k})
             if _fits(measure(layout), machine, margin):
                 return layout
     single = Layout(kind="offload", devices=[best.index])
-    fewest_cpu = _smallest(
-        1, n_layer, lambda c: gpu_ok(single.model_copy(update={"gpu_layers": n_layer + 1 - c}))
+    fewest_cpu = smallest_within(
+        1, n_layer, lambda c: gpu_over(single.model_copy(update={"gpu_layers": n_layer + 1 - c}))
     )
     if fewest_cpu is not None:
         layout = single.model_copy(update={"gpu_layers": n_layer + 1 - fewest_cpu})
