@@ -96,8 +96,9 @@ def _benchmark_sizes() -> dict[str, int]:
 
 
 @functools.cache
-def tie_threshold(task: str) -> float:
-    """Score points (0-100 scale) below which two task scores are a tie.
+def tie_threshold(task: str, names: tuple[str, ...] = ()) -> float:
+    """Score points (0-100 scale) below which two task scores are a tie, for scores averaged
+    over `names` (default: the task's benchmarks).
 
     Miller 2024 (arXiv:2411.00640): SE of a score on n independent questions is sqrt(p(1-p)/n);
     at p = 0.5, averaged over the task's k benchmarks, SE = sqrt(sum 0.25/n_i) / k. Two
@@ -105,7 +106,7 @@ def tie_threshold(task: str) -> float:
     """
     sizes = _benchmark_sizes()
     smallest = min(sizes.values())
-    names = TASK_BENCHMARKS[task]
+    names = names or TASK_BENCHMARKS[task]
     var = sum(0.25 / sizes.get(b, smallest) for b in names) / len(names) ** 2
     return round(100 * 1.96 * math.sqrt(2) * math.sqrt(var), 2)
 
@@ -201,6 +202,7 @@ def rank(
     card: Callable[[C], float] | None = None,
     strong: Callable[[C], bool] | None = None,
     prefer: Prefer = "quality",
+    comparable: Callable[[C], bool] | None = None,
 ) -> list[C]:
     """Order `items` by the policy of this module.
 
@@ -208,8 +210,36 @@ def rank(
     throughput, negative speed, negative headroom, name). Tie groups are formed greedily: the
     best remaining score and everything within `threshold` of it, of the same `tier` unless
     `prefer` is "speed". With `tier`, `card` and `strong` the tier rule then moves every
-    strong larger-tier candidate with the higher card score ahead of the smaller one.
+    strong larger-tier candidate with the higher card score ahead of the smaller one. With
+    `comparable`, candidates it rejects (no score on the task's benchmarks) follow every fast
+    one it accepts, ranked the same way among themselves.
     """
+
+    def slow_key(c: C) -> tuple[object, ...]:
+        return (speed(c) is None, -(speed(c) or 0.0), -quality(c), tiebreak(c))
+
+    def is_fast(c: C) -> bool:
+        s = speed(c)
+        return s is not None and s >= floor
+
+    if comparable is not None and 0 < sum(map(comparable, items)) < len(items):
+        parts = [
+            rank(
+                [c for c in items if comparable(c) == want],
+                quality=quality,
+                speed=speed,
+                tiebreak=tiebreak,
+                floor=floor,
+                threshold=threshold,
+                tier=tier,
+                card=card,
+                strong=strong,
+                prefer=prefer,
+            )
+            for want in (True, False)
+        ]
+        fast_first = [c for part in parts for c in part if is_fast(c)]
+        return fast_first + sorted((c for p in parts for c in p if not is_fast(c)), key=slow_key)
     fast: list[C] = []
     slow: list[C] = []
     for c in items:
@@ -230,11 +260,7 @@ def rank(
     if by_tier and card is not None and strong is not None:
         assert tier is not None
         ordered = _tier_rule(ordered, tier, card, strong)
-    ordered += sorted(
-        slow,
-        key=lambda c: (speed(c) is None, -(speed(c) or 0.0), -quality(c), tiebreak(c)),
-    )
-    return ordered
+    return ordered + sorted(slow, key=slow_key)
 
 
 def _tier_rule(
