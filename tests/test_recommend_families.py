@@ -116,6 +116,18 @@ def test_the_output_states_the_gap(table: SpecTable) -> None:
     assert "Qwen3.8-27B" in agent  # no card table in the data
 
 
+@pytest.mark.parametrize(
+    ("gpu", "ram"),
+    [("RTX 3060", "32GB"), ("RTX 4090", "64GB"), ("RTX 5090", "64GB"), ("H100", "256GB")],
+)
+def test_a_model_without_agent_scores_is_never_offered_as_better(
+    table: SpecTable, gpu: str, ram: str
+) -> None:
+    r = recommend(with_overrides(None, gpu=gpu, ram=ram), family="all", task="agent", table=table)
+    assert r.recommendations[0].model.startswith("qwen3.5-")
+    assert "Qwen3.6" not in (r.why_not_bigger or "") and "Qwen3.8" not in (r.why_not_bigger or "")
+
+
 @pytest.mark.parametrize("task", ["chat", "code", "vision"])
 def test_family_all_prefers_a_newer_release_where_its_card_wins(
     table: SpecTable, task: str
@@ -125,3 +137,12 @@ def test_family_all_prefers_a_newer_release_where_its_card_wins(
     m = with_overrides(None, gpu="RTX 5090", ram="64GB")
     pick = recommend(m, family="all", task=task, limit=1, table=table).recommendations[0]
     assert pick.model == "qwen3.6-35b-a3b"
+
+
+def test_only_models_the_runtime_loads_narrow_the_benchmarks(table: SpecTable) -> None:
+    # no MLX checkpoint of the Qwen3.6 rows: on MLX the Qwen3.5 rows keep all eight chat benchmarks
+    mac = with_overrides(None, gpu="M4 Max", ram="128GB")
+    r = recommend(mac, family="all", runtime="mlx", limit=1, table=table)
+    assert not any("left out" in n for n in r.notes)
+    lcpp = recommend(mac, family="all", runtime="llama.cpp", limit=1, table=table)
+    assert any("left out" in n for n in lcpp.notes)

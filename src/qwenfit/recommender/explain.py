@@ -74,14 +74,16 @@ def why_not_bigger(
     what it lacks and what would fit it at `context` (default: the pick's)."""
     context = context or pick.est.context
     better = pick.quality + threshold
-    _, pick_card = search.score(pick.spec)
+    pick_has, pick_card = search.score(pick.spec)
 
     def beats(spec: ModelSpec, quant: str, quality: float) -> bool:
         if spec.name == pick.spec.name:
             return False
+        has, card = search.score(spec)
+        if pick_has and not has:  # no score on the task's benchmarks: not comparable
+            return False
         if quality > better:
             return True
-        has, card = search.score(spec)
         return (
             tiered
             and has

@@ -263,7 +263,9 @@ def recommend(
         k for k in adapter(rt).search_kv_types if k in table.runtimes[rt].kv_cache_types
     ) or (runtimes.check_kv_cache(table, rt, None),)
     search = Search(table, machine, rt, task, options, chosen, kv_types, q)
-    compared = [m for m in table.models if m.name in chosen]
+    compared = [  # the models this runtime can load: their cards set the benchmarks compared
+        m for m in table.models if m.name in chosen and runtimes.loadable_precisions(table, m, rt)
+    ]
     search.benchmarks = shared_benchmarks(compared, task)
     search.moe_offload = True
     if rt == VLLM and q is None:
