@@ -131,3 +131,34 @@ def test_no_home_at_all_still_checks_and_resolves(
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "--online" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+_INTERRUPT_WHILE_IMPORTING = """
+import os, signal, sys
+from importlib.abc import MetaPathFinder
+
+class Interrupt(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "qwenfit.cli.commands":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["qwenfit", "models"]
+from qwenfit.console import run
+run()
+"""
+
+
+def test_sigint_while_the_command_line_imports_is_one_line_and_130() -> None:
+    """The Ctrl-C lands while the CLI's modules load (deterministically: a finder sends it when
+    `qwenfit.cli.commands` is looked up), before click's handler exists."""
+    p = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_WHILE_IMPORTING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 130, p.stderr
+    assert p.stderr == "Error: interrupted\n"
+    assert p.stdout == ""

@@ -72,9 +72,10 @@ GRAPH = {name: imports_of(path) - {name} for name, path in MODULES.items()}
 
 
 def stage(module: str) -> int:
-    """Rank of a module's stage: -1 for the foundation, len(STAGES) for the facade."""
+    """Rank of a module's stage: -1 for the foundation, len(STAGES) for the facade (the
+    package, `python -m qwenfit` and the console script)."""
     parts = module.split(".")
-    if module in ("qwenfit", "qwenfit.__main__"):
+    if module in ("qwenfit", "qwenfit.__main__", "qwenfit.console"):
         return len(STAGES)
     if parts[1] in FOUNDATION:
         return -1

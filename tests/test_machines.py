@@ -11,6 +11,7 @@ from conftest import make_machine
 from qwenfit import estimate
 from qwenfit.errors import UsageError
 from qwenfit.hardware.catalog import catalog_gpus, gpu_catalog, with_overrides
+from qwenfit.hardware.machine import Machine
 from qwenfit.hardware.probing import probe
 from qwenfit.recommender.ranking import recommend
 from qwenfit.specs.table import SpecTable
@@ -46,6 +47,34 @@ def test_apple_chip_shares_the_ram() -> None:
     assert with_overrides(None, gpu="M4 Pro", ram="24GiB").gpus[0].memory_total_bytes == 16 * GiB
     with pytest.raises(UsageError, match="one per machine"):
         catalog_gpus("2x M3 Max", 64 * GiB)
+
+
+def _probed(*gpus: str) -> Machine:
+    """A machine as the probe returns it: 16 GiB of RAM and these catalog GPUs."""
+    m = make_machine(None, 16).model_copy(update={"source": "probe"})
+    return m.model_copy(update={"gpus": [g for n in gpus for g in catalog_gpus(n, 16 * GiB)]})
+
+
+def test_a_unified_device_named_elsewhere_brings_its_own_memory_or_asks_for_it() -> None:
+    # DGX Spark and Jetson AGX Thor are sold with 128 GB: planning for one from a 16 GiB
+    # laptop used the laptop's RAM (a 12 GiB "GPU")
+    for name in ("DGX Spark", "Jetson AGX Thor"):
+        m = with_overrides(_probed(), gpu=name)
+        assert m.ram_total_bytes == 128 * GiB and m.gpus[0].memory_total_bytes == 96 * GiB
+        assert m.source == "hypothetical"
+    # an Apple chip or Strix Halo comes in several sizes: say so rather than plan for 16 GiB
+    for name in ("M4 Max", "Strix Halo"):
+        with pytest.raises(UsageError, match=r"give the .* memory with --ram"):
+            with_overrides(_probed(), gpu=name)
+        assert with_overrides(_probed(), gpu=name, ram="128GB").ram_total_bytes == 128 * GB
+    # on the machine itself (the probe found a unified GPU) its own RAM is the right one
+    mac = _probed("M4 Max")
+    assert with_overrides(mac, gpu="M4 Max").ram_total_bytes == 16 * GiB
+    # a machine file describes the machine: its RAM stays
+    filed = _probed().model_copy(update={"source": "file"})
+    assert with_overrides(filed, gpu="M4 Max").ram_total_bytes == 16 * GiB
+    # a discrete GPU keeps the probed RAM
+    assert with_overrides(_probed(), gpu="RTX 4090").ram_total_bytes == 16 * GiB
 
 
 def test_unknown_gpu_suggests_a_name() -> None:

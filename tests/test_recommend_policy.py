@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import pytest
 from conftest import make_machine
@@ -141,6 +142,57 @@ def test_a_larger_tier_with_a_higher_card_score_comes_first(
     _assert_tier_rule(r, table)
 
 
+def _assert_precision_rule(r: RecommendResult) -> None:
+    fast = [p for p in r.recommendations if p.meets_speed_floor]
+    for i, a in enumerate(fast):
+        for b in fast[i + 1 :]:
+            # the settled context may move a pick to a q8_0 KV cache (0.07 % of its score)
+            better = b.quality_score - a.quality_score >= policy.PRECISION_TIE + 0.1
+            assert not (a.model == b.model and better), (
+                f"{b.model} {b.quant} ({b.quality_score}) should come before {a.quant} "
+                f"({a.quality_score})"
+            )
+
+
+@pytest.mark.parametrize("task", ["chat", "agent", "code"])
+@pytest.mark.parametrize("vram", [12, 24, 48])
+@pytest.mark.parametrize("prefer", ["quality", "speed"])
+def test_a_better_precision_of_one_model_is_not_tied_by_card_noise(
+    table: SpecTable, task: str, vram: int, prefer: policy.Prefer
+) -> None:
+    m = make_machine(vram, 128)
+    r = recommend(m, runtime="llama.cpp", task=task, limit=200, prefer=prefer, table=table)
+    _assert_precision_rule(r)
+
+
+def test_precision_ties_are_narrower_than_card_noise() -> None:
+    # (model, quality, speed): one model at three precisions and another model, all within
+    # the 4.73-point agent band of each other
+    Item = tuple[str, float, float]
+    items: list[Item] = [
+        ("m", 79.5, 100.0),
+        ("m", 77.2, 110.0),
+        ("m", 79.9, 105.0),
+        ("n", 76.0, 200.0),
+    ]
+
+    def ranked(**rules: Callable[[Item], str]) -> list[Item]:
+        return policy.rank(
+            items,
+            quality=lambda c: c[1],
+            speed=lambda c: c[2],
+            tiebreak=lambda c: (-c[2],),
+            floor=10,
+            threshold=4.73,
+            **rules,
+        )
+
+    # another model inside the band still wins on speed; within one model, 77.2 is more than
+    # a point below 79.5 and 79.9, and 79.9 vs 79.5 is a tie the faster one wins
+    assert ranked(model=lambda c: c[0]) == [items[3], items[2], items[0], items[1]]
+    assert ranked()[1] == items[1]  # without the rule, card noise ties them all
+
+
 def test_noise_ties_stay_within_a_tier_unless_speed_is_preferred(table: SpecTable) -> None:
     # 12-16 GB and code: the 9B at 4 bits, not the 4B at 8 bits (LiveCodeBench 65.6 vs 55.8)
     m = make_machine(16, 32, bandwidth_gb_s=288)
@@ -225,6 +277,33 @@ def test_the_pick_keeps_the_cards_context_when_it_fits(vram: int, task: str, run
             text_only=p.text_only,
         )
         assert not at_card.fits or "floor" in p.gave_up[0] or "users" in p.gave_up[0]
+
+
+def test_a_pick_below_the_floor_keeps_its_context_and_is_quoted_at_it(table: SpecTable) -> None:
+    # a CPU box where the better models run below 10 tokens/s: growing their context to the
+    # cards' 128k would only make them slower (the 2B read 9 tokens/s at 32k and was quoted
+    # at 5, at 128k, with "--min-speed 4 would take it" where 9 would)
+    m = make_machine(None, 16, ram_gb_s=20)
+    r = recommend(m, runtime="llama.cpp", limit=60, table=table)
+    slow = [p for p in r.recommendations if not p.meets_speed_floor]
+    assert slow, "the panel needs a pick below the floor"
+    for p in slow:
+        assert p.context == policy.THINKING_CONTEXT, (p.model, p.quant, p.context)
+        assert "below the 10 tokens/s floor already" in p.gave_up[0]
+    assert r.why_not_bigger is not None
+    quoted = re.search(r"runs about (\d+) tokens/s", r.why_not_bigger)
+    assert quoted is not None
+    named = re.search(r"Qwen3\.5-(\S+) (\S+) scores", r.why_not_bigger)
+    assert named is not None
+    at = check(
+        f"qwen3.5-{named[1].lower()}",
+        m,
+        runtime="llama.cpp",
+        quant=named[2],
+        context=policy.THINKING_CONTEXT,
+    )
+    assert at.estimate.tokens_per_second is not None
+    assert int(quoted[1]) == round(at.estimate.tokens_per_second)
 
 
 def test_a_user_context_is_kept(table: SpecTable) -> None:
@@ -354,3 +433,15 @@ def test_mlx_uses_the_task_preset_and_says_what_to_send(table: SpecTable) -> Non
         else:  # mlx_vlm.server takes sampling per request only
             assert f"temperature={temp}" in said
         assert "presence_penalty=" in said
+
+
+def test_a_score_borrowed_from_chat_says_so(table: SpecTable) -> None:
+    # the 0.8B's card has no LiveCodeBench: its code pick is ranked on its chat score, and the
+    # answer must not call that a code score
+    spec = table.get("qwen3.5-0.8b")
+    assert not task_score(spec, "code")[0]
+    r = recommend(make_machine(None, 16, ram_gb_s=20), task="code", models=["0.8b"], table=table)
+    line = r.recommendations[0].reasons[0]
+    assert line.startswith("chat score") and "reports none of the code benchmarks" in line
+    r = recommend(make_machine(None, 16, ram_gb_s=20), task="code", models=["9b"], table=table)
+    assert r.recommendations[0].reasons[0].startswith("code score")

@@ -98,6 +98,8 @@ PANEL: tuple[Row, ...] = (
     Row("Jetson AGX Orin 64 GB", "64GB", "Jetson AGX Orin"),
     Row("Jetson AGX Thor 128 GB", "128GB", "Jetson AGX Thor"),
     Row("Apple M5 32 GB", "32GB", "M5"),
+    Row("Apple M5 Pro 64 GB", "64GB", "M5 Pro"),
+    Row("Apple M5 Max 128 GB", "128GB", "M5 Max"),
     Row("Apple M3 Ultra 512 GB", "512GB", "M3 Ultra"),
     Row("Apple M4 Max 128 GB, agent", "128GB", "M4 Max", options={"task": "agent"}),
     # cloud and datacenter

@@ -1,5 +1,5 @@
 """`python -m qwenfit`."""
 
-from qwenfit.cli import run
+from qwenfit.console import run
 
 run()

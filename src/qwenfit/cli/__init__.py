@@ -1,7 +1,8 @@
 """Stage 7, the `qwenfit` command: a thin click layer over the public API.
 
 `options` holds the option types and shared option groups, `commands` the commands, `render`
-the human output, `progress` the stderr spinner. The console script is `qwenfit.cli:run`.
+the human output, `progress` the stderr spinner. The console script, `qwenfit.console:run`,
+guards the import of this package and calls `run`.
 """
 
 from __future__ import annotations

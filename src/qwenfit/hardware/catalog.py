@@ -42,6 +42,12 @@ class CatalogGPU(BaseModel):
         "(Apple's follows Metal, `apple_gpu_share`).",
     )
     gpu_share_source: str | None = None
+    ram_gib: int | None = Field(
+        None,
+        gt=0,
+        description="Unified-memory devices sold with one memory size (DGX Spark): the "
+        "machine's RAM when --ram is not given. From `source`.",
+    )
     aliases: list[str] = Field(
         default_factory=list,
         description="Other names people use for the part (a platform name, the GPU's own).",
@@ -194,6 +200,8 @@ def with_overrides(
             cgroup_limit_bytes=None,
         )
     stated = m.gpus
+    if gpu is not None and ram is None:
+        ram_total = _unified_ram(gpu, m, update) or ram_total
     if gpu is not None or vram is not None:
         stated = update["gpus"] = _stated_gpus(gpu, vram, ram_total)
     if gpu_bandwidth is not None:
@@ -215,6 +223,32 @@ def with_overrides(
         update["source"] = "hypothetical" if m.source == "probe" else m.source
     m = m.model_copy(update=update)
     return m if reserve is None else _reserve(m, reserve)
+
+
+def _unified_ram(gpu: str, base: Machine, update: dict[str, object]) -> int | None:
+    """The RAM of a unified-memory device named by `--gpu` without `--ram`: its one size when
+    the catalog has it (set in `update`); None (keep the base's RAM) when the base itself has a
+    unified-memory GPU (run on that machine) or the device is not unified. Otherwise the probed
+    RAM belongs to another machine, and planning with it would be silently wrong: UsageError."""
+    m = _COUNT_RE.match(gpu)
+    entry = _lookup(m.group(2) if m else gpu)
+    if not entry.unified_memory:
+        return None
+    if entry.ram_gib is not None:
+        size = entry.ram_gib * GiB
+        update.update(
+            ram_total_bytes=size,
+            ram_available_bytes=size,
+            ram_usable_bytes=size,
+            cgroup_limit_bytes=None,
+        )
+        return size
+    if base.source != "probe" or any(g.unified_memory for g in base.gpus):
+        return None
+    raise UsageError(
+        f"--gpu {gpu!r} shares its machine's RAM, and this machine has none of it: give the "
+        f"{entry.name}'s memory with --ram (e.g. --ram 64GB)"
+    )
 
 
 def _stated_gpus(gpu: str | None, vram: str | int | None, ram_total: int) -> list[GPU]:

@@ -30,7 +30,7 @@ def gave_up(
 ) -> list[str]:
     """What this pick traded away to fit, each as one phrase ("KV cache q8_0 to fit 128k").
     `short_of_card`: what kept the default context below the cards' advice ("memory",
-    "speed" or "users"; "" when nothing did)."""
+    "speed", "users" or "slow"; "" when nothing did)."""
     e = c.est
     at = format_context(e.context)
     out = []
@@ -39,6 +39,8 @@ def gave_up(
             "memory": "a longer one does not fit with this model and precision",
             "speed": f"a longer one would run below the {floor:g} tokens/s floor",
             "users": "a longer one would serve fewer users at once",
+            "slow": f"this pick runs below the {floor:g} tokens/s floor already, and a longer "
+            "context would be slower still",
         }[short_of_card]
         out.append(
             f"context {at} instead of the {format_context(policy.CARD_CONTEXT)} the model "
@@ -263,10 +265,13 @@ def reasons(c: Candidate, search: Search, loss: Loss) -> list[str]:
             f"{e.ram_bytes / GiB:.1f} GiB of RAM{caches} of "
             f"{c.fit.ram_budget_bytes / GiB:.1f} GiB usable"
         )
-    out = [
-        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks{lossy})",
-        "; ".join(need),
-    ]
+    scored = (
+        f"{search.task} score {c.quality:.1f} ({c.spec.display_name} model-card benchmarks"
+        if c.has_task
+        else f"chat score {c.quality:.1f} ({c.spec.display_name}'s card reports none of the "
+        f"{search.task} benchmarks"
+    )
+    out = [f"{scored}{lossy})", "; ".join(need)]
     if c.speed is not None:
         how = (
             "memory-bandwidth estimate"

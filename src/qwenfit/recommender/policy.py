@@ -153,6 +153,12 @@ def tier(spec: ModelSpec) -> int:
     return sum(billions >= b for b in TIER_BOUNDS_B)
 
 
+def shape(spec: ModelSpec) -> str:
+    """The architecture as one key: equal for releases of one architecture (the memory and
+    speed models read nothing else), e.g. Qwen3.5-27B, Qwen3.6-27B and Qwen3.8-27B."""
+    return spec.architecture.model_dump_json(exclude={"source"})
+
+
 def strong_enough(quant: str, kv_cache: str) -> bool:
     """May a larger tier win on its card score: weights of 4 bits or more and a KV cache that
     costs no more than q8_0."""
@@ -187,6 +193,13 @@ def lacks_bf16(machine: Machine) -> bool:
 
 Prefer = Literal["quality", "speed"]
 
+# Two precisions of one model share one card score, so the benchmarks' noise cannot tie them:
+# they differ only by the measured cost of the precision. They tie (and the faster wins) when
+# those costs differ by less than one score point, the resolution of the finest measurement
+# the loss table holds for this family (0.8 points on Unsloth's 750-prompt suite, whose own
+# standard error is about 1.8 points). A product choice, stated in docs/recommending.md.
+PRECISION_TIE = 1.0
+
 C = TypeVar("C")
 
 
@@ -201,8 +214,10 @@ def rank(
     tier: Callable[[C], int] | None = None,
     card: Callable[[C], float] | None = None,
     strong: Callable[[C], bool] | None = None,
+    model: Callable[[C], str] | None = None,
     prefer: Prefer = "quality",
     comparable: Callable[[C], bool] | None = None,
+    release: Callable[[C], object] | None = None,
 ) -> list[C]:
     """Order `items` by the policy of this module.
 
@@ -210,9 +225,12 @@ def rank(
     throughput, negative speed, negative headroom, name). Tie groups are formed greedily: the
     best remaining score and everything within `threshold` of it, of the same `tier` unless
     `prefer` is "speed". With `tier`, `card` and `strong` the tier rule then moves every
-    strong larger-tier candidate with the higher card score ahead of the smaller one. With
-    `comparable`, candidates it rejects (no score on the task's benchmarks) follow every fast
-    one it accepts, ranked the same way among themselves.
+    strong larger-tier candidate with the higher card score ahead of the smaller one; with
+    `model`, a precision of a model that scores `PRECISION_TIE` or more above another of the
+    same model goes ahead of it; with `release` (a key equal for releases of one architecture
+    at one precision), the release that scores higher goes ahead. With `comparable`, candidates
+    it rejects (no score on the task's benchmarks) follow every fast one it accepts, ranked the
+    same way among themselves.
     """
 
     def slow_key(c: C) -> tuple[object, ...]:
@@ -234,7 +252,9 @@ def rank(
                 tier=tier,
                 card=card,
                 strong=strong,
+                model=model,
                 prefer=prefer,
+                release=release,
             )
             for want in (True, False)
         ]
@@ -257,29 +277,67 @@ def rank(
         ]
         ordered += sorted(tied, key=tiebreak)
         rest = [c for c in rest if not any(c is t for t in tied)]
-    if by_tier and card is not None and strong is not None:
-        assert tier is not None
-        ordered = _tier_rule(ordered, tier, card, strong)
+    rules = _rules(ordered, quality, tier, card, strong, model, by_tier)
+    if by_tier and release is not None and model is not None:
+        rules.append(_release_rule(ordered, quality, release, model))
+    ordered = _ahead(ordered, rules)
     return ordered + sorted(slow, key=slow_key)
 
 
-def _tier_rule(
+Rule = Callable[[int, int], bool]
+
+
+def _rules(
     ordered: list[C],
-    tier: Callable[[C], int],
-    card: Callable[[C], float],
-    strong: Callable[[C], bool],
-) -> list[C]:
-    """`ordered`, with every a ahead of every b where a is strong, of a larger tier and has
-    the higher card score; otherwise as it was (a topological order, ties by position).
-    Acyclic: each such constraint goes from a larger tier to a smaller one."""
+    quality: Callable[[C], float],
+    tier: Callable[[C], int] | None,
+    card: Callable[[C], float] | None,
+    strong: Callable[[C], bool] | None,
+    model: Callable[[C], str] | None,
+    by_tier: bool,
+) -> list[Rule]:
+    """Which of `ordered` (by index) must go ahead of which. The tier rule: a is strong, of a
+    larger tier and has the higher card score (an edge to a smaller tier). The precision rule:
+    the same model, `PRECISION_TIE` points or more better (an edge that keeps the tier and
+    lowers the score). Together they cannot form a cycle. Each key is computed once: the pairs
+    are n^2."""
+    rules: list[Rule] = []
+    if by_tier and tier is not None and card is not None and strong is not None:
+        tiers = [tier(x) for x in ordered]
+        cards = [card(x) for x in ordered]
+        strongs = [strong(x) for x in ordered]
+        rules.append(lambda a, b: tiers[a] > tiers[b] and strongs[a] and cards[a] > cards[b])
+    if model is not None:
+        models = [model(x) for x in ordered]
+        scores = [quality(x) for x in ordered]
+        rules.append(lambda a, b: models[a] == models[b] and scores[a] - scores[b] >= PRECISION_TIE)
+    return rules
+
+
+def _release_rule(
+    ordered: list[C],
+    quality: Callable[[C], float],
+    release: Callable[[C], object],
+    model: Callable[[C], str],
+) -> Rule:
+    """Two releases of one architecture at one precision (Qwen3.5-27B and Qwen3.6-27B at
+    Q4_K_M) have the same bytes and the same speed model; their few-tenths-of-a-percent file
+    size differences are no reason to pick the lower-scoring one inside a noise tie. So the
+    higher score goes ahead. The edge keeps the tier and lowers the score, like the precision
+    rule: no cycle."""
+    keys = [release(x) for x in ordered]
+    models = [model(x) for x in ordered]
+    scores = [quality(x) for x in ordered]
+    return lambda a, b: keys[a] == keys[b] and models[a] != models[b] and scores[a] > scores[b]
+
+
+def _ahead(ordered: list[C], rules: list[Rule]) -> list[C]:
+    """`ordered`, with every a ahead of every b for which a rule says so; otherwise as it was
+    (a topological order, ties by position)."""
+    if not rules:
+        return ordered
     n = len(ordered)
-    tiers = [tier(x) for x in ordered]  # each once: the pairs below are n^2
-    cards = [card(x) for x in ordered]
-    strongs = [strong(x) for x in ordered]
-    before = [
-        [a for a in range(n) if tiers[a] > tiers[b] and strongs[a] and cards[a] > cards[b]]
-        for b in range(n)
-    ]
+    before = [[a for a in range(n) if a != b and any(r(a, b) for r in rules)] for b in range(n)]
     waiting = [len(p) for p in before]
     after: list[list[int]] = [[] for _ in range(n)]
     for b, preds in enumerate(before):

@@ -417,20 +417,25 @@ def _rank(
         tier=lambda c: policy.tier(c.spec),
         card=card,
         strong=lambda c: policy.strong_enough(c.est.quant, c.est.kv_cache),
+        model=lambda c: c.spec.name,
         prefer=prefer,
         comparable=lambda c: c.has_task,
+        release=lambda c: (policy.shape(c.spec), c.est.quant),
     )
 
 
 def _settle_context(search: Search, c: Candidate, floor: float) -> tuple[Candidate, str]:
     """`c` at the context the cards advise (`policy.context_goal`) when its memory holds it,
     with the same model and precision; a KV cache no worse than q8_0 may be used to get
-    there. Kept as it is when a longer context would cost the speed floor or users served.
-    Also says what kept it short of the card's advice ("" when nothing did)."""
+    there. Kept as it is when a longer context would cost the speed floor or users served, or
+    when `c` is below the floor already. Also says what kept it short of the card's advice
+    ("" when nothing did)."""
     if c.shrunk:
         return c, ""
     e = c.est
     native = c.spec.context.extended or c.spec.context.native
+    if (c.speed is None or c.speed < floor) and min(policy.CARD_CONTEXT, native) > e.context:
+        return c, "slow"  # below the floor already: a longer context would only be slower
     q8_ok = policy.kv_quality_loss(e.kv_cache) < policy.kv_quality_loss("q8_0")
     tries = [e.kv_cache] + (["q8_0"] if q8_ok and "q8_0" in search.kv_types else [])
     best: Candidate | None = None
