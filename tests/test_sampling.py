@@ -190,9 +190,18 @@ def test_the_note_names_the_card_mode_or_the_inheritance(table: SpecTable) -> No
     e = estimate("qwen3.8-27b", runtime="vllm", context=8192, table=table)
     notes = " ".join(launch_command(e, table=table, task="code").notes)
     assert "Qwen3.8-27B card's 'Thinking Mode'" in notes and "one thinking preset" in notes
-    e = estimate("qwen3.5-0.8b", runtime="ollama", context=8192, table=table)
+    e = estimate("qwen3.5-2b", runtime="ollama", context=8192, table=table)
     notes = " ".join(launch_command(e, table=table, task="code").notes)
     assert "Qwen3.5 family's thinking precise coding preset" in notes
+
+
+def test_the_08b_card_vl_preset_is_used_for_vision(table: SpecTable) -> None:
+    # Qwen3.5-0.8B card, Best Practices: "Non-thinking mode for VL tasks": 0.7 / 0.80 / 20 / 1.5
+    e = estimate("qwen3.5-0.8b", runtime="llama.cpp", context=8192, table=table)
+    vision = launch_command(e, table=table, task="vision")
+    assert _four(vision) == (0.7, 0.8, 20, 1.5)
+    assert "'Non-thinking mode for VL tasks'" in " ".join(vision.notes)
+    assert _four(launch_command(e, table=table, task="chat")) == (1.0, 1.0, 20, 2.0)
 
 
 def test_a_card_vl_preset_is_used_for_vision_only(table: SpecTable) -> None:
