@@ -161,6 +161,20 @@ def _backend(r: dict[str, Any]) -> Any:
     return next((b for b in ("vulkan", "sycl") if b in text), None)
 
 
+def with_weights(e: Any, weights_bytes: int) -> Any:
+    """`e` with every weight read scaled to the published file's weights (an unsloth UD file
+    keeps some tensors at a higher precision than the stock quant), as the fit does
+    (`speed_fit`: weights_bytes)."""
+    scale = weights_bytes / e.weights_bytes
+    parts = [
+        p.model_copy(update={"read_per_token_bytes": round(p.read_per_token_bytes * scale)})
+        if p.part == "weights"
+        else p
+        for p in e.parts
+    ]
+    return e.model_copy(update={"parts": parts})
+
+
 def _speed(r: dict[str, Any], what: str) -> float | None:
     """qwenfit's figure for `what` under the calibration in use."""
     m = r["measured"]
@@ -169,6 +183,8 @@ def _speed(r: dict[str, Any], what: str) -> float | None:
         return _estimate(r, s.get("context"), s["parallel"]).aggregate_tokens_per_second
     e = _estimate(r, s.get("context"))
     t = load_specs()
+    if what == "decode" and r.get("weights_bytes"):
+        e = with_weights(e, r["weights_bytes"])
     if what == "decode":
         depth = s.get("depth")
         return speed.decode_rate(
@@ -297,7 +313,7 @@ def device_class(r: dict[str, Any]) -> str:
     name = r["device"].lower()
     if name.startswith("apple"):
         return "Apple"
-    if "8060s" in name:
+    if any(w in name for w in ("8060s", "spark", "gb10", "jetson")):
         return "unified-memory APU"
     if any(w in name for w in ("radeon", "rx ", "instinct", "mi")):
         return "AMD"

@@ -208,8 +208,8 @@ def targets_18(data: dict[str, Any]) -> list[dict[str, Any]]:
         "prefill",
         lambda s: s["median_abs"] <= 25 and s["within_35"] >= 0.8,
         "n={n}, median {median_abs:.1f} %, within 35 %: {within_35:.0%}",
-        "long prompts through llama-server and prompts at depth are predicted too slow when "
-        "the 4090 (the only device with depth sweeps) is left out; see section 5",
+        "dense prompts on Strix Halo (the only AMD device with prefill points) come out too "
+        "fast when it is left out, Vulkan at depth most; see section 5",
     )
     return out
 
@@ -470,9 +470,10 @@ def _speed(sp: dict[str, Any], img: str | None) -> list[str]:
     out = [
         "## 3. Decode speed and prefill against published measurements",
         "",
-        "qwenfit fits its decode efficiencies (dense weights, routed experts, KV cache; per "
-        "device kind: discrete GPU, Apple, CPU), a fixed cost per layer and token per "
-        "backend, its prefill efficiencies of the GPU's FP16 tensor throughput and a factor "
+        "qwenfit fits its decode efficiencies (dense weights and routed experts per device "
+        "kind: GPU, Apple, CPU; KV cache per backend where `tg @ d` sweeps time it, else "
+        "pooled), a fixed cost per layer and token per backend and a further one per MoE "
+        "layer, its prefill efficiencies of the GPU's FP16 tensor throughput and a factor "
         "per runtime on `data/speed_measurements.json` (`tools/fit_speed.py` writes "
         "`data/speed_calibration.json`), so predicting those points with all of them is "
         "in-sample. **The qwenfit LOO column is leave-one-device-out**: each point is "

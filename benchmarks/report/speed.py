@@ -308,8 +308,10 @@ def calibration() -> dict[str, Any]:
         "decode": {f"weights {k}": v for k, v in c.weights.items()}
         | {f"experts {k}": v for k, v in c.experts.items()}
         | {"kv": c.kv}
+        | {f"kv {k}": v for k, v in c.kv_by_backend.items()}
         | ({"mlx weights": c.mlx_weights} if c.mlx_weights else {}),
         "per_layer_us": {k: v * 1e6 for k, v in c.per_layer_s.items()}
+        | {"MoE models, further": c.moe_per_layer_s * 1e6}
         | ({"mlx": c.mlx_per_layer_s * 1e6} if c.mlx_per_layer_s else {}),
         "prefill": {
             f"{k} {f}": getattr(v, f)

@@ -130,8 +130,14 @@ class Calibration(BaseModel):
     points: int = Field(ge=0, description="Measurements fitted.")
     weights: dict[DeviceKind, float] = Field(description="Dense weights (and state) efficiency.")
     experts: dict[DeviceKind, float] = Field(description="Routed-expert reads' efficiency.")
-    kv: float = Field(gt=0, description="KV cache reads' efficiency (every device kind).")
+    kv: float = Field(gt=0, description="KV cache reads' efficiency: a backend without its own.")
+    kv_by_backend: dict[Backend, float] = Field(
+        default_factory=dict, description="KV cache reads' efficiency per backend."
+    )
     per_layer_s: dict[Backend, float] = Field(description="Fixed decode cost per layer, token.")
+    moe_per_layer_s: float = Field(
+        0.0, ge=0, description="MoE models: a further fixed decode cost per layer and token."
+    )
     mlx_weights: float | None = Field(None, description="MLX on Apple: weights efficiency.")
     mlx_per_layer_s: float | None = Field(None, description="MLX: fixed cost per layer, token.")
     prefill: dict[DeviceKind, PrefillFit]

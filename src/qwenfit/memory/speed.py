@@ -41,18 +41,21 @@ BYTE_KINDS = ("weights", "experts", "kv", "state")
 
 
 def device_kind(gpu: GPU | None) -> DeviceKind:
+    """Apple's GPUs are their own kind; every other GPU, unified memory or not (Strix Halo,
+    DGX Spark), is fitted with the discrete GPUs: their measured efficiencies are those."""
     if gpu is None:
         return "cpu"
-    return "apple" if gpu.unified_memory else "gpu"
+    return "apple" if gpu.vendor == "apple" else "gpu"
 
 
 def backend_of(gpu: GPU | None) -> Backend:
     """The llama.cpp backend a device runs on by default."""
     if gpu is None:
         return "cpu"
-    if gpu.unified_memory or gpu.vendor == "apple":
-        return "metal"
-    return {"nvidia": "cuda", "amd": "rocm"}.get(gpu.vendor, "vulkan")  # type: ignore[return-value]
+    # by vendor, unified memory or not: a Strix Halo runs ROCm, a DGX Spark CUDA
+    return {"apple": "metal", "nvidia": "cuda", "amd": "rocm"}.get(  # type: ignore[return-value]
+        gpu.vendor, "vulkan"
+    )
 
 
 def spec_of(est: Estimate, table: SpecTable) -> ModelSpec:
@@ -102,14 +105,20 @@ def _gpu_of(machine: Machine, est: Estimate, device: int) -> GPU | None:
 
 
 def _seconds(
-    row: dict[str, float], bandwidth: float, kind: DeviceKind, cal: Calibration, mlx: bool
+    row: dict[str, float],
+    bandwidth: float,
+    kind: DeviceKind,
+    cal: Calibration,
+    mlx: bool,
+    backend: Backend,
 ) -> float:
     weights = cal.mlx_weights if mlx and cal.mlx_weights else cal.weights[kind]
     experts = cal.mlx_weights if mlx and cal.mlx_weights else cal.experts[kind]
+    kv = cal.kv_by_backend.get(backend, cal.kv)  # each backend's attention kernels
     return (
         (row["weights"] + row["state"]) / (weights * bandwidth)
         + row["experts"] / (experts * bandwidth)
-        + row["kv"] / (cal.kv * bandwidth)
+        + row["kv"] / (kv * bandwidth)
     )
 
 
@@ -142,21 +151,23 @@ def decode_seconds(
         b = backend or backend_of(gpu)
         share[b] = share.get(b, 0.0) + sum(row.values()) / total
         stage = device // len(est.layout.devices) if est.layout.tensor_parallel else device
-        t = _seconds(row, gpu.bandwidth_bytes_per_s, device_kind(gpu), cal, mlx)
+        t = _seconds(row, gpu.bandwidth_bytes_per_s, device_kind(gpu), cal, mlx, b)
         seconds[stage] = max(seconds.get(stage, 0.0), t)
     time = sum(seconds.values())
     ram = reads.get(None)
     if ram and sum(ram.values()) > NEGLIGIBLE * total:
         if not machine.ram_bandwidth_bytes_per_s:
             return None
-        time += _seconds(ram, machine.ram_bandwidth_bytes_per_s, "cpu", cal, False)
+        time += _seconds(ram, machine.ram_bandwidth_bytes_per_s, "cpu", cal, False, "cpu")
         share["cpu"] = share.get("cpu", 0.0) + sum(ram.values()) / total
     if mlx and cal.mlx_per_layer_s is not None:
         fixed = cal.mlx_per_layer_s
     else:  # a split model runs part of every layer, or whole layers, on each backend
         fixed = sum(cal.per_layer_s[b] * f for b, f in share.items())
-    layers = spec_of(est, table).architecture.num_hidden_layers
-    return time + fixed * layers if time else None
+    spec = spec_of(est, table)
+    if spec.is_moe and not mlx:  # routing and the per-expert kernels of every MoE layer
+        fixed += cal.moe_per_layer_s
+    return time + fixed * spec.architecture.num_hidden_layers if time else None
 
 
 def runtime_factor(est: Estimate, is_moe: bool, cal: Calibration | None = None) -> float:

@@ -5,9 +5,11 @@ Decode: least squares on the relative error of
 over the llama.cpp points, efficiencies per kind of bytes (dense weights and state, routed
 experts, KV cache) and device kind (discrete GPU, Apple, CPU), the cost per backend. Every
 unknown is bounded (an efficiency at most 1.1 of the vendor's peak, a cost >= 0): a bounded
-least-squares solve by active sets. A device kind without points of a kind of bytes borrows the
-discrete GPUs' ratio; a backend without points the median of the GPU backends. Ollama and vLLM
-get the median ratio of their points to the llama.cpp fit; MLX its own weights efficiency and
+least-squares solve by active sets. A device kind without routed-expert points borrows the
+lowest measured ratio of expert to weights efficiency; a backend without points the median of
+the GPU backends. MoE models add a fixed cost per layer (routing, the per-expert kernels); KV
+reads get an efficiency per backend where deep decode points time it. Ollama and vLLM get
+the median ratio of their points to the llama.cpp fit; MLX its own weights efficiency and
 per-layer cost. Prefill: the same solve over prompt-processing points, per device kind.
 """
 
@@ -40,6 +42,8 @@ from qwenfit.units import TiB
 
 MAX_EFFICIENCY = 1.1  # of the vendor's peak (boost clocks, rounding of published figures)
 GPU_BACKENDS: tuple[Backend, ...] = ("cuda", "rocm", "vulkan", "sycl")
+DEEP_KV_TOKENS = 16384  # a decode point this deep in the cache tells the KV efficiency apart
+MIN_DEEP_POINTS = 4  # a backend with fewer deep points takes the pooled KV efficiency
 MIN_PREFILL_POINTS = 5  # a device kind with fewer prefill points borrows the discrete GPUs' fit
 
 
@@ -47,8 +51,8 @@ def point_gpu(m: Measurement) -> GPU | None:
     if m.device == "cpu":
         return None
     name = m.gpu or ""
-    if m.bandwidth_bytes_per_s is None:
-        return catalog_gpus(name)[0]
+    if m.bandwidth_bytes_per_s is None:  # a unified-memory chip's GPU gets its share of RAM
+        return catalog_gpus(name, TiB)[0]
     flops = None if m.fp16_tensor_tflops is None else int(m.fp16_tensor_tflops * 1e12)
     return GPU(
         index=0,
@@ -88,8 +92,8 @@ def point_estimate(m: Measurement) -> Estimate:
     return plan(cfg, m.context, machine, 0).build(m.context)
 
 
-def _decode_row(m: Measurement) -> tuple[dict[str, float], DeviceKind, Backend, int]:
-    """Seconds-at-full-bandwidth per kind of bytes, device kind, backend, layers."""
+def _decode_row(m: Measurement) -> tuple[dict[str, float], DeviceKind, Backend, int, int]:
+    """Seconds-at-full-bandwidth per kind of bytes, device kind, backend, layers, MoE layers."""
     est = point_estimate(m)
     gpu = point_gpu(m)
     reads = reads_by_kind(est, m.context if m.depth is None else m.depth)
@@ -102,12 +106,14 @@ def _decode_row(m: Measurement) -> tuple[dict[str, float], DeviceKind, Backend, 
         row["weights"] *= scale
         row["experts"] *= scale
     bw = float(m.bandwidth_bytes_per_s or (gpu.bandwidth_bytes_per_s if gpu else 0) or 0)
-    layers = load_specs().get(m.model).architecture.num_hidden_layers
+    spec = load_specs().get(m.model)
+    layers = spec.architecture.num_hidden_layers
     return (
         {k: v / bw for k, v in row.items()},
         device_kind(gpu),
         m.backend or backend_of(gpu),
         layers,
+        layers if spec.is_moe else 0,
     )
 
 
@@ -153,35 +159,72 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float] | None:
     return [m[i][n] / m[i][i] for i in range(n)]
 
 
-def _fit_decode(
-    points: list[Measurement],
-) -> tuple[dict[DeviceKind, float], dict[DeviceKind, float], float, dict[Backend, float]]:
+def _decode_solve(
+    points: list[Measurement], own_kv: set[Backend], pooled_kv: float | None
+) -> dict[str, float]:
+    """The bounded solve over the decode points. KV reads of a backend in `own_kv` get that
+    backend's efficiency; the others one pooled efficiency, or `pooled_kv` when given (its
+    time moved to the target side, as a known part)."""
     rows: list[dict[str, float]] = []
     for m in points:
-        s, kind, backend, layers = _decode_row(m)
+        s, kind, backend, layers, moe_layers = _decode_row(m)
         y = 1 / m.tokens_per_s
-        rows.append(
-            {
-                f"w_{kind}": (s["weights"] + s["state"]) / y,
-                f"x_{kind}": s["experts"] / y,
-                "kv": s["kv"] / y,
-                f"c_{backend}": layers / y,
-            }
-        )
+        row = {
+            f"w_{kind}": (s["weights"] + s["state"]) / y,
+            f"x_{kind}": s["experts"] / y,
+            f"c_{backend}": layers / y,
+            "c_moe": moe_layers / y,
+        }
+        if backend in own_kv:
+            row[f"kv_{backend}"] = s["kv"] / y
+        elif pooled_kv is None:
+            row["kv"] = s["kv"] / y
+        else:
+            left = 1 - s["kv"] / y / pooled_kv
+            if left <= 0:
+                continue
+            row = {c: v / left for c, v in row.items()}
+        rows.append(row)
     lower = {c: 1 / MAX_EFFICIENCY for c in {c for r in rows for c in r} if not c.startswith("c_")}
-    x = bounded_lsq(rows, lower)
+    return bounded_lsq(rows, lower)
+
+
+def _fit_decode(
+    points: list[Measurement],
+) -> tuple[
+    dict[DeviceKind, float],
+    dict[DeviceKind, float],
+    dict[Backend, float],
+    float,
+    dict[Backend, float],
+    float,
+]:
+    """Efficiencies by device kind, KV efficiency by backend and pooled, fixed costs by backend
+    and per MoE layer. A backend timed deep in the cache often enough (llama-bench `tg @ d`
+    sweeps) gets its own KV efficiency; the others keep the one pooled over every point."""
+    deep: dict[Backend, int] = {}
+    for m in points:
+        if (m.context if m.depth is None else m.depth) >= DEEP_KV_TOKENS:
+            b = m.backend or backend_of(point_gpu(m))
+            deep[b] = deep.get(b, 0) + 1
+    pooled = 1 / _decode_solve(points, set(), None)["kv"]
+    own = {b for b, n in deep.items() if n >= MIN_DEEP_POINTS}
+    x = _decode_solve(points, own, pooled)
     weights = {k: 1 / x[f"w_{k}"] for k in KINDS if f"w_{k}" in x}
     for k in KINDS:
         weights.setdefault(k, weights["gpu"])
     experts = {k: 1 / x[f"x_{k}"] for k in KINDS if f"x_{k}" in x}
-    ratio = experts["gpu"] / weights["gpu"]
+    # a kind without routed-expert points (the CPU: no published run times experts in RAM
+    # alone) takes the lowest measured ratio of expert to weights efficiency
+    ratio = min(experts[k] / weights[k] for k in experts)
     for k in KINDS:
         experts.setdefault(k, min(MAX_EFFICIENCY, weights[k] * ratio))
     costs = {b: x[f"c_{b}"] for b in BACKENDS if f"c_{b}" in x}
     gpu_costs = [costs[b] for b in GPU_BACKENDS if b in costs]
     for b in BACKENDS:
         costs.setdefault(b, statistics.median(gpu_costs))
-    return weights, experts, 1 / x.get("kv", 1.0), costs
+    kv = {b: 1 / x[f"kv_{b}"] for b in BACKENDS if f"kv_{b}" in x}
+    return weights, experts, kv, pooled, costs, x.get("c_moe", 0.0)
 
 
 def _fit_prefill(points: list[Measurement]) -> tuple[dict[DeviceKind, PrefillFit], float]:
@@ -225,13 +268,15 @@ def _fit_prefill(points: list[Measurement]) -> tuple[dict[DeviceKind, PrefillFit
 def fit(points: Measurements) -> Calibration:
     ms = points.measurements
     llama = [m for m in ms if m.kind == "decode" and m.runtime == LLAMACPP]
-    weights, experts, kv, costs = _fit_decode(llama)
+    weights, experts, kv_by, kv, costs, moe = _fit_decode(llama)
     partial = Calibration(
         points=len(ms),
         weights=weights,
         experts=experts,
         kv=kv,
+        kv_by_backend=kv_by,
         per_layer_s=costs,
+        moe_per_layer_s=moe,
         prefill={},
         server_request_s=0.0,
         runtime={},
@@ -244,7 +289,7 @@ def fit(points: Measurements) -> Calibration:
     for m in ms:
         if m.kind != "decode" or m.runtime == LLAMACPP:
             continue
-        s, kind, backend, layers = _decode_row(m)
+        s, kind, backend, layers, moe_layers = _decode_row(m)
         y = 1 / m.tokens_per_s
         if m.runtime == MLX:
             mlx_rows.append(
@@ -258,17 +303,19 @@ def fit(points: Measurements) -> Calibration:
         pred = (
             (s["weights"] + s["state"]) / weights[kind]
             + s["experts"] / experts[kind]
-            + s["kv"] / kv
+            + s["kv"] / kv_by.get(backend, kv)
             + costs[backend] * layers
+            + moe * moe_layers
         )
         ratios.setdefault(m.runtime, []).append(pred / y)
     runtime = {rt: statistics.median(v) for rt, v in sorted(ratios.items())}
     mlx_w = mlx_c = None
-    if len(mlx_rows) >= 3:  # KV at the llama.cpp fit's efficiency, moved to the target side
+    if len(mlx_rows) >= 3:  # KV at the llama.cpp Metal fit's efficiency, moved to the target side
+        mlx_kv = kv_by.get("metal", kv)
         rows = [
             {"w": r["w"] / left, "c": r["c"] / left}
             for r in mlx_rows
-            if (left := 1 - r["kv"] / kv) > 0
+            if (left := 1 - r["kv"] / mlx_kv) > 0
         ]
         x = bounded_lsq(rows, {"w": 1 / MAX_EFFICIENCY})
         mlx_w, mlx_c = 1 / x["w"], x.get("c", 0.0)
