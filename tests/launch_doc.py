@@ -27,8 +27,18 @@ MACHINES = {
 HEAD = """# Launch commands
 
 `qwenfit launch MODEL` prints the files and steps that start MODEL exactly as the estimate sized
-it; `--task chat|agent|code|vision` (same meaning as `recommend`) picks the model card's sampling
-preset (code: "thinking mode for precise coding tasks") and, for agents, vLLM's tool-call parser.
+it; `--task chat|agent|code|vision` (same meaning as `recommend`) picks the sampling preset of
+that model's own card and, for agents, vLLM's tool-call parser. The cards differ (e.g.
+Qwen3.6-27B and Qwen3.8-27B think with presence_penalty 0.0, Qwen3.5-397B-A17B with temperature
+0.6, Qwen3.5-0.8B and 2B run non-thinking by default with temperature 1.0, top_p 1.0,
+presence_penalty 2.0), so each model row of `data/model_specs.json` carries its card's presets
+under the card's own mode names, with the card cited. The task picks a mode: code "thinking
+mode for precise coding tasks"; vision the card's VL preset when it gives one (the 0.8B card
+does); chat and agent the general preset of the mode the model runs in by default. A mode the
+card gives no values for inherits a named preset (another of the card's, or the Qwen3.5
+family's), stated in the data and in the command's `sampling:` note. Servers that take a value
+only per request (vLLM's presence_penalty, every value on `mlx_vlm.server`, presence_penalty on
+`mlx_lm.server`) get it printed in a note, with the exact value to send.
 `launch` runs the same fit check as `check` on the machine (probed or given) and exits 3, still
 printing its document (`fits: false`, the verdict in `fit`), when it does not fit. Nothing is run.
 

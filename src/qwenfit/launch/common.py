@@ -1,14 +1,16 @@
-"""What the runtime modules share: the task's sampling preset, YaRN above the native context,
-where an artifact lives (Hub or local file), and which GPUs a command pins."""
+"""What the runtime modules share: the task's sampling preset from the model's card, YaRN above
+the native context, where an artifact lives (Hub or local file), and which GPUs a command pins."""
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Literal
 
 from qwenfit.hardware.machine import GPU, Machine
 from qwenfit.memory.record import Estimate
+from qwenfit.specs.sampling import CardModeKey
 from qwenfit.specs.table import Artifact, ModelSpec, SpecTable
 
 # Same values and meaning as the recommender's --task (qwenfit.recommender.ranking.Task, which
@@ -33,16 +35,50 @@ CARD_ROPE_PARAMETERS: dict[str, object] = {
 }
 
 
-def sampling_preset(table: SpecTable, spec: ModelSpec, task: Task) -> tuple[str, dict[str, float]]:
-    """The card preset for `task`: code uses "thinking mode for precise coding tasks"; 0.8B and
-    2B default to non-thinking (their cards), larger sizes think."""
+@dataclass(frozen=True)
+class Preset:
+    """The sampling a launch uses: the card mode it answers, its values, and where they come
+    from (the model's card, another of its presets, or the family's)."""
+
+    mode: str
+    values: dict[str, float]
+    origin: str
+
+
+def task_mode(spec: ModelSpec, task: Task) -> CardModeKey:
+    """The card mode a task asks for: code uses "thinking mode for precise coding tasks";
+    vision the card's VL preset of the model's default mode when it gives one; everything
+    else the general preset of the mode the model runs in by default (0.8B and 2B: non-thinking,
+    their cards; a checkpoint without card presets: thinking)."""
+    thinking = spec.sampling is None or spec.sampling.default_mode == "thinking"
     if task == "code":
-        key = "thinking_precise_coding"
-    elif spec.size_label in ("0.8b", "2b"):
-        key = "non_thinking_general"
-    else:
-        key = "thinking_general"
-    return key, table.sampling[key]
+        return "thinking_precise_coding"
+    vl: CardModeKey = "thinking_vl" if thinking else "non_thinking_vl"
+    if task == "vision" and spec.sampling and vl in spec.sampling.presets:
+        return vl
+    return "thinking_general" if thinking else "non_thinking_general"
+
+
+def sampling_preset(table: SpecTable, spec: ModelSpec, task: Task) -> Preset:
+    """The card preset for `task` (`task_mode`), following the card's stated inheritance."""
+    mode = task_mode(spec, task)
+    label = mode.replace("_", " ")
+    sampling = spec.sampling
+    if sampling is None:
+        origin = f"the {table.family} family's {label} preset"
+        return Preset(mode, dict(table.sampling[mode]), origin)
+    if mode in sampling.presets:
+        line = sampling.presets[mode]
+        return Preset(mode, line.values(), f"the {spec.display_name} card's '{line.card_mode}'")
+    inh = sampling.inherits[mode]  # the table checked every mode is given or inherited
+    if inh.source == "model":
+        line = sampling.presets[inh.preset]
+        origin = f"the {spec.display_name} card's '{line.card_mode}' ({label}: {inh.why})"
+        return Preset(mode, line.values(), origin)
+    origin = (
+        f"the {table.family} family's {inh.preset.replace('_', ' ')} preset ({label}: {inh.why})"
+    )
+    return Preset(mode, dict(table.sampling[inh.preset]), origin)
 
 
 def num(x: float) -> str:

@@ -43,7 +43,8 @@ def command(
         if est.text_only:
             source.append("--no-mmproj")  # -hf downloads the projector unless told not to
     env = common.cuda_visible(est, machine)
-    key, s = common.sampling_preset(table, spec, task)
+    preset = common.sampling_preset(table, spec, task)
+    s = preset.values
     argv = [
         "llama-server",
         *source,
@@ -96,7 +97,7 @@ def command(
             + "; the llama.cpp spelling follows the Qwen3 card's llama-server example "
             "(the Qwen3.5 card gives only the config.json / vLLM form)"
         )
-    notes.append(f"sampling: the card's {key.replace('_', ' ')} preset")
+    notes.append(f"sampling: {preset.origin}")
     if env:
         notes.append(f"{', '.join(env)} selects the GPU(s) this estimate uses")
     elif est.layout.kind in ("gpu", "offload") and est.layout.devices:

@@ -29,7 +29,8 @@ def mlx_command(
     card's preset for `task` (code: the precise-coding one)."""
     artifact = spec.artifact(est.quant, adapter(MLX).format)
     assert artifact is not None and artifact.repo is not None
-    _, s = sampling_preset(table, spec, task)
+    preset = sampling_preset(table, spec, task)
+    s = preset.values
     kv = []
     if est.kv_cache in MLX_KV_BITS:
         kv = ["--kv-bits", str(MLX_KV_BITS[est.kv_cache]), "--kv-group-size"]
@@ -37,6 +38,7 @@ def mlx_command(
     notes = [
         f"neither server takes a context length; {est.context} tokens per sequence is what "
         "this estimate sized",
+        f"sampling: {preset.origin}",
         "presence_penalty from the model card has no server flag; send "
         f"presence_penalty={_num(s['presence_penalty'])} with each request",
     ]

@@ -69,7 +69,7 @@ def modelfile(
     machine: Machine | None,
     ref: str,
 ) -> tuple[str, str]:
-    """(Modelfile text, sampling preset key)."""
+    """(Modelfile text, where its sampling preset comes from)."""
     params: list[tuple[str, str]] = [("num_ctx", str(est.context))]
     if est.ubatch and est.ubatch != runtimes.LLAMACPP_DEFAULT_UBATCH:
         # Ollama >= 0.30 passes num_batch to llama-server as both -b and -ub.
@@ -86,10 +86,10 @@ def modelfile(
         and len(machine.gpus) > 1
     ):
         params.append(("main_gpu", str(layout.devices[0])))
-    key, s = common.sampling_preset(table, spec, task)
-    params += [(SAMPLING_PARAMETERS[k], common.num(v)) for k, v in s.items()]
+    preset = common.sampling_preset(table, spec, task)
+    params += [(SAMPLING_PARAMETERS[k], common.num(v)) for k, v in preset.values.items()]
     lines = [f"FROM {ref}", *(f"PARAMETER {k} {v}" for k, v in params)]
-    return "\n".join(lines) + "\n", key
+    return "\n".join(lines) + "\n", preset.origin
 
 
 def server_env(est: Estimate) -> dict[str, str]:
@@ -107,13 +107,13 @@ def command(
     est: Estimate, spec: ModelSpec, table: SpecTable, task: common.Task, machine: Machine | None
 ) -> LaunchCommand:
     ref, library = model_ref(est, spec, table)
-    text, key = modelfile(est, spec, table, task, machine, ref)
+    text, origin = modelfile(est, spec, table, task, machine, ref)
     name = common.safe_model_name(f"{spec.name}-{est.quant}-{est.context}")
     notes = [
         f"needs Ollama >= {VERSIONS['qwen3.5']} (qwen3.5 architecture)",
         "the Modelfile pins num_ctx, so the context holds even when Ollama already runs as a "
         "service (OLLAMA_CONTEXT_LENGTH only sets the server-wide default)",
-        f"sampling: the card's {key.replace('_', ' ')} preset",
+        f"sampling: {origin}",
     ]
     steps: list[Step] = []
     env = server_env(est)

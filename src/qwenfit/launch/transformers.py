@@ -36,7 +36,8 @@ def command(
     # BF16 weights load as bfloat16; quantized checkpoints (FP8, GPTQ) take their dtype and
     # quantization_config from config.json, so 'auto'.
     dtype = "torch.bfloat16" if est.quant == "bf16" else "'auto'"
-    key, s = common.sampling_preset(table, spec, task)
+    preset = common.sampling_preset(table, spec, task)
+    s = preset.values
     max_new = min(common.CARD_MAX_OUTPUT, est.context // 2)
     gen = ", ".join(f"{k}={common.num(s[k])}" for k in GENERATE_KWARGS)
     if est.text_only:
@@ -57,8 +58,8 @@ def command(
         "skip_special_tokens=True))\n"
     )
     notes = [
-        f"sampling: the card's {key.replace('_', ' ')} preset; transformers has no presence "
-        "penalty, so presence_penalty is left out",
+        f"sampling: {preset.origin}; transformers has no presence penalty, so "
+        f"presence_penalty={common.num(s['presence_penalty'])} is left out",
         "needs transformers >= 5.2.0 (qwen3_5), torch, accelerate"
         + ("" if est.text_only else ", torchvision and pillow (card)"),
     ]

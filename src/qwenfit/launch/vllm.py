@@ -97,7 +97,8 @@ def command(
 ) -> LaunchCommand:
     artifact = spec.artifact(est.quant, adapter(VLLM).format)
     assert artifact is not None and artifact.repo is not None
-    key, s = common.sampling_preset(table, spec, task)
+    preset = common.sampling_preset(table, spec, task)
+    s = preset.values
     seqs = max_num_seqs(est, machine)
     argv = [
         adapter(VLLM).executables[0],
@@ -128,9 +129,8 @@ def command(
         argv += ["--speculative-config", json.dumps(draft, separators=(",", ":"))]
     env = common.cuda_visible(est, machine)
     notes = [
-        f"sampling: the card's {key.replace('_', ' ')} preset as the server default; vLLM takes "
-        f"no default presence penalty, so send presence_penalty={common.num(s['presence_penalty'])}"
-        " with each request"
+        f"sampling: {preset.origin} as the server default; vLLM takes no default presence "
+        f"penalty, so send presence_penalty={common.num(s['presence_penalty'])} with each request"
     ]
     if half:
         notes.append(

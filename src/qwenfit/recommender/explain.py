@@ -15,7 +15,7 @@ from qwenfit.memory.record import Estimate
 from qwenfit.recommender import policy
 from qwenfit.recommender.quality import Loss
 from qwenfit.recommender.quality import precision_bits as quality_bits
-from qwenfit.recommender.search import Candidate, Miss, Search, task_score
+from qwenfit.recommender.search import Candidate, Miss, Search
 from qwenfit.specs.table import ModelSpec
 from qwenfit.units import GiB, format_context
 
@@ -76,14 +76,16 @@ def why_not_bigger(
     what it lacks and what would fit it at `context` (default: the pick's)."""
     context = context or pick.est.context
     better = pick.quality + threshold
-    _, pick_card = task_score(pick.spec, search.task)
+    pick_has, pick_card = search.score(pick.spec)
 
     def beats(spec: ModelSpec, quant: str, quality: float) -> bool:
         if spec.name == pick.spec.name:
             return False
+        has, card = search.score(spec)
+        if pick_has and not has:  # no score on the task's benchmarks: not comparable
+            return False
         if quality > better:
             return True
-        has, card = task_score(spec, search.task)
         return (
             tiered
             and has
@@ -367,7 +369,7 @@ def llamacpp_experts_hint(search: Search, pick: Candidate, floor: float) -> str 
         quant = "q4_k_m"
         if spec.artifact(quant, "gguf") is None:
             continue
-        has, card = task_score(spec, search.task)
+        has, card = search.score(spec)
         _, est = lcpp.place(lcpp.config(spec, quant, "f16", text_only), 32768, True)
         if not est.layout.cpu_moe_layers:
             continue
@@ -385,3 +387,28 @@ def llamacpp_experts_hint(search: Search, pick: Candidate, floor: float) -> str 
         if best is None or q > best[0]:
             best = (q, line)
     return best[1] if best else None
+
+
+def benchmarks_note(search: Search, compared: list[ModelSpec]) -> list[str]:
+    """What the task scores are means over when the cards compared do not all report the task's
+    benchmarks (`search.shared_benchmarks`), and which models have no task score at all."""
+    task = search.task
+    full = policy.TASK_BENCHMARKS[task]
+    rated = [(m.display_name, m.quality.scores) for m in compared if m.quality]
+    with_task = [(n, s) for n, s in rated if any(b in s for b in full)]
+    out = []
+    if search.benchmarks and tuple(search.benchmarks) != full:
+        lacking = [n for n, s in with_task if not all(b in s for b in full)]
+        left = ", ".join(b for b in full if b not in search.benchmarks)
+        out.append(
+            f"{task} scores are means over the benchmarks every card compared reports "
+            f"({', '.join(search.benchmarks)}); left out: {left} (not on the cards of "
+            f"{', '.join(lacking)})"
+        )
+    without = [m.display_name for m in compared if not search.score(m)[0]]
+    if without and with_task:
+        out.append(
+            f"{', '.join(without)}: no {task} benchmark ({', '.join(full)}) on the card or in "
+            f"the data, so ranked after every model that has {task} scores"
+        )
+    return out

@@ -96,8 +96,9 @@ def _benchmark_sizes() -> dict[str, int]:
 
 
 @functools.cache
-def tie_threshold(task: str) -> float:
-    """Score points (0-100 scale) below which two task scores are a tie.
+def tie_threshold(task: str, names: tuple[str, ...] = ()) -> float:
+    """Score points (0-100 scale) below which two task scores are a tie, for scores averaged
+    over `names` (default: the task's benchmarks).
 
     Miller 2024 (arXiv:2411.00640): SE of a score on n independent questions is sqrt(p(1-p)/n);
     at p = 0.5, averaged over the task's k benchmarks, SE = sqrt(sum 0.25/n_i) / k. Two
@@ -105,7 +106,7 @@ def tie_threshold(task: str) -> float:
     """
     sizes = _benchmark_sizes()
     smallest = min(sizes.values())
-    names = TASK_BENCHMARKS[task]
+    names = names or TASK_BENCHMARKS[task]
     var = sum(0.25 / sizes.get(b, smallest) for b in names) / len(names) ** 2
     return round(100 * 1.96 * math.sqrt(2) * math.sqrt(var), 2)
 
@@ -150,6 +151,12 @@ def tier(spec: ModelSpec) -> int:
     """0 for the smallest models; one more per bound of `TIER_BOUNDS_B` passed."""
     billions = spec.params.total / 1e9
     return sum(billions >= b for b in TIER_BOUNDS_B)
+
+
+def shape(spec: ModelSpec) -> str:
+    """The architecture as one key: equal for releases of one architecture (the memory and
+    speed models read nothing else), e.g. Qwen3.5-27B, Qwen3.6-27B and Qwen3.8-27B."""
+    return spec.architecture.model_dump_json(exclude={"source"})
 
 
 def strong_enough(quant: str, kv_cache: str) -> bool:
@@ -209,6 +216,8 @@ def rank(
     strong: Callable[[C], bool] | None = None,
     model: Callable[[C], str] | None = None,
     prefer: Prefer = "quality",
+    comparable: Callable[[C], bool] | None = None,
+    release: Callable[[C], object] | None = None,
 ) -> list[C]:
     """Order `items` by the policy of this module.
 
@@ -218,8 +227,39 @@ def rank(
     `prefer` is "speed". With `tier`, `card` and `strong` the tier rule then moves every
     strong larger-tier candidate with the higher card score ahead of the smaller one; with
     `model`, a precision of a model that scores `PRECISION_TIE` or more above another of the
-    same model goes ahead of it.
+    same model goes ahead of it; with `release` (a key equal for releases of one architecture
+    at one precision), the release that scores higher goes ahead. With `comparable`, candidates
+    it rejects (no score on the task's benchmarks) follow every fast one it accepts, ranked the
+    same way among themselves.
     """
+
+    def slow_key(c: C) -> tuple[object, ...]:
+        return (speed(c) is None, -(speed(c) or 0.0), -quality(c), tiebreak(c))
+
+    def is_fast(c: C) -> bool:
+        s = speed(c)
+        return s is not None and s >= floor
+
+    if comparable is not None and 0 < sum(map(comparable, items)) < len(items):
+        parts = [
+            rank(
+                [c for c in items if comparable(c) == want],
+                quality=quality,
+                speed=speed,
+                tiebreak=tiebreak,
+                floor=floor,
+                threshold=threshold,
+                tier=tier,
+                card=card,
+                strong=strong,
+                model=model,
+                prefer=prefer,
+                release=release,
+            )
+            for want in (True, False)
+        ]
+        fast_first = [c for part in parts for c in part if is_fast(c)]
+        return fast_first + sorted((c for p in parts for c in p if not is_fast(c)), key=slow_key)
     fast: list[C] = []
     slow: list[C] = []
     for c in items:
@@ -237,12 +277,11 @@ def rank(
         ]
         ordered += sorted(tied, key=tiebreak)
         rest = [c for c in rest if not any(c is t for t in tied)]
-    ordered = _ahead(ordered, _rules(ordered, quality, tier, card, strong, model, by_tier))
-    ordered += sorted(
-        slow,
-        key=lambda c: (speed(c) is None, -(speed(c) or 0.0), -quality(c), tiebreak(c)),
-    )
-    return ordered
+    rules = _rules(ordered, quality, tier, card, strong, model, by_tier)
+    if by_tier and release is not None and model is not None:
+        rules.append(_release_rule(ordered, quality, release, model))
+    ordered = _ahead(ordered, rules)
+    return ordered + sorted(slow, key=slow_key)
 
 
 Rule = Callable[[int, int], bool]
@@ -273,6 +312,23 @@ def _rules(
         scores = [quality(x) for x in ordered]
         rules.append(lambda a, b: models[a] == models[b] and scores[a] - scores[b] >= PRECISION_TIE)
     return rules
+
+
+def _release_rule(
+    ordered: list[C],
+    quality: Callable[[C], float],
+    release: Callable[[C], object],
+    model: Callable[[C], str],
+) -> Rule:
+    """Two releases of one architecture at one precision (Qwen3.5-27B and Qwen3.6-27B at
+    Q4_K_M) have the same bytes and the same speed model; their few-tenths-of-a-percent file
+    size differences are no reason to pick the lower-scoring one inside a noise tie. So the
+    higher score goes ahead. The edge keeps the tier and lowers the score, like the precision
+    rule: no cycle."""
+    keys = [release(x) for x in ordered]
+    models = [model(x) for x in ordered]
+    scores = [quality(x) for x in ordered]
+    return lambda a, b: keys[a] == keys[b] and models[a] != models[b] and scores[a] > scores[b]
 
 
 def _ahead(ordered: list[C], rules: list[Rule]) -> list[C]:

@@ -29,7 +29,14 @@ from qwenfit.memory.options import DEFAULT_MARGIN, FlashAttn, Options
 from qwenfit.memory.record import Estimate, LayoutKind
 from qwenfit.recommender import explain, policy, quality
 from qwenfit.recommender.policy import TASK_BENCHMARKS
-from qwenfit.recommender.search import Candidate, Miss, Search, SpeedSource, task_score
+from qwenfit.recommender.search import (
+    Candidate,
+    Miss,
+    Search,
+    SpeedSource,
+    shared_benchmarks,
+    task_score,
+)
 from qwenfit.specs.table import DEFAULT_FAMILY, ModelSpec, SpecTable, load_specs
 
 __all__ = [
@@ -256,11 +263,15 @@ def recommend(
         k for k in adapter(rt).search_kv_types if k in table.runtimes[rt].kv_cache_types
     ) or (runtimes.check_kv_cache(table, rt, None),)
     search = Search(table, machine, rt, task, options, chosen, kv_types, q)
+    compared = [  # the models this runtime can load: their cards set the benchmarks compared
+        m for m in table.models if m.name in chosen and runtimes.loadable_precisions(table, m, rt)
+    ]
+    search.benchmarks = shared_benchmarks(compared, task)
     search.moe_offload = True
     if rt == VLLM and q is None:
         search.fp8_first = policy.fp8_hardware(machine)
     floor = policy.SPEED_FLOOR[task] if min_speed is None else float(min_speed)
-    threshold = policy.tie_threshold(task)
+    threshold = policy.tie_threshold(task, search.benchmarks)
     target = context or policy.TASK_CONTEXT[task]
     found = _gather(search, target, context is None, floor)
     mode: policy.Prefer = "speed" if prefer == "speed" or min_speed is not None else "quality"
@@ -281,6 +292,7 @@ def recommend(
     notes = [f"runtime {rt}: {explain.runtime_reason(machine, rt)}"] if runtime is None else []
     if context is None:
         notes.append(explain.context_note(task))
+    notes += explain.benchmarks_note(search, compared)
     warnings = list(found.warnings)
     why = None
     if ranked:
@@ -392,7 +404,7 @@ def _rank(
     prefer: policy.Prefer,
 ) -> list[Candidate]:
     def card(c: Candidate) -> float:
-        has, score = task_score(c.spec, search.task)
+        has, score = search.score(c.spec)
         return score if has else float("-inf")
 
     return policy.rank(
@@ -407,6 +419,8 @@ def _rank(
         strong=lambda c: policy.strong_enough(c.est.quant, c.est.kv_cache),
         model=lambda c: c.spec.name,
         prefer=prefer,
+        comparable=lambda c: c.has_task,
+        release=lambda c: (policy.shape(c.spec), c.est.quant),
     )
 
 

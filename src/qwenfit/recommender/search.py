@@ -31,14 +31,31 @@ from qwenfit.specs.table import ModelSpec, SpecTable
 SpeedSource = Literal["estimated", "assumed RAM bandwidth", "unknown"]
 
 
-def task_score(spec: ModelSpec, task: str) -> tuple[bool, float]:
-    """(has scores for this task, mean score); models without them fall back to 'chat'."""
+def task_score(
+    spec: ModelSpec, task: str, benchmarks: tuple[str, ...] | None = None
+) -> tuple[bool, float]:
+    """(has scores for this task, mean score) over `benchmarks` (default: the task's own);
+    models without them fall back to 'chat'."""
     scores = spec.quality.scores if spec.quality else {}
-    own = [scores[b] for b in policy.TASK_BENCHMARKS[task] if b in scores]
+    names = policy.TASK_BENCHMARKS[task] if benchmarks is None else benchmarks
+    own = [scores[b] for b in names if b in scores]
     if own:
         return True, statistics.fmean(own)
     chat = [scores[b] for b in policy.TASK_BENCHMARKS["chat"] if b in scores]
     return False, statistics.fmean(chat) if chat else 0.0
+
+
+def shared_benchmarks(models: list[ModelSpec], task: str) -> tuple[str, ...]:
+    """The task's benchmarks reported by every model among `models` that reports any of them,
+    so that every task score compared is a mean over the same benchmarks (the Qwen3.6 cards
+    report MMLU-Pro, MMLU-Redux, C-Eval, SuperGPQA and GPQA but no IFEval, MMMLU or LongBench
+    v2). A model that reports none of them has no task score (`task_score` -> False) and ranks
+    after every model that has one (`policy.rank`, `comparable`)."""
+    names = policy.TASK_BENCHMARKS[task]
+    rated = [m.quality.scores for m in models if m.quality]
+    rated = [s for s in rated if any(b in s for b in names)]
+    common = tuple(b for b in names if all(b in s for s in rated))
+    return common or names
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,12 @@ class Search:
     estimated: int = 0
     moe_offload: bool = False  # also try MoE experts in RAM (llama.cpp --n-cpu-moe)
     fp8_first: bool = False  # vLLM on FP8 GPUs: the official FP8 checkpoint, not BF16
+    # The task's benchmarks every compared model with task scores reports (`shared_benchmarks`).
+    benchmarks: tuple[str, ...] = ()
+
+    def score(self, spec: ModelSpec) -> tuple[bool, float]:
+        """`task_score` over the benchmarks this search compares on."""
+        return task_score(spec, self.task, self.benchmarks or None)
 
     def weight_loss(self, spec: ModelSpec, quant: str) -> float:
         return quality.weight_loss(spec, quant, self.sizes()).value
@@ -210,7 +233,7 @@ class Search:
         for spec in self.table.models:
             if self.only is not None and spec.name not in self.only:
                 continue
-            has_task, score = task_score(spec, self.task)
+            has_task, score = self.score(spec)
             limit = spec.context.extended or spec.context.native
             ctx_target = min(target, limit)
             for quant in runtimes.loadable_precisions(self.table, spec, self.runtime):

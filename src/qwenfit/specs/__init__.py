@@ -1,8 +1,9 @@
 """Stage 2, specs: what the models are.
 
-`table` is the reviewed spec table (`data/model_specs.json`) and its records; `arch` the
-architecture arithmetic (parameters, KV and recurrent-state sizes) over config numbers alone;
-`checkpoints` reads any local or Hub checkpoint into a spec row.
+`table` is the reviewed spec table (`data/model_specs.json`) and its records (`sampling`: each
+model card's sampling presets); `arch` the architecture arithmetic (parameters, KV and
+recurrent-state sizes) over config numbers alone; `checkpoints` reads any local or Hub
+checkpoint into a spec row.
 """
 
 from __future__ import annotations

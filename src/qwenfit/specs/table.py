@@ -18,6 +18,7 @@ from qwenfit.datafiles import data_text
 from qwenfit.errors import SpecError, UnknownModelError, UsageError, validation_message
 from qwenfit.inputs import parse_json, read_text, shown
 from qwenfit.specs.architecture import Architecture, Strict
+from qwenfit.specs.sampling import REQUIRED_MODES, SAMPLING_KEYS, ModelSampling
 
 # Ollama's library tags are their own artifact format (a tag, not a repo).
 TAG_FORMAT: Format = adapter(OLLAMA).format
@@ -25,8 +26,6 @@ TAG_FORMAT: Format = adapter(OLLAMA).format
 Family = Literal["qwen3.5", "qwen3.6", "qwen3.8"]
 FAMILIES: tuple[Family, ...] = ("qwen3.5", "qwen3.6", "qwen3.8")
 DEFAULT_FAMILY: Family = "qwen3.5"
-# The sampling presets launch commands use (launch/commands.py picks one per model size).
-SAMPLING_PRESETS = ("thinking_general", "non_thinking_general", "thinking_precise_coding")
 
 
 class Source(Strict):
@@ -111,6 +110,9 @@ class ModelSpec(Strict):
     context: Context
     artifacts: list[Artifact]
     quality: QualityScores | None = None
+    sampling: ModelSampling | None = Field(
+        None, description="The card's presets; None (a checkpoint read from disk): the family's."
+    )
 
     @property
     def is_moe(self) -> bool:
@@ -198,6 +200,9 @@ class SpecTable(Strict):
             refs += [a.source for a in m.artifacts]
             if m.quality:
                 refs.append(m.quality.source)
+            if m.sampling:
+                refs.append(m.sampling.source)
+                self._family_presets_exist(m)
             for a in m.artifacts:
                 if a.precision not in self.precisions:
                     raise ValueError(f"{m.name}: artifact precision {a.precision!r} is undefined")
@@ -213,6 +218,15 @@ class SpecTable(Strict):
         if self.sampling_source not in self.sources:
             raise ValueError(f"source {self.sampling_source!r} is not in sources")
         return self
+
+    def _family_presets_exist(self, m: ModelSpec) -> None:
+        assert m.sampling is not None
+        for mode, inh in m.sampling.inherits.items():
+            if inh.source == "family" and inh.preset not in self.sampling:
+                raise ValueError(
+                    f"{m.name}: sampling {mode} inherits family preset {inh.preset!r}, "
+                    "which the table does not define"
+                )
 
     def family_models(self, family: str = DEFAULT_FAMILY) -> list[ModelSpec]:
         """The models of one release line, or of all with `family="all"`."""
@@ -247,9 +261,12 @@ class SpecTable(Strict):
                 raise ValueError(f"runtimes.{name}.kv_cache_types: needs at least one type")
             if not info.formats:
                 raise ValueError(f"runtimes.{name}.formats: needs at least one format")
-        for preset in SAMPLING_PRESETS:
+        for preset in REQUIRED_MODES:
             if preset not in self.sampling:
                 raise ValueError(f"sampling: preset {preset!r} is missing")
+            missing_keys = [k for k in SAMPLING_KEYS if k not in self.sampling[preset]]
+            if missing_keys:
+                raise ValueError(f"sampling.{preset}: {missing_keys[0]!r} is missing")
         return self
 
     def get(self, name: str) -> ModelSpec:
