@@ -1,11 +1,14 @@
 """The page in a real browser: Debian's headless chromium driven by selenium fills the form,
-submits it, waits for the pick, and saves the screenshots docs/serve.md shows.
+submits it, waits for the pick, and takes screenshots: into the test's temporary folder, or
+into docs/img (the ones docs/serve.md shows) when QWENFIT_DOC_SCREENSHOTS=1, so that a test
+run never rewrites tracked files.
 
 Skipped when chromium or its driver is absent (.ci/run installs them with apt-get).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +24,15 @@ from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 from serve_support import allow_loopback, running_server  # noqa: E402
 
-IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+DOC_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where the screenshots go (see the module docstring)."""
+    return DOC_IMG if os.environ.get("QWENFIT_DOC_SCREENSHOTS") == "1" else tmp_path
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver") or (
     "/usr/lib/chromium/chromedriver" if Path("/usr/lib/chromium/chromedriver").exists() else None
@@ -83,7 +94,7 @@ def plan(driver: Any, url: str) -> str:
     return text
 
 
-def test_form_shows_the_pick_bars_curve_and_commands(url: str) -> None:
+def test_form_shows_the_pick_bars_curve_and_commands(url: str, shots: Path) -> None:
     import httpx
 
     expected = httpx.post(
@@ -97,7 +108,7 @@ def test_form_shows_the_pick_bars_curve_and_commands(url: str) -> None:
         },
         timeout=30,
     ).json()["recommend"]["recommendations"]
-    IMG.mkdir(parents=True, exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
     driver = browser(1200, 2200)
     try:
         text = plan(driver, url)
@@ -111,12 +122,12 @@ def test_form_shows_the_pick_bars_curve_and_commands(url: str) -> None:
         rows = driver.find_elements(By.CSS_SELECTOR, "#alternatives tbody tr")
         assert len(rows) == len(expected) - 1
         assert not driver.find_element(By.ID, "status").get_attribute("class")  # no error
-        driver.save_screenshot(str(IMG / "serve-desktop.png"))
+        driver.save_screenshot(str(shots / "serve-desktop.png"))
     finally:
         driver.quit()
 
 
-def test_phone_width_and_an_error(url: str) -> None:
+def test_phone_width_and_an_error(url: str, shots: Path) -> None:
     driver = browser(390, 2400, phone=True)
     try:
         plan(driver, url)
@@ -124,7 +135,7 @@ def test_phone_width_and_an_error(url: str) -> None:
             "const e = document.documentElement; return [window.innerWidth, e.scrollWidth];"
         )
         assert widths == [390, 390]  # nothing wider than the phone's screen
-        driver.save_screenshot(str(IMG / "serve-phone.png"))
+        driver.save_screenshot(str(shots / "serve-phone.png"))
         ram = driver.find_element(By.ID, "ram")
         ram.clear()
         ram.send_keys("lots")
