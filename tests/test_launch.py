@@ -206,7 +206,7 @@ def test_shell_form_round_trips_hostile_arguments(table: SpecTable) -> None:
 
 def test_cli_launch_exits_3_with_its_document_when_it_does_not_fit() -> None:
     r = CliRunner().invoke(main, ["launch", "397b-a17b", "--vram", "1GB", "--ram", "8GB", "--json"])
-    assert json.loads(r.stdout)["schema_version"] == 2
+    assert json.loads(r.stdout)["schema_version"] == 3
     doc = json.loads(r.stdout)["launch"]
     assert r.exit_code == 3 and doc["fits"] is False
     assert doc["launch"]["steps"] and doc["fit"]["missing_bytes"] > 0

@@ -52,7 +52,7 @@ def assert_error(r: httpx.Response, status: int, exit_code: int, *words: str) ->
     assert r.status_code == status, r.text
     doc = r.json()
     assert set(doc) == {"schema_version", "error"}
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     assert doc["error"]["exit_code"] == exit_code
     message: str = doc["error"]["message"]
     assert "\n" not in message and len(message) < 600
@@ -136,7 +136,7 @@ def test_check_recommend_launch_models_are_the_cli_documents(url: str) -> None:
 
 def test_no_hardware_fields_plan_for_the_servers_machine(url: str) -> None:
     probed = httpx.get(url + "/v1/probe").json()
-    assert probed["schema_version"] == 2 and probed["machine"]["source"] == "probe"
+    assert probed["schema_version"] == 3 and probed["machine"]["source"] == "probe"
     doc = post(url, "/v1/recommend", {}).json()["recommend"]
     assert doc["machine"]["source"] == "probe"
     assert doc["machine"]["ram_total_bytes"] == probed["machine"]["ram_total_bytes"]
@@ -146,7 +146,7 @@ def test_gpus_is_the_catalog(url: str) -> None:
     from qwenfit.hardware.catalog import gpu_catalog
 
     doc = httpx.get(url + "/v1/gpus").json()
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     assert [g["name"] for g in doc["gpus"]] == [g.name for g in gpu_catalog().gpus]
 
 

@@ -6,7 +6,7 @@
     POST /mcp  (MCP streamable HTTP, stateless, JSON responses)
 
 Every answer is a JSON document with `schema_version`; an error is
-`{"schema_version": 2, "error": {"message": "...", "exit_code": n}}` with the status of
+`{"schema_version": 3, "error": {"message": "...", "exit_code": n}}` with the status of
 `service.failure`. Bodies are refused before parsing when they exceed `max_body` bytes (413)
 or nest deeper than `max_depth` (422), so a hostile body costs a bounded amount of work.
 """

@@ -5,7 +5,7 @@ names, defaults, bounds and help as the CLI's options, unknown keys refused. The
 same request from its options and calls the same handler as the REST API and the MCP server, so
 `qwenfit estimate ... --json`, `POST /v1/estimate` and the MCP tool `estimate` print one document
 for one question by construction. `document()` is the one JSON envelope
-(`{"schema_version": 2, "<command>": ...}`) and `document_models()` the records its schemas
+(`{"schema_version": 3, "<command>": ...}`) and `document_models()` the records its schemas
 come from.
 
 Values are parsed by the same `qwenfit.units` functions on every face, so a bad value raises the
@@ -53,9 +53,10 @@ if TYPE_CHECKING:
     from qwenfit.memory import Estimate, SweepResult
     from qwenfit.recommender import LaunchPlan, RecommendResult
 
-# Version 2 (qwenfit 0.3): every command prints {"schema_version": 2, "<command>": record};
-# version 1 printed recommend and launch flat. docs/api.md lists the changes.
-SCHEMA_VERSION = 2
+# Version 3 (qwenfit 0.4): model records carry the card's sampling presets. Version 2 (0.3):
+# every command prints {"schema_version": N, "<command>": record}; version 1 printed recommend
+# and launch flat. docs/api.md lists the changes.
+SCHEMA_VERSION = 3
 log = logging.getLogger("qwenfit.serve")
 
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
@@ -137,7 +138,7 @@ def parse_request(command: str, values: dict[str, Any]) -> Request:
 
 def _document_model(command: str, record: Any) -> type[BaseModel]:
     fields: dict[str, Any] = {
-        "schema_version": (Literal[2], Field(description="2 since qwenfit 0.3.")),
+        "schema_version": (Literal[3], Field(description="3 since qwenfit 0.4 (2 in 0.3).")),
         KEYS[command]: (record, ...),
     }
     model: type[BaseModel] = create_model(
