@@ -83,6 +83,32 @@ def test_the_measured_family_figures_are_what_the_sources_say(table: SpecTable) 
         assert quality.weight_loss(table.get("qwen3.5-27b"), quant, sizes).value < 0.01
 
 
+def test_q4_k_m_is_charged_from_this_family_by_size(table: SpecTable) -> None:
+    # Qwen3.5-35B-A3B, llama.cpp WikiText-2 perplexity with an f16 KV cache: Q4_K_M 6.0184 vs
+    # Q8_0 5.8831, on top of Q8_0's own 0.0004 against BF16
+    sizes = _sizes(table)
+    moe = quality.weight_loss(table.get("qwen3.5-35b-a3b"), "q4_k_m", sizes)
+    assert moe.value == pytest.approx(6.0184 / 5.8831 - 1 + 0.0004, abs=5e-5)
+    assert moe.measured and moe.note == ""
+    # the preference order per size: this size, else the nearest measured size of the family
+    big = quality.weight_loss(table.get("qwen3.5-397b-a17b"), "q4_k_m", sizes)
+    assert big.value == pytest.approx(0.008) and big.note == ""
+    for name in ("qwen3.5-9b", "qwen3.5-27b", "qwen3.5-122b-a10b"):
+        near = quality.weight_loss(table.get(name), "q4_k_m", sizes)
+        assert near.value == moe.value, name
+        assert "measured on qwen3.5-35b-a3b" in near.note, name
+    # the family figure, not llama.cpp's scoreboard on LLaMA-3-8B (0.0282), is charged
+    assert "another model" not in moe.note
+
+
+def test_a_finer_type_never_costs_more_than_q4_k_m_on_this_family(table: SpecTable) -> None:
+    sizes = _sizes(table)
+    for spec in table.models:
+        q4 = quality.weight_loss(spec, "q4_k_m", sizes).value
+        for quant in ("q5_k_s", "q5_k_m", "q6_k", "q8_0"):
+            assert quality.weight_loss(spec, quant, sizes).value <= q4, (spec.name, quant)
+
+
 def test_unmeasured_precisions_say_which_measurement_they_borrow(table: SpecTable) -> None:
     loss = quality.weight_loss(table.get("qwen3.5-27b"), "gptq-int4", _sizes(table))
     assert not loss.measured and "charged as" in loss.note
