@@ -471,3 +471,29 @@ def test_a_score_borrowed_from_chat_says_so(table: SpecTable) -> None:
     assert line.startswith("chat score") and "reports none of the code benchmarks" in line
     r = recommend(make_machine(None, 16, ram_gb_s=20), task="code", models=["9b"], table=table)
     assert r.recommendations[0].reasons[0].startswith("code score")
+
+
+@pytest.mark.parametrize("vram", [12, 24])
+def test_experts_in_ram_make_room_for_the_tools_context(table: SpecTable, vram: int) -> None:
+    # A MoE pick with routed experts in RAM can move more of them to reach the 64K agents
+    # need; it stayed at 32K with "a longer one does not fit" (its context was re-placed
+    # without expert offload, which could never fit)
+    m = make_machine(vram, 64, ram_gb_s=60)
+    r = recommend(m, runtime="llama.cpp", task="agent", table=table)
+    p = r.recommendations[0]
+    assert p.estimate.layout.cpu_moe_layers, "the panel needs a pick with experts in RAM"
+    tools = policy.TOOL_CONTEXT["agent"]
+    if p.context >= tools:
+        return
+    assert p.gave_up and ("floor" in p.gave_up[0] or "does not fit" in p.gave_up[0])
+    at = check(
+        p.model,
+        m,
+        runtime="llama.cpp",
+        quant=p.quant,
+        context=tools,
+        kv_cache=p.kv_cache,
+        allow_offload=True,
+    )
+    speed = at.estimate.tokens_per_second
+    assert not at.fits or speed is None or speed < r.min_speed, (p.model, p.quant, speed)

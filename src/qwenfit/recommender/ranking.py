@@ -441,9 +441,22 @@ def _settle_context(search: Search, c: Candidate, floor: float) -> tuple[Candida
     best: Candidate | None = None
     why = "memory"
     need = policy.TOOL_CONTEXT.get(search.task, policy.THINKING_CONTEXT)
+    offload = _offloads(search, c)
+    if e.layout.cpu_moe_layers:
+        # More routed experts in RAM make room for a longer context, at some speed: try the
+        # cards' 128K, then the tools' 64K, as long as the floor holds.
+        cfg = search.config(c.spec, e.quant, e.kv_cache, e.text_only)
+        for ctx in sorted({min(policy.CARD_CONTEXT, native), need}, reverse=True):
+            if ctx <= e.context:
+                continue
+            best, failed = _at_context(search, c, cfg, e.kv_cache, ctx, floor)
+            if best is not None:
+                break
+            why = failed or why
+        tries = [] if best is not None else tries
     for kv in tries:
         cfg = search.config(c.spec, e.quant, kv, e.text_only)
-        placed, _ = search.place(cfg, e.context, search.options.allow_offload)
+        placed, _ = search.place(cfg, e.context, offload)
         goal = policy.context_goal(search.task, search.max_context(placed), native)
         if goal <= e.context and kv == e.kv_cache:
             continue
@@ -468,10 +481,12 @@ def _settle_context(search: Search, c: Candidate, floor: float) -> tuple[Candida
 def _at_context(
     search: Search, c: Candidate, cfg: Config, kv: str, ctx: int, floor: float
 ) -> tuple[Candidate | None, str]:
-    """`c` re-placed at `ctx` with KV `kv`, or None and why not ("memory", "speed", "users")."""
-    placed, est = search.place(cfg, ctx, search.options.allow_offload)
+    """`c` re-placed at `ctx` with KV `kv`, or None and why not ("memory", "speed", "users").
+    A pick with routed experts in RAM may move more of them; layers go to RAM only when asked."""
+    placed, est = search.place(cfg, ctx, _offloads(search, c))
     fit = check_fit(est, search.machine, search.options.margin)
-    if not fit.fits:
+    layers_in_ram = est.layout.kind == "offload" and not est.layout.cpu_moe_layers
+    if not fit.fits or (layers_in_ram and not search.options.allow_offload):
         return None, "memory"
     est = search.finished(est)
     tps, source = search.speed(est)
@@ -484,6 +499,11 @@ def _at_context(
     if got.concurrency < c.concurrency:
         return None, "users"
     return got, ""
+
+
+def _offloads(search: Search, c: Candidate) -> bool:
+    """Re-place `c` with offload allowed: asked for, or `c` already keeps weights in RAM."""
+    return search.options.allow_offload or c.est.layout.kind == "offload"
 
 
 def _closest(misses: list[Miss], machine: Machine, runtime: str) -> Closest | None:
