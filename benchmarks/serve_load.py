@@ -15,16 +15,16 @@ import argparse
 import asyncio
 import os
 import platform
-import re
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from report.common import SECTIONS, write_section
+
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- serve-load:begin -->", "<!-- serve-load:end -->"
+BEGIN, END = SECTIONS["serve-load"]
 HW = {"gpu": "RTX 4090", "ram": "64GB"}
 MIX: list[tuple[str, dict[str, Any]]] = [
     ("/v1/estimate", {"model": "9b", "quant": "q4_k_m", "context": "32k", **HW}),
@@ -110,14 +110,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def write_docs(r: dict[str, Any]) -> None:
-    text = DOC.read_text(encoding="utf-8")
-    section = markdown(r)
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.write_text(text, encoding="utf-8")
+    write_section("serve-load", markdown(r))
 
 
 def main() -> None:

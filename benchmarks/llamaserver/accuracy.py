@@ -28,6 +28,10 @@ from qwenfit.memory.runtimes import artifact_for
 from qwenfit.specs.table import load_specs
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))  # report.common: the page and its sections
+
+from report.common import SECTIONS, write_section  # noqa: E402
+
 FIXTURE = REPO / "tests/fixtures/measured/llamaserver_b11434.json"
 CPU_ONLY = Machine(
     source="hypothetical",
@@ -135,8 +139,7 @@ def err(pair: tuple[float, float]) -> float:
     return 100.0 * (ours - logged) / logged if logged else 0.0
 
 
-BEGIN, END = "<!-- llama-server:begin -->", "<!-- llama-server:end -->"
-DOCS = REPO / "docs" / "benchmarks.md"
+BEGIN, END = SECTIONS["llama-server"]
 
 
 def markdown(
@@ -200,15 +203,7 @@ def main() -> None:
     rows = [compare(r, build) for r in measured_runs(doc)]
     if "--docs" in sys.argv:
         before = [compare(r, 11312) for r in measured_runs(doc)]
-        text = DOCS.read_text()
-        section = "\n".join(markdown(doc, rows, before, 11312))
-        i, j = text.find(BEGIN), text.find(END)
-        text = (
-            text[:i] + section + text[j + len(END) :]
-            if 0 <= i < j
-            else text.rstrip("\n") + "\n\n" + section + "\n"
-        )
-        DOCS.write_text(text)
+        write_section("llama-server", "\n".join(markdown(doc, rows, before, 11312)))
     print(f"llama-server build {doc['build']} measured; estimate for build {build}")
     if "--markdown" in sys.argv:
         print(

@@ -16,7 +16,6 @@ device class and runtime) and the peers' columns in docs/benchmarks.md between i
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import sys
 import tempfile
@@ -29,6 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "peers"))
 
 import validate  # noqa: E402
+from report.common import SECTIONS, write_section  # noqa: E402
 
 
 def cases() -> list[dict[str, Any]]:
@@ -96,8 +96,7 @@ def _size(model: str) -> str:
     return "0.8B-9B" if size in ("0.8B", "2B", "4B", "9B") else size
 
 
-DOC = HERE.parents[1] / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- speed-goals:begin -->", "<!-- speed-goals:end -->"
+BEGIN, END = SECTIONS["speed-goals"]
 
 
 def _row(name: str, s: dict[str, Any]) -> str:
@@ -162,14 +161,7 @@ def markdown(peers: dict[str, Any]) -> str:
 
 
 def write_docs(peers: dict[str, Any]) -> None:
-    text = DOC.read_text(encoding="utf-8")
-    section = markdown(peers)
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.write_text(text, encoding="utf-8")
+    write_section("speed-goals", markdown(peers))
 
 
 def main() -> None:

@@ -21,6 +21,30 @@ for _p in (PEERS, BENCH):
         sys.path.insert(0, str(_p))
 
 
+DOC = REPO / "docs" / "benchmarks.md"
+# The sections of DOC that rigs other than run_all.py write between their own markers
+# (run_all.py keeps them when it rewrites the page: report.markdown.kept_sections).
+SECTIONS = {
+    "serve-load": ("<!-- serve-load:begin -->", "<!-- serve-load:end -->"),  # serve_load.py
+    "speed-goals": ("<!-- speed-goals:begin -->", "<!-- speed-goals:end -->"),  # realworld/peers.py
+    "llama-server": ("<!-- llama-server:begin -->", "<!-- llama-server:end -->"),  # llamaserver/
+}
+
+
+def write_section(name: str, section: str) -> None:
+    """Put `section` (from its begin marker to its end marker) in place of the section `name`
+    of DOC, or at the end of DOC when it has none yet."""
+    begin, end = SECTIONS[name]
+    text = DOC.read_text(encoding="utf-8")
+    body = section.rstrip("\n")
+    i, j = text.find(begin), text.find(end)
+    if 0 <= i < j:
+        text = text[:i] + body + text[j + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    DOC.write_text(text, encoding="utf-8")
+
+
 def load(path: Path) -> Any:
     """Parse a JSON file."""
     return json.loads(path.read_text())

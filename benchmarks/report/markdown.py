@@ -6,7 +6,7 @@ import os
 import statistics
 from typing import Any
 
-from report.common import gib, pct, table
+from report.common import SECTIONS, gib, pct, table
 from report.startup import FLOOR_LABEL
 
 SHORT = {
@@ -857,17 +857,10 @@ def render(data: dict[str, Any], imgs: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-KEPT_MARKERS = [
-    ("<!-- serve-load:begin -->", "<!-- serve-load:end -->"),
-    ("<!-- speed-goals:begin -->", "<!-- speed-goals:end -->"),
-    ("<!-- llama-server:begin -->", "<!-- llama-server:end -->"),
-]
-
-
 def kept_sections(old: str) -> str:
     """The marked sections of the previous page that other rigs own, to append again."""
     out = ""
-    for begin, end in KEPT_MARKERS:
+    for begin, end in SECTIONS.values():
         i, j = old.find(begin), old.find(end)
         if 0 <= i < j:
             out += "\n" + old[i : j + len(end)] + "\n"
