@@ -81,10 +81,7 @@ def catalog_gpus(spec: str, ram_total: int = 0) -> list[GPU]:
 
     Apple chips ('M3 Max') share RAM: their GPU gets Metal's share of `ram_total`.
     """
-    count, name = 1, spec
-    m = _COUNT_RE.match(spec)
-    if m:
-        count, name = int(m.group(1)), m.group(2)
+    count, name = _count_and_name(spec)
     if not 1 <= count <= 64:
         raise UsageError(f"invalid --gpu {spec!r}: count must be between 1 and 64")
     entry = _lookup(name)
@@ -119,6 +116,12 @@ def catalog_gpus(spec: str, ram_total: int = 0) -> list[GPU]:
 def catalog_index() -> dict[str, CatalogGPU]:
     """The catalog by normalised name and alias, built once per process."""
     return {_key(n): g for g in gpu_catalog().gpus for n in (g.name, *g.aliases)}
+
+
+def _count_and_name(spec: str) -> tuple[int, str]:
+    """'2x H100' -> (2, 'H100'); 'RTX 4090' -> (1, 'RTX 4090')."""
+    m = _COUNT_RE.match(spec)
+    return (int(m.group(1)), m.group(2)) if m else (1, spec)
 
 
 def _lookup(name: str) -> CatalogGPU:
@@ -230,8 +233,7 @@ def _unified_ram(gpu: str, base: Machine, update: dict[str, object]) -> int | No
     the catalog has it (set in `update`); None (keep the base's RAM) when the base itself has a
     unified-memory GPU (run on that machine) or the device is not unified. Otherwise the probed
     RAM belongs to another machine, and planning with it would be silently wrong: UsageError."""
-    m = _COUNT_RE.match(gpu)
-    entry = _lookup(m.group(2) if m else gpu)
+    entry = _lookup(_count_and_name(gpu)[1])
     if not entry.unified_memory:
         return None
     if entry.ram_gib is not None:
