@@ -277,9 +277,7 @@ def rank(
         ]
         ordered += sorted(tied, key=tiebreak)
         rest = [c for c in rest if not any(c is t for t in tied)]
-    rules = _rules(ordered, quality, tier, card, strong, model, by_tier)
-    if by_tier and release is not None and model is not None:
-        rules.append(_release_rule(ordered, quality, release, model))
+    rules = _rules(ordered, quality, tier, card, strong, model, release, by_tier)
     ordered = _ahead(ordered, rules)
     return ordered + sorted(slow, key=slow_key)
 
@@ -294,41 +292,37 @@ def _rules(
     card: Callable[[C], float] | None,
     strong: Callable[[C], bool] | None,
     model: Callable[[C], str] | None,
+    release: Callable[[C], object] | None,
     by_tier: bool,
 ) -> list[Rule]:
-    """Which of `ordered` (by index) must go ahead of which. The tier rule: a is strong, of a
-    larger tier and has the higher card score (an edge to a smaller tier). The precision rule:
-    the same model, `PRECISION_TIE` points or more better (an edge that keeps the tier and
-    lowers the score). Together they cannot form a cycle. Each key is computed once: the pairs
-    are n^2."""
+    """Which of `ordered` (by index) must go ahead of which.
+
+    - The tier rule: a is strong, of a larger tier and has the higher card score (an edge to a
+      smaller tier).
+    - The precision rule: the same model, `PRECISION_TIE` points or more better.
+    - The release rule (with the tier rule): two releases of one architecture at one
+      precision (Qwen3.5-27B and Qwen3.6-27B at Q4_K_M) have the same bytes and speed model,
+      so their few-tenths-of-a-percent file size differences are no reason to pick the
+      lower-scoring one inside a noise tie: the higher score goes ahead.
+    The last two keep the tier and lower the score, so together they cannot form a cycle.
+    Each key is computed once: the pairs are n^2."""
     rules: list[Rule] = []
     if by_tier and tier is not None and card is not None and strong is not None:
         tiers = [tier(x) for x in ordered]
         cards = [card(x) for x in ordered]
         strongs = [strong(x) for x in ordered]
         rules.append(lambda a, b: tiers[a] > tiers[b] and strongs[a] and cards[a] > cards[b])
-    if model is not None:
-        models = [model(x) for x in ordered]
-        scores = [quality(x) for x in ordered]
-        rules.append(lambda a, b: models[a] == models[b] and scores[a] - scores[b] >= PRECISION_TIE)
-    return rules
-
-
-def _release_rule(
-    ordered: list[C],
-    quality: Callable[[C], float],
-    release: Callable[[C], object],
-    model: Callable[[C], str],
-) -> Rule:
-    """Two releases of one architecture at one precision (Qwen3.5-27B and Qwen3.6-27B at
-    Q4_K_M) have the same bytes and the same speed model; their few-tenths-of-a-percent file
-    size differences are no reason to pick the lower-scoring one inside a noise tie. So the
-    higher score goes ahead. The edge keeps the tier and lowers the score, like the precision
-    rule: no cycle."""
-    keys = [release(x) for x in ordered]
+    if model is None:
+        return rules
     models = [model(x) for x in ordered]
     scores = [quality(x) for x in ordered]
-    return lambda a, b: keys[a] == keys[b] and models[a] != models[b] and scores[a] > scores[b]
+    rules.append(lambda a, b: models[a] == models[b] and scores[a] - scores[b] >= PRECISION_TIE)
+    if by_tier and release is not None:
+        keys = [release(x) for x in ordered]
+        rules.append(
+            lambda a, b: keys[a] == keys[b] and models[a] != models[b] and scores[a] > scores[b]
+        )
+    return rules
 
 
 def _ahead(ordered: list[C], rules: list[Rule]) -> list[C]:
