@@ -153,12 +153,6 @@ def tier(spec: ModelSpec) -> int:
     return sum(billions >= b for b in TIER_BOUNDS_B)
 
 
-def shape(spec: ModelSpec) -> str:
-    """The architecture as one key: equal for releases of one architecture (the memory and
-    speed models read nothing else), e.g. Qwen3.5-27B, Qwen3.6-27B and Qwen3.8-27B."""
-    return spec.architecture.model_dump_json(exclude={"source"})
-
-
 def strong_enough(quant: str, kv_cache: str) -> bool:
     """May a larger tier win on its card score: weights of 4 bits or more and a KV cache that
     costs no more than q8_0."""

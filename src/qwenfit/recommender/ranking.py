@@ -420,7 +420,7 @@ def _rank(
         model=lambda c: c.spec.name,
         prefer=prefer,
         comparable=lambda c: c.has_task,
-        release=lambda c: (policy.shape(c.spec), c.est.quant),
+        release=lambda c: (c.spec.architecture_key, c.est.quant),
     )
 
 

@@ -119,6 +119,12 @@ class ModelSpec(Strict):
         return self.architecture.moe is not None
 
     @property
+    def architecture_key(self) -> str:
+        """The architecture as one key, equal for releases of one architecture (Qwen3.5-27B,
+        Qwen3.6-27B, Qwen3.8-27B): the memory and speed models read nothing else."""
+        return self.architecture.model_dump_json(exclude={"source"})
+
+    @property
     def size_label(self) -> str:
         """'9b', '35b-a3b': the part of the name after the family ('qwen3.5-', 'qwen3.6-')."""
         return self.name.removeprefix(f"{self.family}-")
@@ -240,11 +246,10 @@ class SpecTable(Strict):
 
     def newer_same_shape(self, spec: ModelSpec) -> list[ModelSpec]:
         """Later releases with exactly the same architecture (so the same memory), newest first."""
-        shape = spec.architecture.model_dump(exclude={"source"})
         same = [
             m
             for m in self.models
-            if m.released > spec.released and m.architecture.model_dump(exclude={"source"}) == shape
+            if m.released > spec.released and m.architecture_key == spec.architecture_key
         ]
         return sorted(same, key=lambda m: m.released, reverse=True)
 
