@@ -9,17 +9,13 @@ estimate's context is what the memory budget allows, stated in a note.
 from __future__ import annotations
 
 from qwenfit.adapters import MLX, adapter
-from qwenfit.launch.common import Task, sampling_preset
+from qwenfit.launch.common import Task, num, sampling_preset
 from qwenfit.launch.record import LaunchCommand, Step
 from qwenfit.memory.mlx import MLX_KV_BITS, MLX_KV_GROUP_SIZE
 from qwenfit.memory.record import Estimate
 from qwenfit.specs.table import ModelSpec, SpecTable
 
 MLX_PORT = 8080  # both servers' default --port
-
-
-def _num(x: float) -> str:
-    return f"{x:g}"
 
 
 def mlx_command(
@@ -40,7 +36,7 @@ def mlx_command(
         "this estimate sized",
         f"sampling: {preset.origin}",
         "presence_penalty from the model card has no server flag; send "
-        f"presence_penalty={_num(s['presence_penalty'])} with each request",
+        f"presence_penalty={num(s['presence_penalty'])} with each request",
     ]
     if est.text_only:
         argv = [
@@ -50,13 +46,13 @@ def mlx_command(
             "--port",
             str(MLX_PORT),
             "--temp",
-            _num(s["temperature"]),
+            num(s["temperature"]),
             "--top-p",
-            _num(s["top_p"]),
+            num(s["top_p"]),
             "--top-k",
-            _num(s["top_k"]),
+            num(s["top_k"]),
             "--min-p",
-            _num(s["min_p"]),
+            num(s["min_p"]),
             *kv,
         ]
         if est.parallel > 1:
@@ -71,7 +67,7 @@ def mlx_command(
         install = ["pip", "install", "mlx-vlm"]
         notes.append(
             "mlx_vlm.server takes sampling only per request: send "
-            + ", ".join(f"{k}={_num(s[k])}" for k in ("temperature", "top_p", "top_k", "min_p"))
+            + ", ".join(f"{k}={num(s[k])}" for k in ("temperature", "top_p", "top_k", "min_p"))
         )
     return LaunchCommand(
         runtime=MLX,
