@@ -47,38 +47,7 @@ def _make_gguf_module() -> ModuleType:
 
 mg = _make_gguf_module()
 
-# A tiny Qwen3.5 whose 2-D weights can be Q4_K / Q8_0 (rows of 256 values).
-TINY: dict[str, Any] = {
-    "hidden_size": 256,
-    "num_hidden_layers": 4,
-    "full_attention_interval": 4,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "head_dim": 128,
-    "linear_num_key_heads": 2,
-    "linear_num_value_heads": 4,
-    "linear_key_head_dim": 64,
-    "linear_value_head_dim": 64,
-    "linear_conv_kernel_dim": 4,
-    "intermediate_size": 512,
-    "moe": None,
-    "vocab_size": 512,
-    "tie_word_embeddings": True,
-    "mtp_num_hidden_layers": 1,
-    "max_position_embeddings": 32768,
-    "vision": {
-        "depth": 2,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_heads": 2,
-        "out_hidden_size": 256,
-        "patch_size": 16,
-        "temporal_patch_size": 2,
-        "spatial_merge_size": 2,
-        "in_channels": 3,
-        "num_position_embeddings": 64,
-    },
-}
+TINY = q.TINY
 
 
 def raw_model(table: SpecTable, name: str) -> dict[str, Any]:
