@@ -104,7 +104,7 @@ def _gpu_of(machine: Machine, est: Estimate, device: int) -> GPU | None:
     return next((g for g in machine.gpus if g.index == index), None)
 
 
-def _seconds(
+def byte_seconds(
     row: dict[str, float],
     bandwidth: float,
     kind: DeviceKind,
@@ -112,6 +112,8 @@ def _seconds(
     mlx: bool,
     backend: Backend,
 ) -> float:
+    """Seconds to read one token's bytes (`row`, by kind) at `bandwidth`, each kind at its
+    fitted efficiency; the fixed per-layer costs are added by the caller."""
     weights = cal.mlx_weights if mlx and cal.mlx_weights else cal.weights[kind]
     experts = cal.mlx_weights if mlx and cal.mlx_weights else cal.experts[kind]
     kv = cal.kv_by_backend.get(backend, cal.kv)  # each backend's attention kernels
@@ -151,14 +153,14 @@ def decode_seconds(
         b = backend or backend_of(gpu)
         share[b] = share.get(b, 0.0) + sum(row.values()) / total
         stage = device // len(est.layout.devices) if est.layout.tensor_parallel else device
-        t = _seconds(row, gpu.bandwidth_bytes_per_s, device_kind(gpu), cal, mlx, b)
+        t = byte_seconds(row, gpu.bandwidth_bytes_per_s, device_kind(gpu), cal, mlx, b)
         seconds[stage] = max(seconds.get(stage, 0.0), t)
     time = sum(seconds.values())
     ram = reads.get(None)
     if ram and sum(ram.values()) > NEGLIGIBLE * total:
         if not machine.ram_bandwidth_bytes_per_s:
             return None
-        time += _seconds(ram, machine.ram_bandwidth_bytes_per_s, "cpu", cal, False, "cpu")
+        time += byte_seconds(ram, machine.ram_bandwidth_bytes_per_s, "cpu", cal, False, "cpu")
         share["cpu"] = share.get("cpu", 0.0) + sum(ram.values()) / total
     if mlx and cal.mlx_per_layer_s is not None:
         fixed = cal.mlx_per_layer_s

@@ -36,7 +36,13 @@ from qwenfit.memory.calibration import (
 from qwenfit.memory.config import configure, plan
 from qwenfit.memory.options import Options
 from qwenfit.memory.record import Estimate
-from qwenfit.memory.speed import backend_of, device_kind, prefill_flops, reads_by_kind
+from qwenfit.memory.speed import (
+    backend_of,
+    byte_seconds,
+    device_kind,
+    prefill_flops,
+    reads_by_kind,
+)
 from qwenfit.specs.table import load_specs
 from qwenfit.units import TiB
 
@@ -300,10 +306,10 @@ def fit(points: Measurements) -> Calibration:
                 }
             )
             continue
+        # the fit's llama.cpp time, as speed.decode_seconds takes it (rows are already seconds
+        # at full bandwidth)
         pred = (
-            (s["weights"] + s["state"]) / weights[kind]
-            + s["experts"] / experts[kind]
-            + s["kv"] / kv_by.get(backend, kv)
+            byte_seconds(s, 1.0, kind, partial, False, backend)
             + costs[backend] * layers
             + moe * moe_layers
         )
