@@ -1,5 +1,6 @@
 """Helpers for the service tests: a real uvicorn server on a free loopback port, in a thread,
-and a socket guard that lets tests reach loopback only (conftest refuses every connection)."""
+a plain HTTP server for fake upstreams (Hub, Kubernetes API, runtimes), and a socket guard that
+lets tests reach loopback only (conftest refuses every connection)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -29,6 +31,23 @@ def loopback_connect(sock: socket.socket, address: Any) -> Any:
 
 def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", loopback_connect)
+
+
+class LoopbackHTTP:
+    """The standard library's HTTP server for one handler class, on a free loopback port and
+    served from a daemon thread: what the tests' fake upstreams run on."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        # A short poll: shutdown() waits for the loop to notice, 0.5 s per server by default.
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def free_port() -> int:

@@ -5,15 +5,14 @@ them through a kubeconfig written for the test (tests never leave loopback)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from serve_support import allow_loopback
+from serve_support import LoopbackHTTP, allow_loopback
 
 from qwenfit.cli.commands import main
 from qwenfit.errors import QwenfitError, UsageError
@@ -55,7 +54,7 @@ def status(code: int, message: str) -> dict[str, Any]:
             "code": code}  # fmt: skip
 
 
-class ApiServer:
+class ApiServer(LoopbackHTTP):
     """The two LIST endpoints, paged as the API server pages them (limit / continue)."""
 
     def __init__(self, nodes: dict[str, Any], pods: list[dict[str, Any]]) -> None:
@@ -94,13 +93,7 @@ class ApiServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def kubeconfig(tmp_path: Path, server: str, token: str = TOKEN) -> Path:

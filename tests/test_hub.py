@@ -7,12 +7,10 @@ QWENFIT_CACHE_DIR inside tmp_path.
 
 from __future__ import annotations
 
-import _socket
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import gguf
 import pytest
 import qwen35_tensors as q
 from conftest import assert_weights_are_the_files
+from serve_support import LoopbackHTTP, allow_loopback
 from test_checkpoints import TINY, mg
 
 from qwenfit import estimate
@@ -118,22 +117,9 @@ class FakeHub:
 
 @pytest.fixture
 def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
-    real_connect = _socket.socket.connect
-
-    def loopback_only(self: socket.socket, address: Any) -> Any:
-        host = address[0] if isinstance(address, tuple) else address
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            raise AssertionError(f"a test tried to connect to {host}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", loopback_only)
+    allow_loopback(monkeypatch)
     fake = FakeHub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
-    # A short poll: shutdown() waits for the loop to notice, 0.5 s per test by default.
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
+    server = LoopbackHTTP(fake.handler())
     for var in (
         "HTTP_PROXY",
         "HTTPS_PROXY",
@@ -147,15 +133,14 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHu
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("QWENFIT_CACHE_DIR", str(tmp_path / "qwenfit-cache"))
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     yield fake
-    server.shutdown()
-    server.server_close()
+    server.close()
 
 
 def _abliterated(fake: FakeHub, table: SpecTable, config: dict[str, Any] | None = None) -> None:

@@ -4,16 +4,15 @@ their public API docs, tests/fixtures/replay/) and against llama.cpp's own log l
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 from click.testing import CliRunner
-from serve_support import allow_loopback
+from serve_support import LoopbackHTTP, allow_loopback
 
 from qwenfit import estimate
 from qwenfit.cli import main
@@ -29,7 +28,7 @@ REPLAY = HERE / "fixtures" / "replay"
 MEASURED = HERE / "fixtures" / "measured"
 
 
-class Replay:
+class Replay(LoopbackHTTP):
     """A loopback HTTP server answering fixed paths with canned bodies."""
 
     def __init__(self, routes: dict[str, tuple[str, bytes]]) -> None:
@@ -58,13 +57,7 @@ class Replay:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def _json(value: Any) -> tuple[str, bytes]:
